@@ -1,0 +1,47 @@
+"""The `audiostory` command: one file per command, each a thin shell over the Python API.
+
+Only typer and rich are imported here; each command imports torch and friends inside its function.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from . import doctor, plan
+from .common import ErrorHandlingGroup, out_console
+
+app = typer.Typer(
+    name="audiostory",
+    cls=ErrorHandlingGroup,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    help="Long-form narrative audio from a prompt: plan timed events, render them, deliver WAV, stems and cues.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"audiostory {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Long-form narrative audio from a prompt: plan timed events, render them, deliver WAV, stems and cues."""
+
+
+app.command(name="doctor")(doctor.doctor)
+app.add_typer(plan.app, name="plan")
+
+
+def main() -> None:
+    app()

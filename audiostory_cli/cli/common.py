@@ -1,0 +1,76 @@
+"""What every command shares: the stderr/stdout consoles and how errors become one red line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from ..errors import AudiostoryError
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, soft_wrap=True)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("AUDIOSTORY_DEBUG", "") not in ("", "0")
+
+
+def report_error(message: str) -> None:
+    """One red line on stderr."""
+    line = " ".join(str(message).split())
+    err_console.print(f"[bold red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
+
+
+class ErrorHandlingGroup(TyperGroup):
+    """Turns library errors into one red line and an exit code; AUDIOSTORY_DEBUG=1 shows the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except AudiostoryError as exc:
+            if debug_enabled():
+                raise
+            report_error(_escape(str(exc)))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            if debug_enabled():
+                raise
+            report_error("interrupted; finished work is kept, run the same command again to resume")
+            raise typer.Exit(130) from None
+        except MemoryError:
+            if debug_enabled():
+                raise
+            report_error("out of memory; try --offload, a shorter --duration or --device cpu")
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            if debug_enabled():
+                raise
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            report_error(_escape(f"{exc.strerror or exc}{where}"))
+            raise typer.Exit(1) from None
+        except Exception as exc:  # the last line of defence: never show a user a traceback
+            if debug_enabled():
+                raise
+            report_error(
+                _escape(f"internal error: {type(exc).__name__}: {exc} (run with AUDIOSTORY_DEBUG=1 for the "
+                        "traceback and please report it)")
+            )
+            raise typer.Exit(1) from None
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def is_interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()

@@ -1,0 +1,71 @@
+"""Domain errors. The library raises these; the CLI edge turns them into one red line and an exit code.
+
+Every message should say what went wrong, where, and how to fix it, in one line.
+"""
+
+from __future__ import annotations
+
+
+class AudiostoryError(Exception):
+    """Base class for every error a user can cause or fix."""
+
+    exit_code = 1
+
+
+class UsageError(AudiostoryError):
+    """A flag or argument is invalid (exit code 2, like a Click usage error)."""
+
+    exit_code = 2
+
+
+class InputError(AudiostoryError):
+    """A value or file the user gave is unusable."""
+
+
+class AudioInputError(InputError):
+    """An audio file cannot be read or is out of the supported range."""
+
+
+class StoryError(AudiostoryError):
+    """A story folder or its story.json is missing, corrupt or inconsistent."""
+
+
+class PlanValidationError(StoryError):
+    """A plan failed validation; names the event and field, and the line when parsed from text."""
+
+    def __init__(self, message: str, *, field: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.line = line
+
+
+class OutputExistsError(AudiostoryError):
+    """Refusing to overwrite something the user made."""
+
+
+class ModelError(AudiostoryError):
+    """A model cannot be found, built or loaded."""
+
+
+class UnknownModelError(ModelError):
+    """The model name is neither registered nor a model folder."""
+
+
+class WeightsError(ModelError):
+    """Weight files are missing, corrupt or do not match the architecture."""
+
+
+class CheckpointKeyError(WeightsError):
+    """Strict loading found missing, unexpected or mis-shaped keys."""
+
+
+class OfflineError(ModelError):
+    """Weights are not cached and the hub cannot be reached."""
+
+
+class DeviceError(AudiostoryError):
+    """The requested compute device is not available."""
+
+
+class TrainingError(AudiostoryError):
+    """A training run cannot start or continue."""

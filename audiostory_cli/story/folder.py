@@ -1,0 +1,103 @@
+"""The story folder on disk: story.json, plan.previous.json, events/, mix.wav, stems/, cues/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import OutputExistsError, PlanValidationError, StoryError
+from ..fsutil import safe_child, write_text_atomic
+from .plan import Event, Story, event_slug
+
+STORY_FILE = "story.json"
+PREVIOUS_FILE = "plan.previous.json"
+
+
+@dataclass(frozen=True)
+class StoryFolder:
+    root: Path
+
+    # -- paths ---------------------------------------------------------------------------------------------
+
+    @property
+    def story_path(self) -> Path:
+        return self.root / STORY_FILE
+
+    @property
+    def previous_path(self) -> Path:
+        return self.root / PREVIOUS_FILE
+
+    @property
+    def events_dir(self) -> Path:
+        return self.root / "events"
+
+    @property
+    def stems_dir(self) -> Path:
+        return self.root / "stems"
+
+    @property
+    def cues_dir(self) -> Path:
+        return self.root / "cues"
+
+    @property
+    def mix_path(self) -> Path:
+        return self.root / "mix.wav"
+
+    def event_file_name(self, event: Event) -> str:
+        """``events/03-car-skids-on.s7.wav``; relative, as stored in story.json."""
+        return f"events/{event.index:02d}-{event_slug(event.caption)}.s{event.seed}.wav"
+
+    def resolve(self, relative: str) -> Path:
+        """Absolute path of a file named in story.json, refusing anything outside the folder."""
+        return safe_child(self.root, relative, what="story file name")
+
+    # -- state ---------------------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.story_path.is_file()
+
+    def load(self) -> Story:
+        if not self.root.exists():
+            raise StoryError(f"story folder {self.root} does not exist; create one with `audiostory tell`")
+        if not self.root.is_dir():
+            raise StoryError(f"{self.root} is a file, not a story folder")
+        if not self.story_path.is_file():
+            raise StoryError(
+                f"{self.root} has no {STORY_FILE}; it is not a story folder (create one with `audiostory tell`)"
+            )
+        try:
+            text = self.story_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoryError(f"cannot read {self.story_path}: {exc}") from exc
+        try:
+            story = Story.from_json(text)
+        except PlanValidationError as exc:
+            raise PlanValidationError(f"{self.story_path}: {exc}", field=exc.field, line=exc.line) from exc
+        for event in story.events:
+            for name in ([event.file] if event.file else []) + event.takes:
+                self.resolve(name)
+        return story
+
+    def save(self, story: Story, *, keep_previous: bool = False) -> Path:
+        """Validate and write story.json atomically; with ``keep_previous`` the old plan becomes plan.previous.json."""
+        story.validate()
+        self.root.mkdir(parents=True, exist_ok=True)
+        if keep_previous and self.story_path.is_file():
+            write_text_atomic(self.previous_path, self.story_path.read_text(encoding="utf-8"))
+        return write_text_atomic(self.story_path, story.to_json())
+
+    def prepare_new(self, *, force: bool) -> None:
+        """Make sure a new story may be written here: empty, missing, or an existing story with ``force``."""
+        if self.root.exists() and not self.root.is_dir():
+            raise OutputExistsError(f"--out {self.root} is a file; choose a folder path")
+        if self.root.is_dir() and any(self.root.iterdir()):
+            if not self.exists():
+                raise OutputExistsError(
+                    f"--out {self.root} is not empty and is not a story folder; choose another folder"
+                )
+            if not force:
+                raise OutputExistsError(
+                    f"{self.root} already holds a story; use --force to replace it (the old plan is kept as "
+                    f"{PREVIOUS_FILE}) or choose another --out"
+                )
+        self.root.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,360 @@
+"""The typed plan: a story is a prompt, a total duration and timed events. Serialised as story.json.
+
+Times are seconds on the story timeline. Events are ordered, never overlap, and end at or before the total.
+Each event's raw render (``events/NN-slug.sSEED.wav``) is ``duration + tail`` long: the tail is the crossfade
+into the next event, so crossfades never shift the timeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import PlanValidationError
+
+SCHEMA_VERSION = 1
+EventStatus = Literal["planned", "rendered", "source"]
+STATUSES: tuple[str, ...] = ("planned", "rendered", "source")
+MAX_CAPTION_CHARS = 2000
+MAX_EVENTS = 200
+MAX_TOTAL_SECONDS = 3600.0
+MIN_EVENT_SECONDS = 0.5
+TIME_EPS = 1e-6  # seconds; tolerance for float round-off in start/end comparisons
+_STEM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+@dataclass
+class RenderSettings:
+    """Settings that change the rendered audio; part of every event's render hash."""
+
+    steps: int = 50
+    guidance: float = 4.0
+    crossfade: float = 1.5  # seconds, default per boundary
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Event:
+    index: int  # 1-based, contiguous
+    start: float
+    duration: float
+    caption: str
+    story_detail: str = ""
+    seed: int = 0
+    stem: str = "fx"
+    crossfade: float | None = None  # override of RenderSettings.crossfade for the boundary after this event
+    status: EventStatus = "planned"
+    render_hash: str | None = None
+    file: str | None = None  # relative to the story folder, under events/
+    takes: list[str] = field(default_factory=list)  # earlier renders kept by regen, oldest first
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Story:
+    prompt: str
+    total_duration: float
+    events: list[Event]
+    model: str = "tiny-random"
+    model_revision: str | None = None
+    preset: str = "broadcast"
+    style: str | None = None
+    instruction: str = ""  # the exact instruction given to the reasoner
+    reasoning: str = ""  # the reasoner's storyline text
+    settings: RenderSettings = field(default_factory=RenderSettings)
+    sample_rate: int = 44_100  # rate of the raw event renders
+    source: str | None = None  # for `continue`: the input audio copied into the folder
+    schema_version: int = SCHEMA_VERSION
+
+    # -- serialisation -------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["settings"] = self.settings.to_dict()
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Story:
+        """Build and validate; every error names the field (``events[3].duration``)."""
+        if not isinstance(data, dict):
+            raise PlanValidationError("story.json must hold a JSON object", field="")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise PlanValidationError(
+                f"story.json schema_version is {version!r}, this audiostory reads version {SCHEMA_VERSION}; "
+                "re-plan with `audiostory tell --plan-only` or upgrade audiostory",
+                field="schema_version",
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        _reject_unknown(data, known, "")
+        events_raw = data.get("events")
+        if not isinstance(events_raw, list):
+            raise PlanValidationError("'events' must be a list of events", field="events")
+        events = [_event_from_dict(raw, i) for i, raw in enumerate(events_raw, start=1)]
+        settings_raw = data.get("settings", {})
+        if not isinstance(settings_raw, dict):
+            raise PlanValidationError("'settings' must be a table", field="settings")
+        _reject_unknown(settings_raw, {f.name for f in dataclasses.fields(RenderSettings)}, "settings.")
+        settings = RenderSettings(
+            steps=_int(settings_raw.get("steps", 50), "settings.steps"),
+            guidance=_float(settings_raw.get("guidance", 4.0), "settings.guidance"),
+            crossfade=_float(settings_raw.get("crossfade", 1.5), "settings.crossfade"),
+        )
+        story = cls(
+            prompt=_str(data.get("prompt"), "prompt"),
+            total_duration=_float(data.get("total_duration"), "total_duration"),
+            events=events,
+            model=_str(data.get("model", "tiny-random"), "model"),
+            model_revision=_opt_str(data.get("model_revision"), "model_revision"),
+            preset=_str(data.get("preset", "broadcast"), "preset"),
+            style=_opt_str(data.get("style"), "style"),
+            instruction=_str(data.get("instruction", ""), "instruction"),
+            reasoning=_str(data.get("reasoning", ""), "reasoning"),
+            settings=settings,
+            sample_rate=_int(data.get("sample_rate", 44_100), "sample_rate"),
+            source=_opt_str(data.get("source"), "source"),
+        )
+        story.validate()
+        return story
+
+    @classmethod
+    def from_json(cls, text: str) -> Story:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PlanValidationError(
+                f"story.json is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+                line=exc.lineno,
+            ) from exc
+        return cls.from_dict(data)
+
+    # -- validation ----------------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise ``PlanValidationError`` naming the first bad field; never corrects anything silently."""
+        if not self.prompt.strip():
+            raise PlanValidationError("prompt is empty", field="prompt")
+        if not (math.isfinite(self.total_duration) and 0 < self.total_duration <= MAX_TOTAL_SECONDS):
+            raise PlanValidationError(
+                f"total_duration {self.total_duration} must be in (0, {MAX_TOTAL_SECONDS:g}] seconds",
+                field="total_duration",
+            )
+        if not self.events:
+            raise PlanValidationError("the plan has no events; add at least one [[event]]", field="events")
+        if len(self.events) > MAX_EVENTS:
+            raise PlanValidationError(f"the plan has {len(self.events)} events; at most {MAX_EVENTS}", field="events")
+        s = self.settings
+        if not 1 <= s.steps <= 1000:
+            raise PlanValidationError(f"settings.steps {s.steps} must be in 1..1000", field="settings.steps")
+        if not (math.isfinite(s.guidance) and 0.0 <= s.guidance <= 50.0):
+            raise PlanValidationError(f"settings.guidance {s.guidance} must be in 0..50", field="settings.guidance")
+        if not (math.isfinite(s.crossfade) and 0.0 <= s.crossfade <= 10.0):
+            raise PlanValidationError(
+                f"settings.crossfade {s.crossfade} must be in 0..10 seconds", field="settings.crossfade"
+            )
+        if self.sample_rate <= 0:
+            raise PlanValidationError("sample_rate must be positive", field="sample_rate")
+        previous_end = 0.0
+        for position, event in enumerate(self.events, start=1):
+            where = f"event {position}"
+            if event.index != position:
+                raise PlanValidationError(
+                    f"{where}: index is {event.index}, expected {position} (events are numbered 1, 2, 3, ...)",
+                    field=f"events[{position}].index",
+                )
+            _validate_event(event, where, position)
+            if event.start < previous_end - TIME_EPS:
+                raise PlanValidationError(
+                    f"{where} starts at {event.start:.3f} s, before event {position - 1} ends at "
+                    f"{previous_end:.3f} s; events must not overlap",
+                    field=f"events[{position}].start",
+                )
+            previous_end = event.end
+        if previous_end > self.total_duration + TIME_EPS:
+            raise PlanValidationError(
+                f"the last event ends at {previous_end:.3f} s, after total_duration {self.total_duration:.3f} s; "
+                "shorten an event or raise total_duration",
+                field=f"events[{len(self.events)}].duration",
+            )
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def event(self, index: int) -> Event:
+        if not 1 <= index <= len(self.events):
+            raise PlanValidationError(
+                f"event {index} does not exist; this story has events 1..{len(self.events)}", field="events"
+            )
+        return self.events[index - 1]
+
+    def crossfade_after(self, event: Event) -> float:
+        """Crossfade length at the boundary after ``event`` (0 for the last event or before a gap)."""
+        if event.index >= len(self.events):
+            return 0.0
+        nxt = self.events[event.index]
+        if nxt.start > event.end + TIME_EPS:
+            return 0.0
+        wanted = self.settings.crossfade if event.crossfade is None else event.crossfade
+        return max(0.0, min(wanted, event.duration, nxt.duration))
+
+    def render_length(self, event: Event) -> float:
+        """Seconds to render for ``event``: its duration plus the crossfade tail into the next event."""
+        return event.duration + self.crossfade_after(event)
+
+    def render_hash(self, event: Event) -> str:
+        """Hash over everything that changes this event's audio; decides what render/regen redo."""
+        payload = {
+            "caption": event.caption,
+            "story_detail": event.story_detail,
+            "duration": round(event.duration, 6),
+            "render_length": round(self.render_length(event), 6),
+            "seed": event.seed,
+            "model": self.model,
+            "model_revision": self.model_revision,
+            "steps": self.settings.steps,
+            "guidance": self.settings.guidance,
+            "sample_rate": self.sample_rate,
+            "style": self.style,
+        }
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def is_stale(self, event: Event) -> bool:
+        if event.status == "source":
+            return False
+        return event.status != "rendered" or event.render_hash != self.render_hash(event) or not event.file
+
+    def reflow(self) -> None:
+        """Make events contiguous from their first start, keeping each duration; total follows the end."""
+        cursor = self.events[0].start if self.events else 0.0
+        for position, event in enumerate(self.events, start=1):
+            event.index = position
+            event.start = round(cursor, 6)
+            cursor = event.end
+        self.total_duration = round(max(cursor, 0.0), 6)
+
+
+def event_slug(caption: str, max_words: int = 4) -> str:
+    """Short file-name-safe name from a caption: 'A car skids on wet road' -> 'a-car-skids-on'."""
+    words = re.findall(r"[a-z0-9]+", caption.lower())
+    slug = "-".join(words[:max_words])[:40].strip("-")
+    return slug or "event"
+
+
+# -- field helpers ----------------------------------------------------------------------------------------
+
+
+def _reject_unknown(data: dict[str, Any], known: set[str], prefix: str) -> None:
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise PlanValidationError(
+            f"unknown field {prefix}{unknown[0]!r}; known fields: {', '.join(sorted(known))}",
+            field=f"{prefix}{unknown[0]}",
+        )
+
+
+def _str(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise PlanValidationError(f"{name} must be text, got {type(value).__name__}", field=name)
+    return value
+
+
+def _opt_str(value: Any, name: str) -> str | None:
+    return None if value is None else _str(value, name)
+
+
+def _float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PlanValidationError(f"{name} must be a number, got {value!r}", field=name)
+    if not math.isfinite(float(value)):
+        raise PlanValidationError(f"{name} must be finite, got {value!r}", field=name)
+    return float(value)
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PlanValidationError(f"{name} must be a whole number, got {value!r}", field=name)
+    return value
+
+
+def _event_from_dict(raw: Any, position: int) -> Event:
+    where = f"events[{position}]"
+    if not isinstance(raw, dict):
+        raise PlanValidationError(f"{where} must be a table of fields", field=where)
+    _reject_unknown(raw, {f.name for f in dataclasses.fields(Event)}, f"{where}.")
+    for required in ("start", "duration", "caption"):
+        if required not in raw:
+            raise PlanValidationError(f"event {position} has no {required}", field=f"{where}.{required}")
+    crossfade = raw.get("crossfade")
+    takes = raw.get("takes", [])
+    if not isinstance(takes, list) or not all(isinstance(t, str) for t in takes):
+        raise PlanValidationError(f"{where}.takes must be a list of file names", field=f"{where}.takes")
+    status = raw.get("status", "planned")
+    if status not in STATUSES:
+        raise PlanValidationError(
+            f"event {position} status {status!r} must be one of {', '.join(STATUSES)}", field=f"{where}.status"
+        )
+    return Event(
+        index=_int(raw.get("index", position), f"{where}.index"),
+        start=_float(raw["start"], f"{where}.start"),
+        duration=_float(raw["duration"], f"{where}.duration"),
+        caption=_str(raw["caption"], f"{where}.caption"),
+        story_detail=_str(raw.get("story_detail", ""), f"{where}.story_detail"),
+        seed=_int(raw.get("seed", 0), f"{where}.seed"),
+        stem=_str(raw.get("stem", "fx"), f"{where}.stem"),
+        crossfade=None if crossfade is None else _float(crossfade, f"{where}.crossfade"),
+        status=status,
+        render_hash=_opt_str(raw.get("render_hash"), f"{where}.render_hash"),
+        file=_opt_str(raw.get("file"), f"{where}.file"),
+        takes=list(takes),
+    )
+
+
+def _validate_event(event: Event, where: str, position: int) -> None:
+    field_prefix = f"events[{position}]"
+    if not event.caption.strip():
+        raise PlanValidationError(f"{where}: caption is empty", field=f"{field_prefix}.caption")
+    if len(event.caption) > MAX_CAPTION_CHARS:
+        raise PlanValidationError(
+            f"{where}: caption is {len(event.caption)} characters; at most {MAX_CAPTION_CHARS}",
+            field=f"{field_prefix}.caption",
+        )
+    if event.start < 0:
+        raise PlanValidationError(f"{where}: start {event.start} is negative", field=f"{field_prefix}.start")
+    if not MIN_EVENT_SECONDS <= event.duration <= MAX_TOTAL_SECONDS:
+        raise PlanValidationError(
+            f"{where}: duration {event.duration} s must be in {MIN_EVENT_SECONDS}..{MAX_TOTAL_SECONDS:g} s",
+            field=f"{field_prefix}.duration",
+        )
+    if not 0 <= event.seed < 2**63:
+        raise PlanValidationError(f"{where}: seed {event.seed} must be in 0..2^63-1", field=f"{field_prefix}.seed")
+    if not _STEM_RE.match(event.stem):
+        raise PlanValidationError(
+            f"{where}: stem {event.stem!r} must be lowercase letters, digits, '-' or '_' (e.g. fx, amb, mx)",
+            field=f"{field_prefix}.stem",
+        )
+    if event.crossfade is not None and not 0.0 <= event.crossfade <= 10.0:
+        raise PlanValidationError(
+            f"{where}: crossfade {event.crossfade} must be in 0..10 seconds", field=f"{field_prefix}.crossfade"
+        )
+    for name in ([event.file] if event.file else []) + event.takes:
+        if "/" in name.removeprefix("events/") or "\\" in name or ".." in name or not name.startswith("events/"):
+            raise PlanValidationError(
+                f"{where}: file {name!r} must be a plain name inside events/ (no '..' or subfolders)",
+                field=f"{field_prefix}.file",
+            )

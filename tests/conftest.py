@@ -1,0 +1,18 @@
+"""Shared fixtures: every test gets its own cache and user dirs, and never touches the network."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    cache = tmp_path / "_cache"
+    monkeypatch.setenv("AUDIOSTORY_CACHE", str(cache))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "_xdg"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "_hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("AUDIOSTORY_DEBUG", raising=False)
+    monkeypatch.delenv("EDITOR", raising=False)
+    monkeypatch.delenv("VISUAL", raising=False)
+    return tmp_path
