@@ -1,5 +1,6 @@
 """The story folder: the typed plan (story.json), its validation, timeline and editing views."""
 
+from .folder import StoryFolder
 from .plan import (
     SCHEMA_VERSION,
     Event,
@@ -8,6 +9,5 @@ from .plan import (
     Story,
     event_slug,
 )
-from .folder import StoryFolder
 
 __all__ = ["SCHEMA_VERSION", "Event", "EventStatus", "RenderSettings", "Story", "StoryFolder", "event_slug"]

@@ -1,0 +1,45 @@
+"""The plan as a Rich table: what the user reviews before rendering."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from .plan import Story
+from .timecode import smpte
+
+_STATUS_STYLE = {"planned": "yellow", "rendered": "green", "source": "cyan"}
+
+
+def plan_table(story: Story, *, fps: float = 25.0, title: str | None = None) -> Table:
+    table = Table(
+        title=Text(title or f"{story.prompt[:80]}  ·  {story.total_duration:.2f} s  ·  {story.model}"),
+        title_justify="left",
+        show_lines=False,
+        expand=False,
+    )
+    table.add_column("#", justify="right", style="bold")
+    table.add_column("start–end (s)", justify="right", no_wrap=True)
+    table.add_column("timecode", no_wrap=True, style="dim")
+    table.add_column("dur", justify="right")
+    table.add_column("caption", overflow="fold", ratio=3)
+    table.add_column("story detail", overflow="fold", ratio=2, style="dim")
+    table.add_column("seed", justify="right")
+    table.add_column("status")
+    for event in story.events:
+        status = event.status
+        if status == "rendered" and story.is_stale(event):
+            status_text = "[yellow]stale[/]"
+        else:
+            status_text = f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
+        table.add_row(
+            str(event.index),
+            f"{event.start:.2f}–{event.end:.2f}",
+            f"{smpte(event.start, fps)}",
+            f"{event.duration:.2f}",
+            Text(event.caption),
+            Text(event.story_detail),
+            str(event.seed),
+            status_text,
+        )
+    return table
