@@ -10,7 +10,9 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import doctor, plan
+from . import doctor, plan, regen, render, tell
+from . import export as export_cmd
+from . import models as models_cmd
 from .common import ErrorHandlingGroup, out_console
 
 app = typer.Typer(
@@ -39,8 +41,13 @@ def root(
     """Long-form narrative audio from a prompt: plan timed events, render them, deliver WAV, stems and cues."""
 
 
+app.command(name="tell")(tell.tell)
+app.command(name="render")(render.render)
+app.command(name="regen")(regen.regen)
 app.command(name="doctor")(doctor.doctor)
+app.command(name="export")(export_cmd.export)
 app.add_typer(plan.app, name="plan")
+app.add_typer(models_cmd.app, name="models")
 
 
 def main() -> None:

@@ -33,7 +33,9 @@ class ErrorHandlingGroup(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort, typer.Exit, typer.Abort):
+        except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except (typer.Exit, typer.Abort):
             raise
         except AudiostoryError as exc:
             if debug_enabled():

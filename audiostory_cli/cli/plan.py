@@ -23,16 +23,13 @@ def show(
     """Print the plan as a table: index, start–end, timecode, duration, caption, story detail, seed, status."""
     from ..story import StoryFolder
     from ..story.table import plan_table
-    from ..story.timecode import check_fps
+    from ..story.timecode import frame_rate
 
     story = StoryFolder(story_dir).load()
     if as_json:
         out_console.print_json(story.to_json())
         return
-    try:
-        check_fps(fps)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--fps") from None
+    frame_rate(fps)  # validates --fps
     out_console.print(plan_table(story, fps=fps))
 
 

@@ -115,12 +115,12 @@ def set_event_fields(
         if value is not None:
             setattr(target, name, value)
     new_story = replace(story, events=new_events)
-    _reflow_keeping_gaps(new_story, story)
+    reflow_keeping_gaps(new_story, story)
     folder.save(new_story, keep_previous=True)
     return new_story
 
 
-def _reflow_keeping_gaps(new: Story, old: Story) -> None:
+def reflow_keeping_gaps(new: Story, old: Story) -> None:
     """Re-place events after a duration change: each keeps the gap it had before it; total follows the end."""
     cursor = old.events[0].start
     previous_old_end = old.events[0].start

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-import tomllib
 
 from ..errors import PlanValidationError
 from .plan import Event, Story

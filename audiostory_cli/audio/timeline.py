@@ -1,0 +1,148 @@
+"""Placing event renders on the story timeline: sample positions, equal-power crossfades, pieces and mixing.
+
+The convention (sample-exact at any rate ``sr``):
+
+* event ``i`` owns ``[s_i, e_i)`` with ``s_i = round(start_i·sr)`` and ``e_i = round(end_i·sr)``; when the next
+  event starts where this one ends (within ``TIME_EPS``), ``e_i = s_{i+1}`` so contiguous events abut exactly;
+* ``x_i = round(story.crossfade_after(event_i)·sr)`` is the boundary crossfade; the raw render holds
+  ``e_i - s_i + x_i`` frames (duration plus tail);
+* on ``[e_i, e_i + x_i)`` event ``i``'s tail fades out with ``cos(π/2·t)`` while event ``i+1``'s head (its first
+  ``x_i`` frames, already at its planned start) fades in with ``sin(π/2·t)``, ``t = (k + ½)/x_i``: equal power,
+  and nothing moves, because the fade lies *after* the boundary, inside the next event's span;
+* an edge without a crossfade (story start, before or after a gap, story end) gets a 5 ms raised-cosine
+  de-click inside the event's own span; gaps stay digital silence;
+* the mix is ``round(total_duration·sr)`` frames long.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ..story.plan import TIME_EPS, Story
+from .io import resample, resample_margin
+
+FloatArray = npt.NDArray[np.float32]
+DECLICK_SECONDS = 0.005
+
+
+@dataclass(frozen=True)
+class EventSpan:
+    """Where one event sits on the timeline, in samples at one rate."""
+
+    index: int
+    start: int  # first timeline sample of the event
+    end: int  # one past its last sample (its tail continues after this)
+    fade_in: int  # crossfade frames at the start (shared with the previous event's tail)
+    fade_out: int  # crossfade tail frames after ``end``
+
+    @property
+    def render_frames(self) -> int:
+        """Frames the raw render must hold: duration plus crossfade tail."""
+        return self.end - self.start + self.fade_out
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Audio ``(channels, frames)`` placed with its first frame at timeline sample ``offset`` (may be < 0)."""
+
+    offset: int
+    audio: FloatArray
+
+    @property
+    def stop(self) -> int:
+        return self.offset + int(self.audio.shape[1])
+
+
+def total_frames(story: Story, rate: int) -> int:
+    return int(round(story.total_duration * rate))
+
+
+def event_spans(story: Story, rate: int) -> list[EventSpan]:
+    """Sample positions of every event of ``story`` at ``rate`` (the convention in the module docstring)."""
+    spans: list[EventSpan] = []
+    previous_tail = 0
+    for position, event in enumerate(story.events):
+        start = round(event.start * rate)
+        nxt = story.events[position + 1] if position + 1 < len(story.events) else None
+        if nxt is not None and abs(nxt.start - event.end) <= TIME_EPS:
+            end = round(nxt.start * rate)
+        else:
+            end = round(event.end * rate)
+        tail = round(story.crossfade_after(event) * rate)
+        spans.append(EventSpan(event.index, start, end, previous_tail, tail))
+        previous_tail = tail
+    return spans
+
+
+def equal_power_fade(frames: int) -> tuple[FloatArray, FloatArray]:
+    """``(fade_out, fade_in)`` of ``frames`` samples: ``cos`` and ``sin`` of ``π/2·(k+½)/frames``; squares sum to 1."""
+    t = (np.arange(frames, dtype=np.float64) + 0.5) / max(frames, 1)
+    return np.cos(0.5 * np.pi * t).astype(np.float32), np.sin(0.5 * np.pi * t).astype(np.float32)
+
+
+def declick_ramp(frames: int) -> FloatArray:
+    """A raised-cosine fade-in of ``frames`` samples (reverse it for a fade-out)."""
+    t = (np.arange(frames, dtype=np.float64) + 0.5) / max(frames, 1)
+    return (np.sin(0.5 * np.pi * t) ** 2).astype(np.float32)
+
+
+def shape_event(raw: FloatArray, span: EventSpan, rate: int) -> Piece:
+    """Apply the crossfades and de-clicks to a raw render already trimmed to ``span.render_frames``."""
+    if raw.shape[1] != span.render_frames:
+        raise ValueError(f"event {span.index}: render has {raw.shape[1]} frames, span needs {span.render_frames}")
+    audio = np.array(raw, dtype=np.float32, copy=True)
+    own = span.end - span.start
+    declick = min(max(1, round(DECLICK_SECONDS * rate)), max(1, own // 2))
+    if span.fade_in:
+        audio[:, : span.fade_in] *= equal_power_fade(span.fade_in)[1]
+    else:
+        audio[:, :declick] *= declick_ramp(declick)
+    if span.fade_out:
+        audio[:, own:] *= equal_power_fade(span.fade_out)[0]
+    else:
+        audio[:, own - declick : own] *= declick_ramp(declick)[::-1]
+    return Piece(span.start, audio)
+
+
+def resample_piece(piece: Piece, from_rate: int, to_rate: int) -> Piece:
+    """Resample a piece so that it lands exactly where resampling the whole timeline would put it.
+
+    The piece is zero-padded to start and stop on a multiple of ``p`` input frames (``p/q`` the reduced rate
+    ratio) with room for the whole filter response, so input frame ``a·p`` maps to output frame ``a·q``.
+    """
+    if from_rate == to_rate:
+        return piece
+    gcd = math.gcd(from_rate, to_rate)
+    p, q = from_rate // gcd, to_rate // gcd
+    margin = resample_margin(from_rate, to_rate)
+    first = ((piece.offset - margin) // p) * p
+    last = -((-(piece.stop + margin)) // p) * p
+    padded = np.zeros((piece.audio.shape[0], last - first), dtype=np.float32)
+    padded[:, piece.offset - first : piece.stop - first] = piece.audio
+    out = resample(padded, from_rate, to_rate)
+    return Piece((first // p) * q, out)
+
+
+def clip_piece(piece: Piece, frames: int) -> Piece:
+    """The part of ``piece`` inside the timeline ``[0, frames)``."""
+    lo, hi = max(piece.offset, 0), min(piece.stop, frames)
+    if hi <= lo:
+        return Piece(lo, np.zeros((piece.audio.shape[0], 0), dtype=np.float32))
+    return Piece(lo, piece.audio[:, lo - piece.offset : hi - piece.offset])
+
+
+def mix_pieces(pieces: list[Piece], frames: int, channels: int = 2) -> FloatArray:
+    """Sum pieces (already clipped to the timeline) into a ``(channels, frames)`` buffer."""
+    out = np.zeros((channels, frames), dtype=np.float32)
+    for piece in pieces:
+        out[:, piece.offset : piece.stop] += piece.audio
+    return out
+
+
+def on_timeline(piece: Piece, frames: int, channels: int = 2) -> FloatArray:
+    """One piece as a full-length ``(channels, frames)`` track (a stem)."""
+    return mix_pieces([piece], frames, channels)

@@ -1,0 +1,230 @@
+"""`audiostory models list|download|verify|path|convert`: the model registry, verified downloads, conversion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import UsageError, WeightsError
+from .common import ErrorHandlingGroup, err_console, out_console
+
+app = typer.Typer(
+    cls=ErrorHandlingGroup,
+    no_args_is_help=True,
+    help="List, download, verify and convert model weights (registry: models/*.toml).",
+)
+
+
+class _TransferProgress:
+    """Draws byte-sized library progress (downloads, hashing) and step progress (convert) on stderr."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+            TimeRemainingColumn(), console=err_console, transient=True,
+        )
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _TransferProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._progress.stop()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(stage, total=total or None)
+        self._progress.update(self._tasks[stage], completed=done, total=total or None)
+
+
+@app.command("list")
+def list_models_cmd(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every part: repo, revision, licence.")
+                       ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Registered models with kind, download size, whether revisions are pinned, licence and local status."""
+    from rich.table import Table
+
+    from ..models.download import converted_path
+    from ..models.registry import ModelSpec, format_size, list_models, model_status
+
+    rows: list[tuple[ModelSpec, dict[str, str]]] = []
+    for spec in list_models():
+        size, complete = spec.known_size()
+        status = model_status(spec)
+        if spec.kind == "hub" and (converted_path(spec) / "audiostory.json").is_file():
+            status += ", converted"
+        elif spec.kind == "hub" and status == "present":
+            status += ", not converted"
+        unpinned = [p.name for p in spec.parts if not p.pinned]
+        revision = "—" if not spec.parts else ("pinned" if not unpinned else f"NOT pinned: {', '.join(unpinned)}")
+        shown_size = format_size(size, complete) if spec.parts else "—"
+        if spec.parts and not complete and spec.approx_size:
+            shown_size = spec.approx_size
+        rows.append((spec, {"name": spec.name, "kind": spec.kind, "size": shown_size, "revision": revision,
+                            "licence": spec.licence, "status": status}))
+    if as_json:
+        out_console.print_json(json.dumps([
+            {**row, "parts": [{"name": p.name, "repo": p.repo_id, "revision": p.revision, "pinned": p.pinned,
+                               "licence": p.licence, "optional": p.optional, "role": p.role} for p in spec.parts]}
+            for spec, row in rows]))
+        return
+    table = Table(title="models")
+    for column in ("model", "kind", "size", "revision", "licence", "status"):
+        table.add_column(column, overflow="fold")
+    for spec, row in rows:
+        table.add_row(row["name"], row["kind"], row["size"], row["revision"], row["licence"], row["status"])
+        if verbose:
+            for p in spec.parts:
+                pin = p.revision[:10] + ("" if p.pinned else " (branch, NOT pinned)")
+                label = f"  └ {p.name}" + (" (optional)" if p.optional else "")
+                table.add_row(label, p.repo_id, format_size(p.known_size, p.size_complete), pin, p.licence, "")
+    out_console.print(table)
+
+
+@app.command("download")
+def download_cmd(
+    name: Annotated[str, typer.Argument(help="Registered model name, e.g. audiostory-3b.")],
+    force: Annotated[bool, typer.Option("--force", help="Download every file again.")] = False,
+    with_optional: Annotated[bool, typer.Option("--with-optional",
+                                                help="Also fetch optional parts (training initialisation).")
+                             ] = False,
+    convert: Annotated[bool, typer.Option("--convert/--no-convert",
+                                          help="Convert to a fast model folder once downloaded.")] = True,
+    dtype: Annotated[str, typer.Option("--dtype", help="Converted weights: bf16, fp16 or fp32.")] = "bf16",
+) -> None:
+    """Download a model's files (resumable), verify sizes and sha256, convert once; print the model folder."""
+    from ..models.download import converted_path, download_model
+    from ..models.registry import get_model_spec
+
+    spec = get_model_spec(name)
+    with _TransferProgress() as progress:
+        path = download_model(spec, progress=progress, force=force, include_optional=with_optional)
+    err_console.print(f"{spec.name}: all files present and verified")
+    target = converted_path(spec)
+    if convert and (force or not (target / "audiostory.json").is_file()):
+        from ..models.convert import convert_model
+        from .progress_view import RichProgress
+
+        with RichProgress() as steps:
+            path = convert_model(spec, dtype=dtype, force=True, progress=steps).path
+        err_console.print(f"{spec.name}: converted (LoRA merged, every key checked) into {path}")
+    elif (target / "audiostory.json").is_file():
+        path = target
+    else:
+        err_console.print(f"next: audiostory models convert {spec.name}")
+    out_console.print(str(path), soft_wrap=True)
+
+
+@app.command("verify")
+def verify_cmd(
+    model: Annotated[str, typer.Argument(help="Registered model name or a model folder path.")],
+    with_optional: Annotated[bool, typer.Option("--with-optional", help="Also check optional parts.")] = False,
+) -> None:
+    """Hash every file and compare with the registry (or the sidecar of a model folder)."""
+    from rich.table import Table
+
+    from ..models.checkpoint import verify_model_folder
+    from ..models.download import verify_model
+    from ..models.registry import resolve_model_ref
+
+    ref = resolve_model_ref(model)
+    with _TransferProgress() as progress:
+        if isinstance(ref, Path):
+            checks = verify_model_folder(ref)
+        elif ref.kind == "hub":
+            checks = verify_model(ref, include_optional=with_optional, progress=progress)
+        else:
+            raise UsageError(f"{ref.name} is {ref.kind}: it has no files to verify")
+    table = Table(title=f"verify {model}")
+    for column in ("part", "file", "status", "detail"):
+        table.add_column(column, overflow="fold")
+    for c in checks:
+        style = "green" if c.status == "ok" else ("yellow" if c.status == "unverified" else "red")
+        table.add_row(c.part, c.path, f"[{style}]{c.status}[/]", c.detail)
+    out_console.print(table)
+    if not isinstance(ref, Path):
+        for part in ref.parts:
+            if not part.pinned:
+                err_console.print(f"note: part {part.name} ({part.repo_id}) follows {part.revision!r}; it is not "
+                                  "pinned to a commit, so its content can change upstream", markup=False)
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        raise WeightsError(f"{len(bad)} of {len(checks)} file(s) failed: "
+                           + ", ".join(f"{c.part}/{c.path} ({c.status})" for c in bad[:5])
+                           + ("; run `audiostory models download` to fetch or repair them"
+                              if not isinstance(ref, Path) else "; convert the model again"))
+
+
+@app.command("path")
+def path_cmd(
+    model: Annotated[str, typer.Argument(help="Registered model name or a model folder path.")],
+    converted: Annotated[bool, typer.Option("--converted", help="The converted model folder instead.")] = False,
+) -> None:
+    """Print where a model's files are (downloads, or with --converted the model folder inference loads)."""
+    from ..models.download import converted_path, model_path
+    from ..models.registry import resolve_model_ref
+
+    ref = resolve_model_ref(model)
+    if isinstance(ref, Path):
+        out_console.print(str(ref), soft_wrap=True)
+        return
+    path = converted_path(ref) if converted and ref.kind == "hub" else model_path(ref)
+    out_console.print(str(path), soft_wrap=True)
+
+
+@app.command("convert")
+def convert_cmd(
+    name: Annotated[str | None, typer.Argument(help="A downloaded registered model (e.g. audiostory-3b).")] = None,
+    source: Annotated[list[Path] | None, typer.Option("--source", help="Source folder (repeat): AudioStory, "
+                                                      "Qwen, TangoFlux, flan-T5, Whisper.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output model folder.")] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="bf16, fp16 or fp32 (VAE and T5 never fp16).")] = "bf16",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,
+) -> None:
+    """Write our model folder once: LoRA merged, strict key check, tokenizer, sidecar with source hashes."""
+    from ..models.convert import classify_sources, convert_official, sources_from_download
+    from ..models.download import converted_path
+    from ..models.registry import get_model_spec
+
+    if source:
+        if name is not None:
+            raise UsageError("give either a model NAME or --source folders, not both")
+        if out is None:
+            raise UsageError("--source needs --out DIR for the converted model folder")
+        sources = classify_sources(list(source))
+        target = out
+        label = "audiostory-3b"
+    else:
+        if name is None:
+            raise UsageError("give a downloaded model NAME (e.g. audiostory-3b) or --source folders with --out")
+        spec = get_model_spec(name)
+        from ..models.registry import model_status
+
+        if spec.kind != "hub" or model_status(spec) != "present":
+            raise UsageError(f"{name} is not a fully downloaded hub model; run `audiostory models download {name}`")
+        sources = sources_from_download(spec)
+        target = out or converted_path(spec)
+        label = spec.name
+    from .progress_view import RichProgress
+
+    with RichProgress() as progress:
+        meta = convert_official(sources, target, dtype=dtype, force=force, name=label, progress=progress)
+    err_console.print(f"converted {label}: {', '.join(meta.parts)} ({meta.dtype})")
+    out_console.print(str(meta.path), soft_wrap=True)

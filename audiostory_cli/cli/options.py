@@ -1,0 +1,55 @@
+"""Options shared by the commands that plan and render (tell, render, regen, continue)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from ..story import StoryFolder
+
+ModelOpt = Annotated[
+    str,
+    typer.Option("--model", "-m", help="Registered model (audiostory-3b, demo, tiny-random) or a model folder."),
+]
+DeviceOpt = Annotated[str, typer.Option(help="Compute device: auto (cuda, then mps, then cpu), cuda, mps or cpu.")]
+PresetOpt = Annotated[
+    str, typer.Option("--preset", help="Delivery loudness preset: broadcast, atsc, podcast, streaming or none.")
+]
+StyleOpt = Annotated[
+    str | None, typer.Option(help="Style preset: cartoon, field-recording, horror, sci-fi (lead phrase + settings).")
+]
+SeedOpt = Annotated[int | None, typer.Option(help="Base seed: event N gets seed+N-1 (default: a random one).")]
+StepsOpt = Annotated[int | None, typer.Option(help="Sampling steps per event (default 50, or the style's).")]
+GuidanceOpt = Annotated[float | None, typer.Option(help="Classifier-free guidance (default 4.0, or the style's).")]
+StemsOpt = Annotated[bool, typer.Option("--stems", help="Also export one stem per event (stems sum to the mix).")]
+CuesOpt = Annotated[
+    str, typer.Option(help="Cue sheets, comma-separated: story, reaper, audacity, edl (qc.json always).")
+]
+OffloadOpt = Annotated[
+    bool | None,
+    typer.Option("--offload/--no-offload", help="Move the LLM off the GPU before rendering (default: when needed)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of paths.")]
+
+ALL_CUES = "story,reaper,audacity,edl"
+
+
+def parse_cues(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def refresh_export_options(folder: StoryFolder, preset: str, *, stems: bool, cues: str | None) -> Any:
+    """Options for re-delivering a story: the last export's (stems, cues, loudness), with flags on top."""
+    import dataclasses
+
+    from ..export import ExportOptions, last_export_options
+
+    options = last_export_options(folder) or ExportOptions(loudness=preset, cues=parse_cues(ALL_CUES))
+    changes: dict[str, Any] = {"force": True}
+    if stems:
+        changes["stems"] = True
+    if cues is not None:
+        changes["cues"] = parse_cues(cues)
+    return dataclasses.replace(options, **changes)

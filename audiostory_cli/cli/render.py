@@ -1,0 +1,44 @@
+"""`audiostory render STORY_DIR`: render what is missing or stale (after a hand edit), then deliver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import err_console
+from .options import DeviceOpt, JsonOpt, OffloadOpt, StemsOpt, refresh_export_options
+
+
+def render(
+    story_dir: Annotated[Path, typer.Argument(help="The story folder (holds story.json).")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model to render with (default: the story's model).")
+    ] = None,
+    stems: StemsOpt = False,
+    cues: Annotated[
+        str | None, typer.Option(help="Cue sheets: story, reaper, audacity, edl (default: as last exported).")
+    ] = None,
+    device: DeviceOpt = "auto",
+    offload: OffloadOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Render every event that has no audio yet or whose caption, duration, seed or settings changed."""
+    err_console.print(f"[dim]audiostory render: {story_dir}[/]")
+    from ..story import StoryFolder
+
+    folder = StoryFolder(story_dir)
+    story = folder.load()
+    if model and model != story.model:
+        story.model = model  # every event's render hash names the model: all become stale
+        folder.save(story, keep_previous=True)
+    stale = [e.index for e in story.events if story.is_stale(e)]
+    err_console.print(f"{len(stale)} of {len(story.events)} events to render" if stale else "all events rendered")
+    export_options = refresh_export_options(folder, story.preset, stems=stems, cues=cues)
+
+    from .session import load_for_command, render_and_export, wants_offload
+
+    loaded, runtime = load_for_command(story.model, device)
+    render_and_export(folder, loaded, runtime, export_options=export_options,
+                      offload=wants_offload(offload, runtime), as_json=as_json)

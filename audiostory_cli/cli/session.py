@@ -1,0 +1,82 @@
+"""Loading a model for a command, with a spinner, and running the render → export tail every command shares."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .common import err_console, out_console
+
+if TYPE_CHECKING:
+    from ..model import AudioStoryModel
+    from ..runtime import Runtime
+    from ..story import StoryFolder
+
+
+def load_for_command(model_ref: str, device: str) -> tuple[AudioStoryModel, Runtime]:
+    """Pick device and dtype once, then load the model behind a transient spinner."""
+    with err_console.status(f"loading {model_ref}…"):
+        from ..model import load_model
+        from ..runtime import make_runtime
+
+        runtime = make_runtime(device)
+        model = load_model(model_ref, runtime)
+    err_console.print(f"model {model.name} on {runtime.describe()}")
+    return model, runtime
+
+
+def wants_offload(flag: bool | None, runtime: Runtime) -> bool:
+    """``--offload`` as given; by default only on CUDA when free memory is below what the full model needs."""
+    if flag is not None:
+        return flag
+    if runtime.device.type != "cuda":
+        return False
+    from ..runtime import memory_summary
+
+    free = memory_summary(runtime.device).get("free") or 0
+    needed = 12 * 1024**3
+    if free < needed:
+        err_console.print(f"low GPU memory ({free / 1024**3:.1f} GiB free): the LLM is offloaded before rendering")
+        return True
+    return False
+
+
+def render_and_export(
+    folder: StoryFolder,
+    model: AudioStoryModel,
+    runtime: Runtime,
+    *,
+    export_options: Any,
+    offload: bool,
+    as_json: bool,
+) -> None:
+    """Render what is missing, export, and print the results (paths, or JSON with --json) on stdout."""
+    from ..export import export_story
+    from ..pipeline import render_story
+    from .progress_view import RichProgress
+
+    with RichProgress() as progress:
+        report = render_story(folder, model, runtime, progress=progress, offload=offload)
+        result = export_story(folder, export_options, progress)
+    story = folder.load()
+    if as_json:
+        summary = {
+            "story": str(folder.story_path),
+            "mix": str(result.mix),
+            "stems": [str(p) for p in result.stems],
+            "cues": [str(p) for p in result.cues],
+            "qc": str(result.qc_path),
+            "rendered": report.rendered,
+            "events": [
+                {"index": e.index, "start": e.start, "duration": e.duration, "caption": e.caption, "seed": e.seed,
+                 "file": str(folder.resolve(e.file)) if e.file else None}
+                for e in story.events
+            ],
+            "integrated_lufs": result.qc.get("integrated_lufs"),
+            "true_peak_dbtp": result.qc.get("true_peak_dbtp"),
+        }
+        out_console.print_json(json.dumps(summary))
+        return
+    for path in [folder.story_path, result.mix, *result.stems, *result.cues, result.qc_path]:
+        out_console.print(str(Path(path)), soft_wrap=True)

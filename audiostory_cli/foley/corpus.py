@@ -1,0 +1,473 @@
+"""Stories made of foley events, in the AudioStory layout: instruction, storyline reasoning, timed events.
+
+An instruction is ``lead phrase + scene + ": " + narrative + " The total duration is X seconds."``, where the
+narrative names the events in order, sometimes indirectly ("the sky rumbles" for thunder). The reasoning
+follows the official style: "The storyline is mainly about: ... The whole story can be divided into N
+sequential parts. Event 1: Timestamp: 0.0s - 5.2s. Story detail: ... Sound effect: <caption>. ...".
+
+Splits (deterministic from the rng the caller passes):
+
+- ``train``: lead phrases 1-16, the train scenes, connective patterns and per-class clauses, and class
+  sequences made only of *seen* ordered class pairs.
+- ``val``: the same distribution as train (in-distribution validation), from different random draws.
+- ``test``: held out in both phrasing and order. Lead phrases 17-20, held-out scenes, connective patterns and
+  clauses (none of which train ever uses), and every story contains at least one *held-out* ordered class pair
+  (a bigram), so no test class sequence can occur in train. An ordered pair ``(a, b)`` is held out when
+  ``crc32("a>b") % 5 == 0`` (about a fifth of the pairs; see ``is_held_out_pair``).
+
+Every story records the phrasing it used in ``template_keys`` (e.g. ``"lead:3"``, ``"clause:rain:1"``) so the
+split property can be checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from ..errors import InputError, OutputExistsError
+from ..fsutil import write_text_atomic, write_with_atomic
+from ..progress import ProgressFn, no_progress
+from .bank import CLASS_NAMES, EventParams, caption_for, get_class, render_event, sample_params
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+_SPLIT_IDS = {"train": 1, "val": 2, "test": 3}
+
+# The 20 lead phrases of the official inference (GEN_PROMPT_ALL); each ends with a space.
+LEAD_PHRASES: tuple[str, ...] = (
+    "Create a long-form audio composition that explores ",
+    "I'd like an extended audio track with rich details of ",
+    "Craft an immersive soundscape that slowly unfolds ",
+    "Please produce a comprehensive recording capturing every aspect of ",
+    "Generate a detailed, drawn-out audio that brings to life ",
+    "Let's design a textured audio piece highlighting the nuances of ",
+    "Kindly fashion a lengthy audio journey through ",
+    "Devise a long-form audio narrative of ",
+    "Develop a gradually developing audio with meticulous attention to ",
+    "Imagine and produce a vivid audio experience of ",
+    "Construct a detailed soundscape that tells the story of ",
+    "Please generate a sustained audio track filled with ",
+    "Produce an in-depth, multi-layered audio that portrays ",
+    "Design a descriptive audio capturing the essence of ",
+    "Create a nuanced, extended audio that conveys ",
+    "I'd like to commission a long-form audio depicting ",
+    "Fashion a richly detailed audio recording of ",
+    "Propose a detailed, immersive audio that showcases ",
+    "Generate an elaborate audio piece focusing on ",
+    "Develop a comprehensive audio that fully represents ",
+)
+HELD_OUT_LEADS: frozenset[int] = frozenset({16, 17, 18, 19})  # 0-based indices used only by the test split
+
+# Scenes that open the narrative: (train, test).
+SCENES: tuple[tuple[str, ...], tuple[str, ...]] = (
+    ("a stormy night", "a quiet evening at home", "a busy afternoon in town", "a morning in the countryside",
+     "an ordinary day", "a tense night", "a weekend at the cabin", "a day by the river", "a late shift at work",
+     "a winter evening"),
+    ("a foggy dawn at the harbour", "a restless night in the city", "a strange afternoon",
+     "a summer holiday by the lake"),
+)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """How clauses are joined: ``first + c1 + sep + middle[i] + c2 + ... + sep + last + cN + "."``."""
+
+    first: str
+    middle: tuple[str, ...]
+    last: str
+    sep: str
+
+
+PATTERNS: tuple[tuple[Pattern, ...], tuple[Pattern, ...]] = (
+    (
+        Pattern("", ("then ",), "and finally ", ", "),
+        Pattern("first ", ("next ", "then "), "at last ", "; "),
+        Pattern("", ("after that, ", "then "), "in the end, ", ". "),
+        Pattern("at first ", ("soon ", "a moment later "), "finally ", ", "),
+    ),
+    (
+        Pattern("", ("moments later, ", "shortly after, "), "eventually, ", ". "),
+        Pattern("it opens as ", ("before long ", "later "), "and it closes as ", "; "),
+        Pattern("the scene begins when ", ("whereupon ", "after which "), "until ", ", "),
+    ),
+)
+
+# Per class: (train clauses, test clauses); each clause is (text, names the sound only indirectly).
+CLAUSES: dict[str, tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, bool], ...]]] = {
+    "rain": ((("rain starts to fall", False), ("it begins to rain", False),
+              ("drops patter against the window", True), ("the roof starts to drum", True)),
+             (("a downpour sets in", False), ("the clouds finally open", True))),
+    "thunder": ((("thunder rolls", False), ("a thunderclap booms overhead", False),
+                 ("the sky rumbles", True), ("the storm growls overhead", True)),
+                (("thunder cracks across the valley", False), ("the heavens roar", True))),
+    "footsteps": ((("footsteps approach", False), ("steps echo along the corridor", False),
+                   ("someone walks down the hall", True), ("a person paces across the room", True)),
+                  (("footfalls come closer", False), ("a stranger strolls past", True))),
+    "door_slam": ((("a door slams shut", False), ("the door bangs closed", False),
+                   ("someone storms out of the room", True), ("the front door is shut with a bang", False)),
+                  (("a door crashes shut", False), ("someone leaves in a fury", True))),
+    "knocking": ((("someone knocks at the door", False), ("there is a knock on the door", False),
+                  ("a visitor raps on the wood", True), ("a neighbour comes calling", True)),
+                 (("a knocking starts at the door", False), ("knuckles rap at the entrance", True))),
+    "car_engine": ((("a car engine starts", False), ("an engine idles outside", False),
+                    ("someone starts the car", True), ("the motor revs in the driveway", False)),
+                   (("the engine turns over", False), ("an old truck rumbles to life", True))),
+    "tyre_skid": ((("tyres screech", False), ("a car skids on the road", False),
+                   ("brakes are slammed hard", True), ("a driver swerves suddenly", True)),
+                  (("a car skids to a halt", False), ("wheels squeal around the corner", True))),
+    "siren": ((("a siren wails", False), ("a police car speeds by with its siren on", False),
+               ("an ambulance races past", True), ("emergency services rush through the streets", True)),
+              (("a siren howls", False), ("a fire engine screams down the avenue", True))),
+    "dog_bark": ((("a dog barks", False), ("the dog starts barking", False),
+                  ("the neighbour's hound wakes up", True), ("a dog warns off a stranger", False)),
+                 (("barking breaks out", False), ("a puppy yaps at the gate", True))),
+    "birdsong": ((("birds chirp", False), ("birds start singing", False),
+                  ("dawn breaks over the garden", True), ("a robin greets the morning", True)),
+                 (("birdsong fills the air", False), ("sparrows chatter in the hedge", True))),
+    "wind": ((("the wind picks up", False), ("wind howls around the house", False),
+              ("a gust rattles the shutters", True), ("a draught moans through the gaps", True)),
+             (("a breeze sweeps across the field", False), ("the trees begin to sway", True))),
+    "glass_break": ((("glass shatters", False), ("a window breaks", False),
+                     ("something fragile smashes to pieces", True), ("a vase falls to the floor", True)),
+                    (("the glass pane cracks and breaks", False), ("a bottle explodes into shards", True))),
+    "bell": ((("a bell rings", False), ("church bells toll", False),
+              ("the chapel marks the hour", True), ("the bell tower chimes", False)),
+             (("a bell peals", False), ("the old campanile calls the village", True))),
+    "clock_ticks": ((("a clock ticks", False), ("the clock ticks on", False),
+                     ("time crawls by on the mantelpiece", True), ("time slowly passes in the quiet room", True)),
+                    (("the grandfather clock keeps time", False), ("the seconds slip away audibly", True))),
+    "crowd_murmur": ((("a crowd murmurs", False), ("people chat nearby", False),
+                      ("guests gather in the hall", True), ("the audience settles in", True)),
+                     (("chatter rises from the crowd", False), ("a throng of visitors fills the square", True))),
+    "heartbeat": ((("a heart beats", False), ("a heartbeat pounds", False),
+                   ("someone's pulse races", True), ("fear grips the listener", True)),
+                  (("the heartbeat quickens", False), ("the chest thumps with tension", True))),
+    "water_stream": ((("a stream flows", False), ("water runs over the rocks", False),
+                      ("a brook babbles nearby", False), ("the creek carries the meltwater away", True)),
+                     (("running water trickles by", False), ("a spring gurgles in the woods", True))),
+    "phone_ring": ((("a phone rings", False), ("the telephone starts ringing", False),
+                    ("someone calls the house", True), ("a call comes in", True)),
+                   (("a telephone rings out", False), ("the landline demands attention", True))),
+    "fire_crackle": ((("a fire crackles", False), ("the campfire pops and crackles", False),
+                      ("logs burn in the hearth", True), ("someone lights the stove", True)),
+                     (("flames crackle", False), ("embers glow and snap", True))),
+}
+
+# Relative typical length of each class in a story: impulsive events are short, ambiences long.
+TYPICAL_LENGTH: dict[str, float] = {
+    "rain": 1.5, "thunder": 0.9, "footsteps": 1.0, "door_slam": 0.5, "knocking": 0.7, "car_engine": 1.1,
+    "tyre_skid": 0.7, "siren": 1.0, "dog_bark": 0.8, "birdsong": 1.2, "wind": 1.4, "glass_break": 0.6,
+    "bell": 0.9, "clock_ticks": 1.0, "crowd_murmur": 1.4, "heartbeat": 1.0, "water_stream": 1.4,
+    "phone_ring": 0.9, "fire_crackle": 1.3,
+}
+
+QA_QUESTIONS: tuple[str, ...] = (
+    "What sound is this?",
+    "Describe the sound you hear.",
+    "What can be heard in this audio?",
+    "What is making this sound?",
+)
+
+
+def is_held_out_pair(first: str, second: str) -> bool:
+    """Whether the ordered class pair ``first -> second`` is reserved for the test split."""
+    return zlib.crc32(f"{first}>{second}".encode()) % 5 == 0
+
+
+def held_out_pairs() -> tuple[tuple[str, str], ...]:
+    return tuple((a, b) for a in CLASS_NAMES for b in CLASS_NAMES if a != b and is_held_out_pair(a, b))
+
+
+@dataclass(frozen=True)
+class StoryOptions:
+    """Shape of generated stories. A story never uses a class twice, so at most 19 events."""
+
+    min_events: int = 2
+    max_events: int = 6
+    min_total: float = 10.0  # seconds
+    max_total: float = 60.0
+    min_event: float = 1.5  # seconds, shortest event
+
+    def check(self) -> None:
+        if not 2 <= self.min_events <= self.max_events <= len(CLASS_NAMES):
+            raise InputError(f"event counts {self.min_events}..{self.max_events} are invalid; "
+                             f"need 2 <= min <= max <= {len(CLASS_NAMES)}")
+        if not 0.5 <= self.min_event:
+            raise InputError(f"min_event={self.min_event} s is too short; use at least 0.5 s")
+        if not self.min_events * self.min_event <= self.min_total <= self.max_total:
+            raise InputError(
+                f"total range {self.min_total}..{self.max_total} s is invalid for {self.min_events} events of at "
+                f"least {self.min_event} s; need min_events * min_event <= min_total <= max_total"
+            )
+
+
+@dataclass(frozen=True)
+class FoleyEvent:
+    class_name: str
+    params: EventParams
+    caption: str
+    story_detail: str
+    duration: float  # seconds, a multiple of 0.1
+    seed: int
+
+    def render(self, sr: int) -> np.ndarray:
+        return render_event(self.class_name, self.params, self.duration, sr, self.seed)
+
+
+@dataclass(frozen=True)
+class FoleyStory:
+    instruction: str
+    reasoning: str
+    events: tuple[FoleyEvent, ...]
+    total_duration: float
+    split: str
+    scene: str
+    template_keys: tuple[str, ...]  # phrasing used: lead, scene, pattern and clause ids
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(e.class_name for e in self.events)
+
+    def starts(self) -> list[float]:
+        """Start time of each event in seconds (cumulative, exact to 0.1 s)."""
+        ds = np.cumsum([0] + [_deciseconds(e.duration) for e in self.events[:-1]])
+        return [float(v) / 10.0 for v in ds]
+
+
+def _deciseconds(seconds: float) -> int:
+    return int(round(seconds * 10.0))
+
+
+def _pick(rng: np.random.Generator, n: int) -> int:
+    return int(rng.integers(n))
+
+
+def _check_split(split: str) -> int:
+    if split not in _SPLIT_IDS:
+        raise InputError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    return 1 if split == "test" else 0
+
+
+def _class_sequence(rng: np.random.Generator, n: int, held: int) -> list[str]:
+    names = list(CLASS_NAMES)
+    if not held:  # train/val: a walk over seen pairs only, no class twice; restart on a dead end
+        for _ in range(100):
+            seq = [names[_pick(rng, len(names))]]
+            while len(seq) < n:
+                options = [c for c in names if c not in seq and not is_held_out_pair(seq[-1], c)]
+                if not options:
+                    break
+                seq.append(options[_pick(rng, len(options))])
+            if len(seq) == n:
+                return seq
+        raise InputError(f"cannot build a sequence of {n} distinct classes from seen pairs; use fewer events")
+    pairs = held_out_pairs()
+    at = _pick(rng, n - 1)
+    slots: list[str] = [""] * n  # a held-out pair at a random position, free choices around it
+    slots[at], slots[at + 1] = pairs[_pick(rng, len(pairs))]
+    for i in [*range(at - 1, -1, -1), *range(at + 2, n)]:
+        options = [c for c in names if c not in slots]
+        slots[i] = options[_pick(rng, len(options))]
+    return slots
+
+
+def _durations(rng: np.random.Generator, classes: list[str], total_ds: int, min_ds: int) -> list[int]:
+    """Split ``total_ds`` deciseconds into parts of at least ``min_ds``, in proportion to typical lengths."""
+    weights = np.array([TYPICAL_LENGTH[c] for c in classes]) * rng.lognormal(0.0, 0.3, len(classes))
+    spare = total_ds - min_ds * len(classes)
+    share = spare * weights / weights.sum()
+    parts = np.floor(share).astype(int)
+    for k in np.argsort(-(share - parts))[: spare - int(parts.sum())]:  # largest remainders get the leftovers
+        parts[k] += 1
+    return [int(min_ds + p) for p in parts]
+
+
+def _narrative(pattern: Pattern, clauses: list[str], rng: np.random.Generator) -> str:
+    pieces = [pattern.first + clauses[0]]
+    for clause in clauses[1:-1]:
+        pieces.append(pattern.middle[_pick(rng, len(pattern.middle))] + clause)
+    pieces.append(pattern.last + clauses[-1])
+    text = pattern.sep.join(pieces) + "."
+    head, *rest = text.split(". ")  # the narrative follows "scene: ", so only later sentences get a capital
+    return ". ".join([head] + [s[:1].upper() + s[1:] for s in rest])
+
+
+def _join_titles(titles: list[str]) -> str:
+    unique = list(dict.fromkeys(titles))
+    return unique[0] if len(unique) == 1 else ", ".join(unique[:-1]) + " and " + unique[-1]
+
+
+def make_story(
+    rng: np.random.Generator, *, split: str, total: float | None = None, options: StoryOptions = StoryOptions()
+) -> FoleyStory:
+    """One story of ``options.min_events``..``max_events`` events whose durations sum exactly to the total.
+
+    ``total`` (seconds, a multiple of 0.1) fixes the length; otherwise it is drawn from the options' range.
+    """
+    held = _check_split(split)
+    options.check()
+    min_ds = _deciseconds(options.min_event)
+    if total is not None:
+        total_ds = _deciseconds(total)
+        if abs(total_ds / 10.0 - total) > 1e-6 or total_ds < options.min_events * min_ds:
+            raise InputError(
+                f"total={total!r} s must be a multiple of 0.1 s and at least "
+                f"{options.min_events * options.min_event:g} s for {options.min_events}+ events"
+            )
+        max_events = min(options.max_events, total_ds // min_ds)
+        n = int(rng.integers(options.min_events, max_events + 1))
+    else:
+        n = int(rng.integers(options.min_events, options.max_events + 1))
+        lo = max(_deciseconds(options.min_total), n * min_ds)
+        total_ds = int(rng.integers(lo, _deciseconds(options.max_total) + 1))
+
+    classes = _class_sequence(rng, n, held)
+    durations = _durations(rng, classes, total_ds, min_ds)
+    lead_ids = [i for i in range(len(LEAD_PHRASES)) if (i in HELD_OUT_LEADS) == bool(held)]
+    lead_id = lead_ids[_pick(rng, len(lead_ids))]
+    scene_id = _pick(rng, len(SCENES[held]))
+    pattern_id = _pick(rng, len(PATTERNS[held]))
+    keys = [f"lead:{lead_id}", f"scene:{held}:{scene_id}", f"pattern:{held}:{pattern_id}"]
+
+    events: list[FoleyEvent] = []
+    clauses: list[str] = []
+    for name, ds in zip(classes, durations, strict=True):
+        pool = CLAUSES[name][held]
+        clause_id = _pick(rng, len(pool))
+        clause = pool[clause_id][0]
+        keys.append(f"clause:{name}:{held}:{clause_id}")
+        clauses.append(clause)
+        params = sample_params(rng, name)
+        events.append(FoleyEvent(
+            class_name=name, params=params, caption=caption_for(name, params, rng),
+            story_detail=clause[:1].upper() + clause[1:] + ".", duration=ds / 10.0, seed=int(rng.integers(2**31)),
+        ))
+
+    scene = SCENES[held][scene_id]
+    total_s = total_ds / 10.0
+    instruction = (f"{LEAD_PHRASES[lead_id]}{scene}: {_narrative(PATTERNS[held][pattern_id], clauses, rng)} "
+                   f"The total duration is {total_s:.1f} seconds.")
+    summary = f"{scene}, with {_join_titles([get_class(c).title for c in classes])}"
+    parts = [f"The storyline is mainly about: {summary}.",
+             f"The whole story can be divided into {n} sequential parts."]
+    start = 0
+    for i, (event, ds) in enumerate(zip(events, durations, strict=True), start=1):
+        parts.append(f"Event {i}: Timestamp: {start / 10:.1f}s - {(start + ds) / 10:.1f}s. "
+                     f"Story detail: {event.story_detail} Sound effect: {event.caption}.")
+        start += ds
+    return FoleyStory(instruction=instruction, reasoning=" ".join(parts), events=tuple(events),
+                      total_duration=total_s, split=split, scene=scene, template_keys=tuple(keys))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# manifests
+
+
+@dataclass(frozen=True)
+class ManifestPaths:
+    root: Path
+    clips: Path  # {"audio", "caption", "class", "params"}
+    qa: Path  # {"audio", "question", "answer"}
+    stories: Path  # {"instruction", "reasoning", "events": [...], "total_duration", "audio"}
+
+
+MANIFEST_NAMES = {"clips": "clips.jsonl", "qa": "qa.jsonl", "stories": "stories.jsonl"}
+
+
+def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
+    def writer(tmp: Path) -> None:
+        sf.write(str(tmp), np.ascontiguousarray(audio.T), sr, subtype="PCM_16", format="WAV")
+
+    write_with_atomic(path, writer)
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def story_record(story: FoleyStory, event_audio: list[str], story_audio: str) -> dict[str, Any]:
+    """A story manifest line; audio paths are relative to the manifest's folder."""
+    return {
+        "instruction": story.instruction,
+        "reasoning": story.reasoning,
+        "events": [
+            {"caption": e.caption, "story_detail": e.story_detail, "duration": e.duration, "audio": a,
+             "class": e.class_name, "params": e.params.to_dict(), "seed": e.seed}
+            for e, a in zip(story.events, event_audio, strict=True)
+        ],
+        "total_duration": story.total_duration,
+        "audio": story_audio,
+        "split": story.split,
+    }
+
+
+def write_manifests(
+    out_dir: Path, *, split: str, n_stories: int, n_clips: int, sr: int = 16_000, seed: int = 0,
+    options: StoryOptions = StoryOptions(), clip_seconds: tuple[float, float] = (2.0, 8.0),
+    overwrite: bool = False, progress: ProgressFn = no_progress,
+) -> ManifestPaths:
+    """Render a split of the foley world to WAV files and write its JSONL manifests under ``out_dir``.
+
+    ``clips.jsonl`` holds ``n_clips`` single events (classes balanced), ``qa.jsonl`` one understanding question
+    per clip, ``stories.jsonl`` ``n_stories`` stories whose events are rendered one file each plus the whole
+    story (``stories/000001/full.wav``, the events back to back). Deterministic in all arguments.
+    """
+    _check_split(split)
+    if n_stories < 0 or n_clips < 0:
+        raise InputError(f"n_stories={n_stories} and n_clips={n_clips} must not be negative")
+    if not 0.5 <= clip_seconds[0] <= clip_seconds[1]:
+        raise InputError(f"clip_seconds={clip_seconds} is invalid; need 0.5 <= min <= max")
+    out_dir = Path(out_dir)
+    paths = ManifestPaths(out_dir, *(out_dir / MANIFEST_NAMES[k] for k in ("clips", "qa", "stories")))
+    existing = [p for p in (paths.clips, paths.qa, paths.stories) if p.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(f"{existing[0]} already exists; choose another folder or pass overwrite=True")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    split_id = _SPLIT_IDS[split]
+
+    clip_rng = np.random.default_rng([seed, split_id, 1])
+    order = np.concatenate([clip_rng.permutation(len(CLASS_NAMES)) for _ in range(n_clips // len(CLASS_NAMES) + 1)])
+    clips, qa = [], []
+    for i in range(n_clips):
+        name = CLASS_NAMES[int(order[i])]
+        params = sample_params(clip_rng, name)
+        seconds = round(float(clip_rng.uniform(*clip_seconds)), 1)
+        rel = f"clips/{i + 1:06d}.wav"
+        _write_wav(out_dir / rel, render_event(name, params, seconds, sr, int(clip_rng.integers(2**31))), sr)
+        caption = caption_for(name, params, clip_rng)
+        clips.append({"audio": rel, "caption": caption, "class": name, "params": params.to_dict(),
+                      "duration": seconds})
+        qa.append({"audio": rel, "question": QA_QUESTIONS[_pick(clip_rng, len(QA_QUESTIONS))],
+                   "answer": caption})
+        progress("foley-clips", i + 1, n_clips)
+
+    story_rng = np.random.default_rng([seed, split_id, 2])
+    stories = []
+    for i in range(n_stories):
+        story = make_story(story_rng, split=split, options=options)
+        folder = f"stories/{i + 1:06d}"
+        rels, renders = [], []
+        for k, event in enumerate(story.events, start=1):
+            rel = f"{folder}/{k:02d}.wav"
+            audio = event.render(sr)
+            _write_wav(out_dir / rel, audio, sr)
+            rels.append(rel)
+            renders.append(audio)
+        _write_wav(out_dir / f"{folder}/full.wav", np.concatenate(renders, axis=1), sr)
+        stories.append(story_record(story, rels, f"{folder}/full.wav"))
+        progress("foley-stories", i + 1, n_stories)
+
+    write_text_atomic(paths.clips, _jsonl(clips))
+    write_text_atomic(paths.qa, _jsonl(qa))
+    write_text_atomic(paths.stories, _jsonl(stories))
+    write_text_atomic(out_dir / "foley.json", json.dumps({
+        "split": split, "seed": seed, "sr": sr, "n_clips": n_clips, "n_stories": n_stories,
+        "options": dataclasses.asdict(options), "classes": list(CLASS_NAMES),
+    }, indent=2) + "\n")
+    return paths

@@ -1,0 +1,246 @@
+"""The whole model in one container, built from ``ModelDims``: reasoner LLM, bridge, DiT, T5, VAE, audio encoder.
+
+Three ways to get one, all through the same classes:
+- ``tiny_random_model()``: toy size, random weights, built in memory (tests, smoke runs);
+- ``load_model_folder(path)``: a model folder (``audiostory.json`` + safetensors + tokenizer) — converted
+  official weights, the bundled demo, or a training run — built on the meta device and loaded strictly;
+- ``load_model(ref)``: resolves a name from the registry (or a folder path) to one of the above.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import ModelDims, tiny_dims
+from .errors import ModelError
+from .progress import ProgressFn, no_progress
+from .runtime import Runtime
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .planner.api import Planner
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Hide the libraries' construction chatter (deprecated weight_norm, dtype hints) from users' terminals."""
+    loggers = [logging.getLogger(name) for name in ("diffusers", "transformers")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*weight_norm.*", category=FutureWarning)
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
+PART_NAMES = ("llm", "bridge", "dit", "text_encoder", "vae", "audio_encoder")
+TINY_RANDOM = "tiny-random"
+
+
+@dataclass
+class AudioStoryModel:
+    name: str
+    dims: ModelDims
+    tokenizer: Any
+    llm: nn.Module
+    bridge: nn.Module
+    dit: nn.Module
+    text_encoder: nn.Module
+    vae: nn.Module
+    audio_encoder: nn.Module | None = None
+    revision: str | None = None
+    resampler_trained: bool = False  # whether audio_encoder.resampler holds trained weights
+    extra: dict[str, Any] = field(default_factory=dict)
+    _planner: Planner | None = field(default=None, repr=False)
+
+    def parts(self) -> dict[str, nn.Module]:
+        parts = {
+            "llm": self.llm, "bridge": self.bridge, "dit": self.dit, "text_encoder": self.text_encoder,
+            "vae": self.vae,
+        }
+        if self.audio_encoder is not None:
+            parts["audio_encoder"] = self.audio_encoder
+        return parts
+
+    @property
+    def sample_rate(self) -> int:
+        return self.dims.vae.sampling_rate
+
+    def planner(self) -> Planner:
+        """The reasoner and bridge as the planner API (built once)."""
+        if self._planner is None:
+            from .planner.api import Planner
+            from .planner.reasoner import Reasoner
+
+            self._planner = Planner(reasoner=Reasoner(self.llm, self.tokenizer, self.dims.bridge), bridge=self.bridge)
+        return self._planner
+
+    def place(self, runtime: Runtime) -> AudioStoryModel:
+        """Move every part to the runtime's device: LLM, bridge and DiT in its dtype; VAE and T5 never in fp16."""
+        with quiet_libraries():
+            self._place(runtime)
+        return self
+
+    def _place(self, runtime: Runtime) -> None:
+        for module in (self.llm, self.bridge, self.dit):
+            module.to(device=runtime.device, dtype=runtime.dtype)
+        self.text_encoder.to(device=runtime.device, dtype=runtime.text_encoder_dtype)
+        self.vae.to(device=runtime.device, dtype=runtime.vae_dtype)
+        if self.audio_encoder is not None:
+            self.audio_encoder.to(device=runtime.device, dtype=runtime.vae_dtype)
+        for module in self.parts().values():
+            module.eval()
+
+    def offload_llm(self) -> None:
+        """Free accelerator memory before the DiT runs (low-memory mode)."""
+        self.llm.to("cpu")
+
+
+def build_parts(dims: ModelDims, vocab_size: int, *, dtype: torch.dtype | None = None) -> dict[str, nn.Module]:
+    """Every part with random weights on the current default device."""
+    import torch
+
+    dtype = dtype or torch.float32
+    with quiet_libraries():
+        return _build_parts(dims, vocab_size, dtype)
+
+
+def _build_parts(dims: ModelDims, vocab_size: int, dtype: torch.dtype) -> dict[str, nn.Module]:
+    from .generator.dit import build_dit
+    from .generator.text_encoder import build_text_encoder
+    from .generator.vae import build_vae
+    from .planner.audio_encoder import build_audio_encoder
+    from .planner.bridge import Bridge
+    from .planner.reasoner import build_llm
+
+    parts: dict[str, nn.Module] = {
+        "llm": build_llm(dims.reasoner, vocab_size, dtype),
+        "bridge": Bridge(dims.bridge),
+        "dit": build_dit(dims.dit),
+        "text_encoder": build_text_encoder(dims.text_encoder),
+        "vae": build_vae(dims.vae),
+    }
+    if dims.audio_encoder is not None:
+        parts["audio_encoder"] = build_audio_encoder(dims.audio_encoder)
+    return parts
+
+
+def build_model(dims: ModelDims, vocab_size: int, *, device: str = "meta", name: str = "unnamed") -> AudioStoryModel:
+    """The container with every part; on ``device="meta"`` no weights are allocated (to be loaded strictly)."""
+    from .models.checkpoint import empty_weights
+
+    if device == "meta":
+        with empty_weights():
+            parts = build_parts(dims, vocab_size)
+    else:
+        parts = build_parts(dims, vocab_size)
+    return AudioStoryModel(name=name, dims=dims, tokenizer=None, **parts)  # type: ignore[arg-type]
+
+
+def tiny_random_model(seed: int = 0) -> AudioStoryModel:
+    """Toy-size model with random weights (fp32, CPU), identical on every build for a given seed."""
+    import torch
+
+    from .planner.tokens import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    dims = tiny_dims()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        parts = build_parts(dims, len(tokenizer))
+    model = AudioStoryModel(name=TINY_RANDOM, dims=dims, tokenizer=tokenizer, **parts)  # type: ignore[arg-type]
+    for module in model.parts().values():
+        module.eval()
+    return model
+
+
+def save_model(model: AudioStoryModel, path: Path, *, info_extra: dict[str, Any] | None = None,
+               base_model: str | None = None, force: bool = False) -> Path:
+    """Write ``model`` as a model folder (weights, sidecar, tokenizer) that ``load_model_folder`` reads back."""
+    from .models.checkpoint import ModelInfo, save_model_folder
+    from .planner.tokens import save_tokenizer
+
+    extra = {"resampler_trained": model.resampler_trained, **model.extra, **(info_extra or {})}
+    info = ModelInfo(name=model.name, vocab_size=len(model.tokenizer), base_model=base_model, extra=extra)
+    save_model_folder(
+        Path(path), model.parts(), model.dims, info, force=force,
+        write_extra=lambda tmp: save_tokenizer(model.tokenizer, tmp / "tokenizer"),
+    )
+    return Path(path)
+
+
+def load_model_folder(path: Path, runtime: Runtime, *, name: str | None = None) -> AudioStoryModel:
+    """Build on the meta device from the sidecar's dims, then fill every part strictly from the safetensors."""
+    from .models.checkpoint import load_parts_strict, read_sidecar
+    from .planner.reasoner import reset_rotary_buffers
+    from .planner.tokens import load_tokenizer
+
+    meta = read_sidecar(Path(path))
+    if meta.tokenizer_dir is None:
+        raise ModelError(f"{path} has no tokenizer/ folder; the model folder is incomplete")
+    tokenizer = load_tokenizer(meta.tokenizer_dir)
+    dims = meta.dims
+    if dims.audio_encoder is not None and "audio_encoder" not in meta.parts:
+        from dataclasses import replace
+
+        dims = replace(dims, audio_encoder=None)
+    model = build_model(dims, len(tokenizer), name=name or meta.name)
+    model.tokenizer = tokenizer
+    dtypes = {part: _part_dtype(part, runtime) for part in model.parts()}
+    load_parts_strict(Path(path), model.parts(), device=runtime.device, dtype=dtypes)
+    reset_rotary_buffers(model.llm)  # type: ignore[arg-type]
+    model.revision = meta.sources[0].revision if meta.sources else None
+    model.resampler_trained = bool(meta.extra.get("resampler_trained", False))
+    model.extra = dict(meta.extra)
+    for module in model.parts().values():
+        module.eval()
+    return model
+
+
+def _part_dtype(part: str, runtime: Runtime) -> torch.dtype:
+    if part in ("vae", "audio_encoder"):
+        return runtime.vae_dtype
+    if part == "text_encoder":
+        return runtime.text_encoder_dtype
+    return runtime.dtype
+
+
+def load_model(ref: str, runtime: Runtime, *, progress: ProgressFn = no_progress) -> AudioStoryModel:
+    """A registered model name (``tiny-random``, ``demo``, ``audiostory-3b``) or a model folder path."""
+    from .models.registry import resolve_model_ref
+
+    progress("load", 0, 1)
+    resolved = resolve_model_ref(ref)
+    if isinstance(resolved, Path):
+        model = load_model_folder(resolved, runtime)
+    elif resolved.kind == "builtin":
+        model = tiny_random_model().place(runtime)
+    else:
+        model = load_model_folder(_weights_folder(resolved), runtime, name=resolved.name)
+    progress("load", 1, 1)
+    return model
+
+
+def _weights_folder(spec: Any) -> Path:
+    from .models.download import converted_path, model_path
+
+    if spec.kind == "bundled":
+        return model_path(spec)
+    folder = converted_path(spec)
+    if not (folder / "audiostory.json").is_file():
+        raise ModelError(
+            f"model {spec.name!r} is not ready on this machine: run `audiostory models download {spec.name}` "
+            f"(downloads and converts it once), or try the bundled offline model with --model demo"
+        )
+    return folder

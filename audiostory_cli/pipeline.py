@@ -1,0 +1,297 @@
+"""From prompt to delivered story: plan, render (only what is missing or stale), regenerate chosen events.
+
+The CLI commands ``tell``, ``render`` and ``regen`` are thin shells over these functions.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import InputError, UsageError
+from .progress import ProgressFn, no_progress
+from .story.folder import StoryFolder
+from .story.plan import MAX_TOTAL_SECONDS, Event, RenderSettings, Story
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .model import AudioStoryModel
+    from .runtime import Runtime
+
+DEFAULT_MODEL = "audiostory-3b"
+MIN_TOTAL_SECONDS = 1.0
+MAX_PROMPT_CHARS = 4000
+MAX_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """What shapes the plan and the render settings stored with it."""
+
+    total_duration: float
+    preset: str = "broadcast"
+    style: str | None = None
+    seed: int | None = None  # base seed: event i gets seed + i - 1; None draws one
+    steps: int | None = None  # None: the style's, else 50
+    guidance: float | None = None  # None: the style's, else 4.0
+    crossfade: float | None = None  # None: the style's, else 1.5 s
+    temperature: float = 0.0  # 0 = greedy planning, like the official inference
+    top_p: float = 1.0
+
+
+def check_prompt(prompt: str) -> str:
+    text = prompt.strip()
+    if not text:
+        raise UsageError("the prompt is empty; describe the story, e.g. \"rain on a tin roof, then thunder\"")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise UsageError(f"the prompt is {len(text)} characters; at most {MAX_PROMPT_CHARS} (summarise the story)")
+    return text
+
+
+def check_plan_options(options: PlanOptions) -> None:
+    """Validate early, naming the flag and the allowed range; never clamp silently."""
+    d = options.total_duration
+    if not (math.isfinite(d) and MIN_TOTAL_SECONDS <= d <= MAX_TOTAL_SECONDS):
+        raise UsageError(
+            f"--duration {d:g} is out of range; use {MIN_TOTAL_SECONDS:g} to {MAX_TOTAL_SECONDS:g} seconds"
+        )
+    if options.seed is not None and not 0 <= options.seed <= MAX_SEED:
+        raise UsageError(f"--seed {options.seed} is out of range; use 0 to {MAX_SEED}")
+    if options.steps is not None and not 1 <= options.steps <= 1000:
+        raise UsageError(f"--steps {options.steps} is out of range; use 1 to 1000")
+    if options.guidance is not None and not (math.isfinite(options.guidance) and 0 <= options.guidance <= 50):
+        raise UsageError(f"--guidance {options.guidance:g} is out of range; use 0 to 50 (1 disables guidance)")
+    if options.crossfade is not None and not (math.isfinite(options.crossfade) and 0 <= options.crossfade <= 10):
+        raise UsageError(f"--crossfade {options.crossfade:g} is out of range; use 0 to 10 seconds")
+    if not (math.isfinite(options.temperature) and options.temperature >= 0):
+        raise UsageError(f"--temperature {options.temperature:g} must be 0 (greedy) or positive")
+    if not 0 < options.top_p <= 1:
+        raise UsageError(f"--top-p {options.top_p:g} must be in (0, 1]")
+
+
+def check_preset(name: str) -> None:
+    from .audio.presets import load_preset
+
+    load_preset(name)
+
+
+def render_settings(options: PlanOptions) -> RenderSettings:
+    from .styles import get_style
+
+    style = get_style(options.style) if options.style else None
+    return RenderSettings(
+        steps=options.steps if options.steps is not None else (style.steps if style else 50),
+        guidance=options.guidance if options.guidance is not None else (style.guidance if style else 4.0),
+        crossfade=options.crossfade if options.crossfade is not None else (style.crossfade if style else 1.5),
+    )
+
+
+def plan_story(
+    prompt: str, options: PlanOptions, model: AudioStoryModel, *, progress: ProgressFn = no_progress
+) -> Story:
+    """1. plan: the reasoner writes the storyline and timed events; seeds and settings make it a Story."""
+    from .planner.api import demo_sampling
+    from .planner.reasoner import SamplingOptions
+    from .styles import get_style
+
+    prompt = check_prompt(prompt)
+    check_plan_options(options)
+    settings = render_settings(options)
+    lead = get_style(options.style).lead if options.style else None
+    planner = model.planner()
+    sampling = SamplingOptions(temperature=options.temperature, top_p=options.top_p, seed=options.seed or 0)
+    processors = ()
+    if model.name == "tiny-random":  # random weights: steer decoding with a clause script of the prompt
+        sampling, script = demo_sampling(planner, prompt, options.total_duration)
+        processors = (script,)
+    output = planner.plan(
+        prompt, options.total_duration, lead=lead, sampling=sampling, progress=progress, processors=processors
+    )
+    base_seed = options.seed if options.seed is not None else secrets.randbelow(MAX_SEED - 1000)
+    events: list[Event] = []
+    cursor = 0.0
+    for index, planned in enumerate(output.events, start=1):
+        events.append(Event(
+            index=index, start=round(cursor, 6), duration=round(planned.duration, 6), caption=planned.caption,
+            story_detail=planned.story_detail, seed=(base_seed + index - 1) % (MAX_SEED + 1),
+        ))
+        cursor += planned.duration
+    story = Story(
+        prompt=prompt, total_duration=options.total_duration, events=events, model=model.name,
+        model_revision=model.revision, preset=options.preset, style=options.style, instruction=output.instruction,
+        reasoning=output.reasoning, settings=settings, sample_rate=model.sample_rate,
+    )
+    _fit_last_event(story)
+    story.validate()
+    return story
+
+
+def _fit_last_event(story: Story) -> None:
+    """Rounding can leave the last end a hair past the total; trim that hair (never more than a millisecond)."""
+    last = story.events[-1]
+    overshoot = last.end - story.total_duration
+    if 0 < overshoot < 1e-3:
+        last.duration = round(story.total_duration - last.start, 6)
+
+
+@dataclass(frozen=True)
+class RenderReport:
+    rendered: list[int]
+    skipped: list[int]
+
+
+def render_story(
+    folder: StoryFolder,
+    model: AudioStoryModel,
+    runtime: Runtime,
+    *,
+    progress: ProgressFn = no_progress,
+    offload: bool = False,
+    max_batch: int | None = None,
+) -> RenderReport:
+    """Render every event that is missing or stale, in DiT batches; story.json is saved after each event.
+
+    An interruption keeps every finished event; running again renders only what is still missing.
+    """
+    import torch
+
+    from .generator.geometry import LatentGeometry
+    from .generator.render import EventCondition, render_latents
+    from .generator.text_encoder import unconditional_tokens
+
+    story = folder.load()
+    _check_model_matches(story, model)
+    stale = [event for event in story.events if story.is_stale(event)]
+    skipped = [event.index for event in story.events if event not in stale]
+    if not stale:
+        return RenderReport(rendered=[], skipped=skipped)
+    # 2. bridge: one teacher-forced pass over the whole (possibly edited) plan
+    with torch.inference_mode():
+        tokens = model.planner().bridge_story(story, progress=progress)
+        if offload:
+            model.offload_llm()
+        uncond = unconditional_tokens(model.text_encoder, model.dims.bridge.num_semantic_tokens)
+    geometry = LatentGeometry.from_vae(model.dims.vae)
+    batch = max_batch or len(stale)
+    rendered: list[int] = []
+    for start in range(0, len(stale), batch):
+        chunk = stale[start:start + batch]
+        conditions = [
+            EventCondition(tokens=tokens[event.index - 1], seconds=story.render_length(event), seed=event.seed)
+            for event in chunk
+        ]
+        # 3. sample: all events of the chunk (× CFG) through the DiT together
+        with torch.inference_mode():
+            latents = render_latents(
+                model.dit, conditions, steps=story.settings.steps, guidance=story.settings.guidance,
+                uncond=uncond, runtime=runtime, progress=progress,
+            )
+        for event, event_latents in zip(chunk, latents, strict=True):
+            # 4. decode, then write the event and the plan that now points at it
+            audio = _decode(model, event_latents, geometry.samples(story.render_length(event)), progress)
+            _store_event(folder, story, event, audio)
+            rendered.append(event.index)
+            progress("write", len(rendered), len(stale))
+    return RenderReport(rendered=rendered, skipped=skipped)
+
+
+def _check_model_matches(story: Story, model: AudioStoryModel) -> None:
+    if story.sample_rate != model.sample_rate:
+        raise InputError(
+            f"the story was planned for {story.sample_rate} Hz renders but model {model.name!r} renders at "
+            f"{model.sample_rate} Hz; render it with --model {story.model}"
+        )
+
+
+def _decode(model: AudioStoryModel, latents: object, num_samples: int, progress: ProgressFn) -> np.ndarray:
+    import torch
+
+    from .generator.vae import decode
+
+    with torch.inference_mode():
+        audio = decode(model.vae, latents, num_samples=num_samples, progress=progress)  # type: ignore[arg-type]
+    return audio.float().cpu().numpy()
+
+
+def _store_event(folder: StoryFolder, story: Story, event: Event, audio: np.ndarray) -> None:
+    """Write the event's audio atomically; an earlier render of it becomes a numbered take, never lost."""
+    from .audio.io import write_audio
+
+    name = folder.event_file_name(event)
+    target = folder.resolve(name)
+    if event.file:
+        old = folder.resolve(event.file)
+        if old.exists():
+            take = _next_take_name(folder, event)
+            old.rename(folder.resolve(take))
+            event.takes.append(take)
+    write_audio(target, audio, story.sample_rate, "FLOAT")
+    event.file = name
+    event.status = "rendered"
+    event.render_hash = story.render_hash(event)
+    folder.save(story)
+
+
+def _next_take_name(folder: StoryFolder, event: Event) -> str:
+    stem = folder.event_file_name(event).removesuffix(".wav").rsplit(".s", 1)[0]
+    number = len(event.takes) + 1
+    while folder.resolve(f"{stem}.take{number}.wav").exists():
+        number += 1
+    return f"{stem}.take{number}.wav"
+
+
+def regen_events(
+    folder: StoryFolder,
+    indices: Sequence[int],
+    *,
+    seed: int | None = None,
+    new_seed: bool = False,
+    caption: str | None = None,
+    duration: float | None = None,
+) -> Story:
+    """Change the chosen events (seed, caption, duration) and mark them for re-rendering; keeps the old plan.
+
+    With no change given, each chosen event gets a new random seed: a new take of the same idea.
+    """
+    story = folder.load()
+    if not indices:
+        raise UsageError("name at least one event to regenerate, e.g. `audiostory regen DIR 3`")
+    for index in indices:
+        story.event(index)  # raises with the valid range
+        if story.event(index).status == "source":
+            raise InputError(f"event {index} is the input audio of a continuation; it is not rendered")
+    if seed is not None and new_seed:
+        raise UsageError("give either --seed N or --new-seed, not both")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed {seed} is out of range; use 0 to {MAX_SEED}")
+    if caption is not None and not caption.strip():
+        raise UsageError("--caption is empty; describe the sound")
+    new_story = replace(story, events=[replace(e, takes=list(e.takes)) for e in story.events])
+    for index in indices:
+        event = new_story.event(index)
+        if seed is not None:
+            event.seed = seed
+        elif new_seed or (caption is None and duration is None):
+            event.seed = secrets.randbelow(MAX_SEED)
+        if caption is not None:
+            event.caption = caption.strip()
+        if duration is not None:
+            event.duration = duration
+        event.status = "planned"
+    if duration is not None:
+        from .story.edit import reflow_keeping_gaps
+
+        reflow_keeping_gaps(new_story, story)
+    folder.save(new_story, keep_previous=True)
+    return new_story
+
+
+def default_out_dir(prompt: str) -> Path:
+    from .story.plan import event_slug
+
+    return Path(event_slug(prompt, max_words=5))

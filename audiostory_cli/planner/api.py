@@ -1,0 +1,110 @@
+"""The planner's Python API: ``plan(prompt, duration) → plan`` and ``bridge(plan) → DiT tokens``.
+
+    planner = build_tiny_planner()                      # or Planner(Reasoner(llm, tokenizer, dims.bridge), bridge)
+    out = planner.plan("a dog barks in the rain", 20.0)   # ReasonerOutput: reasoning, events, states
+    tokens = planner.fuse(out)                           # (N, S, out_dim) for the DiT, no extra forward
+    tokens = planner.bridge_tokens(instruction, reasoning, edited_events)  # after an edit: one forward
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import torch
+from transformers import LogitsProcessor
+
+from ..config import ModelDims, tiny_dims
+from ..progress import ProgressFn, no_progress
+from .bridge import Bridge
+from .layout import EventLike
+from .prompt import build_instruction
+from .reasoner import Reasoner, ReasonerOutput, SamplingOptions, build_llm
+from .script import demo_plan, scripted_plan
+from .tokens import build_tiny_tokenizer
+
+
+class StoryLike(Protocol):
+    """What ``bridge_story`` reads from a ``story.plan.Story``."""
+
+    prompt: str
+    total_duration: float
+    instruction: str
+    reasoning: str
+
+    @property
+    def events(self) -> Sequence[EventLike]: ...
+
+
+@dataclass
+class Planner:
+    reasoner: Reasoner
+    bridge: Bridge
+
+    def plan(
+        self,
+        prompt: str,
+        total_duration: float,
+        *,
+        lead: str | int | None = None,
+        sampling: SamplingOptions = SamplingOptions(),  # noqa: B008 - frozen, immutable default
+        progress: ProgressFn = no_progress,
+        processors: Sequence[LogitsProcessor] = (),
+        method: Literal["fast", "reference"] = "fast",
+    ) -> ReasonerOutput:
+        """Plan a story (see ``Reasoner.plan``)."""
+        return self.reasoner.plan(
+            prompt, total_duration, lead=lead, sampling=sampling, progress=progress, processors=processors,
+            method=method,
+        )
+
+    @torch.inference_mode()
+    def fuse(self, output: ReasonerOutput) -> torch.Tensor:
+        """DiT tokens (N, S, out_dim) from a plan's own states (no LLM pass)."""
+        return self._fuse(output.semantic_states, output.residual_states)
+
+    @torch.inference_mode()
+    def bridge_tokens(
+        self,
+        instruction: str,
+        reasoning: str,
+        events: Sequence[EventLike],
+        *,
+        progress: ProgressFn = no_progress,
+    ) -> torch.Tensor:
+        """DiT tokens (N, S, out_dim) for a (possibly edited) plan: one teacher-forced LLM pass, then fusion."""
+        semantic, residual = self.reasoner.bridge_states(instruction, reasoning, events, progress=progress)
+        return self._fuse(semantic, residual)
+
+    def bridge_story(self, story: StoryLike, *, progress: ProgressFn = no_progress) -> torch.Tensor:
+        """``bridge_tokens`` for a ``Story``; an empty instruction is rebuilt from prompt and total (default lead)."""
+        instruction = story.instruction or build_instruction(story.prompt, story.total_duration)
+        return self.bridge_tokens(instruction, story.reasoning, list(story.events), progress=progress)
+
+    def _fuse(self, semantic: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        device = next(self.bridge.parameters()).device
+        fused: torch.Tensor = self.bridge(semantic.to(device), residual.to(device))
+        return fused
+
+
+def build_tiny_planner(seed: int = 0, dims: ModelDims | None = None) -> Planner:
+    """The ``tiny-random`` planner: tiny tokenizer, random tiny Qwen2 and bridge, fp32 on CPU, deterministic."""
+    dims = dims or tiny_dims()
+    tokenizer = build_tiny_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        llm = build_llm(dims.reasoner, len(tokenizer), torch.float32)
+        bridge = Bridge(dims.bridge).eval()
+    return Planner(reasoner=Reasoner(llm, tokenizer, dims.bridge), bridge=bridge)
+
+
+def demo_sampling(planner: Planner, prompt: str, total_duration: float) -> tuple[SamplingOptions, Any]:
+    """Sampling options and a script processor that make ``planner`` plan ``demo_plan(prompt, total)``.
+
+    For ``--model tiny-random``: a random model then yields readable captions taken from the prompt.
+    """
+    reasoning, events = demo_plan(prompt, total_duration)
+    scripted = scripted_plan(planner.reasoner, reasoning, events)
+    sampling = SamplingOptions(max_new_tokens=max(scripted.num_tokens + 8, SamplingOptions().max_new_tokens))
+    return sampling, scripted.processor()

@@ -1,0 +1,337 @@
+"""The reasoner: a Qwen2 causal LM that plans the story, and the teacher-forced pass that yields bridge states.
+
+``Reasoner.plan`` builds the instruction and chat prompt, decodes under the layout grammar (``constraints.py``),
+parses and repairs the output (``layout.py``) and returns the plan with its semantic and residual states.
+``Reasoner.bridge_states`` re-serialises a (possibly edited) plan and runs ONE forward pass over prompt + plan
+to take the final-norm hidden states at the S semantic and R residual placeholder positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import torch
+from torch import nn
+from transformers import LogitsProcessor, Qwen2Config, Qwen2ForCausalLM
+
+from ..config import BridgeDims, ReasonerDims
+from ..errors import InputError, ModelError, UsageError
+from ..progress import ProgressFn, no_progress
+from .constraints import DecodeLimits, TokenClasses, build_token_classes
+from .decoding import Generation, Sampler, fast_generate, placeholder_positions, reference_generate
+from .layout import EventLike, PlannedEvent, find_special_token, parse_with_sources, serialise_ids
+from .prompt import build_chat_prompt, build_instruction
+from .tokens import SpecialTokenIds, decode_ids, encode_text, resolve_special_token_ids
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LORA_MODULES_TO_SAVE = ("input_layernorm", "post_attention_layernorm", "norm")  # "norm" matches every RMSNorm
+MAX_TOTAL_SECONDS = 3600.0
+
+
+# -- building -----------------------------------------------------------------------------------------------
+
+
+def qwen2_config(dims: ReasonerDims, vocab_size: int) -> Qwen2Config:
+    if vocab_size <= 0:
+        raise ModelError(f"vocab_size must be positive, got {vocab_size}; take it from the tokenizer")
+    if dims.vocab_size not in (0, vocab_size):
+        raise ModelError(
+            f"the reasoner dims say vocab_size {dims.vocab_size} but the tokenizer has {vocab_size} tokens; "
+            "use the tokenizer the model was trained with"
+        )
+    return Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=dims.hidden_size,
+        intermediate_size=dims.intermediate_size,
+        num_hidden_layers=dims.num_layers,
+        num_attention_heads=dims.num_heads,
+        num_key_value_heads=dims.num_kv_heads,
+        max_position_embeddings=dims.max_position_embeddings,
+        rms_norm_eps=dims.rms_norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": dims.rope_theta},
+        tie_word_embeddings=dims.tie_word_embeddings,
+        use_sliding_window=False,
+        hidden_act="silu",
+    )
+
+
+def build_llm(
+    dims: ReasonerDims, vocab_size: int, dtype: torch.dtype, *, device: torch.device | str = "cpu"
+) -> Qwen2ForCausalLM:
+    """A plain HF ``Qwen2ForCausalLM`` (sdpa attention), randomly initialised, in eval mode.
+
+    With ``device="meta"`` nothing is allocated: the loader must ``to_empty()``, load every weight strictly and
+    then call ``reset_rotary_buffers`` (``to_empty`` leaves the rotary ``inv_freq`` buffer as garbage).
+    """
+    config = qwen2_config(dims, vocab_size)
+    with torch.device(device):
+        model = Qwen2ForCausalLM._from_config(  # type: ignore[no-untyped-call]
+            config, dtype=dtype, attn_implementation="sdpa"
+        )
+    return cast(Qwen2ForCausalLM, model.eval())
+
+
+def reset_rotary_buffers(llm: Qwen2ForCausalLM) -> None:
+    """Rebuild the non-persistent rotary buffers (needed after ``to_empty`` from the meta device)."""
+    decoder = llm.model
+    device = decoder.embed_tokens.weight.device
+    with torch.device(device):
+        decoder.rotary_emb = type(decoder.rotary_emb)(config=llm.config)
+
+
+def apply_lora(llm: Qwen2ForCausalLM, dims: ReasonerDims) -> Any:
+    """Wrap ``llm`` in a peft ``PeftModel`` like the official ``get_peft_model_with_resize_embedding``.
+
+    LoRA r/alpha/dropout from ``dims`` on q/k/v/o/gate/up/down_proj; every RMSNorm a trained copy
+    (``modules_to_save``); the (resized, tied) embedding matrix fully trainable. Mutates ``llm`` in place.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=dims.lora_r,
+        lora_alpha=dims.lora_alpha,
+        lora_dropout=dims.lora_dropout,
+        target_modules=list(LORA_TARGETS),
+        modules_to_save=list(LORA_MODULES_TO_SAVE),
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(llm, config)
+    model.get_input_embeddings().requires_grad_(True)
+    model.get_output_embeddings().requires_grad_(True)
+    return model
+
+
+# -- options and results ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How the plan is decoded. The default is greedy like the official inference.
+
+    ``temperature > 0`` samples (with ``top_p`` and ``seed``). ``repetition_penalty`` is explicit: the stock
+    Qwen2.5 ``generation_config.json`` silently adds 1.05, even to greedy decoding; we apply only what is set.
+    The ``max_*`` budgets bound the output so that decoding always ends with a complete plan.
+    """
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    max_new_tokens: int = 1600
+    repetition_penalty: float = 1.0
+    max_reasoning_tokens: int = 1200
+    max_caption_tokens: int = 96
+    max_events: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.temperature >= 0.0 and self.temperature < float("inf")):
+            raise UsageError(f"temperature {self.temperature} must be 0 (greedy) or a positive number")
+        if not 0.0 < self.top_p <= 1.0:
+            raise UsageError(f"top_p {self.top_p} must be in (0, 1]")
+        if not (self.repetition_penalty > 0.0 and self.repetition_penalty < float("inf")):
+            raise UsageError(f"repetition_penalty {self.repetition_penalty} must be positive")
+        if not 0 <= self.seed < 2**63:
+            raise UsageError(f"seed {self.seed} must be in 0..2^63-1")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(
+            max_new_tokens=self.max_new_tokens, max_reasoning_tokens=self.max_reasoning_tokens,
+            max_caption_tokens=self.max_caption_tokens, max_events=self.max_events,
+        )
+
+    def sampler(self) -> Sampler:
+        return Sampler(
+            temperature=self.temperature, top_p=self.top_p, repetition_penalty=self.repetition_penalty,
+            seed=self.seed,
+        )
+
+
+@dataclass(frozen=True)
+class ReasonerOutput:
+    """A plan and its bridge states. The states always belong to ``serialise(reasoning, events)``."""
+
+    instruction: str
+    reasoning: str  # storyline text (the per-event reasoning lines are regenerated from events)
+    events: list[PlannedEvent]  # durations sum to the requested total
+    warnings: list[str]  # repairs made while parsing; empty for a clean output
+    text: str  # the raw generated text, from after <|think|> to <|im_end|>
+    semantic_states: torch.Tensor  # (N, S, H) final-norm hidden states at <t5_k>
+    residual_states: torch.Tensor  # (N, R, H) at <aud_k>
+    token_ids: list[int]  # the generated ids
+    states_source: Literal["generation", "teacher_forced"]  # teacher forced when the parse changed the text
+
+
+def gather_bridge_states(
+    hidden: torch.Tensor,
+    ids: Sequence[int],
+    special: SpecialTokenIds,
+    num_semantic: int,
+    num_residual: int,
+    start: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """From final-norm states ``hidden`` (L, H) over ``ids`` (L,), the (N, S, H) and (N, R, H) bridge states.
+
+    Only ``ids[start:]`` is searched (pass the prompt length). Works with gradients (for training).
+    """
+    blocks = placeholder_positions(list(ids[start:]), special, num_semantic, num_residual)
+    if not blocks:
+        raise ModelError("no <|gen|> block to take bridge states from; the plan has no events")
+    sem = torch.tensor([[start + p for p in s] for s, _ in blocks], device=hidden.device)
+    res = torch.tensor([[start + p for p in r] for _, r in blocks], device=hidden.device)
+    return hidden[sem], hidden[res]
+
+
+def _decoder_and_head(llm: nn.Module) -> tuple[Any, Any, Any]:
+    base: Any = llm
+    if hasattr(base, "get_base_model"):  # a peft PeftModel
+        base = base.get_base_model()
+    if not hasattr(base, "model") or not hasattr(base, "lm_head"):
+        raise ModelError(f"{type(base).__name__} is not a causal LM with .model and .lm_head (Qwen2ForCausalLM)")
+    return base.model, base.lm_head, base.config
+
+
+# -- the reasoner -------------------------------------------------------------------------------------------
+
+
+class Reasoner:
+    """An LLM (plain ``Qwen2ForCausalLM`` or a peft ``PeftModel`` around one) with its tokenizer."""
+
+    def __init__(
+        self, llm: nn.Module, tokenizer: Any, bridge_dims: BridgeDims, ids: SpecialTokenIds | None = None
+    ) -> None:
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.ids = ids or resolve_special_token_ids(tokenizer)
+        self.num_semantic = bridge_dims.num_semantic_tokens
+        self.num_residual = bridge_dims.num_residual_tokens
+        self.decoder, self.lm_head, config = _decoder_and_head(llm)
+        if config.hidden_size != bridge_dims.llm_dim:
+            raise ModelError(
+                f"the LLM hidden size is {config.hidden_size} but the bridge expects {bridge_dims.llm_dim}; "
+                "the model dims do not match"
+            )
+        logits_size = int(self.lm_head.weight.shape[0])
+        self.classes: TokenClasses = build_token_classes(
+            tokenizer, self.ids, self.num_semantic, self.num_residual, logits_size
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.llm.parameters()).device
+
+    def prompt_ids(self, instruction: str) -> list[int]:
+        if (token := find_special_token(instruction)) is not None:
+            raise InputError(f"the instruction contains the special token {token}; remove it from the prompt")
+        return encode_text(self.tokenizer, build_chat_prompt(instruction))
+
+    def plan(
+        self,
+        prompt: str,
+        total_duration: float,
+        *,
+        lead: str | int | None = None,
+        sampling: SamplingOptions = SamplingOptions(),  # noqa: B008 - frozen, immutable default
+        progress: ProgressFn = no_progress,
+        processors: Sequence[LogitsProcessor] = (),
+        method: Literal["fast", "reference"] = "fast",
+    ) -> ReasonerOutput:
+        """Plan a story: instruction → constrained decoding → parsed, repaired plan + bridge states.
+
+        ``processors`` are extra ``LogitsProcessor``s applied before the grammar (e.g. ``ScriptProcessor``).
+        ``method="reference"`` decodes with transformers ``generate`` instead of the fast loop.
+        """
+        instruction = build_instruction(prompt, total_duration, lead)
+        return self.plan_instruction(
+            instruction, total_duration, sampling=sampling, progress=progress, processors=processors,
+            method=method,
+        )
+
+    def plan_instruction(
+        self,
+        instruction: str,
+        total_duration: float,
+        *,
+        sampling: SamplingOptions = SamplingOptions(),  # noqa: B008 - frozen, immutable default
+        progress: ProgressFn = no_progress,
+        processors: Sequence[LogitsProcessor] = (),
+        method: Literal["fast", "reference"] = "fast",
+    ) -> ReasonerOutput:
+        """``plan`` with a ready instruction (e.g. an evaluation set's ``whole_caption``)."""
+        if not (0.5 <= total_duration <= MAX_TOTAL_SECONDS):
+            raise InputError(f"total duration {total_duration} s must be in 0.5..{MAX_TOTAL_SECONDS:g} s")
+        limits = sampling.limits()
+        limits.check(self.num_semantic, self.num_residual)
+        prompt_ids = self.prompt_ids(instruction)
+        total = limits.max_new_tokens
+
+        def on_step(generated: int) -> None:
+            progress("plan", min(generated, total), total)
+
+        progress("plan", 0, total)
+        if method == "fast":
+            generation = fast_generate(
+                self.decoder, self.lm_head, prompt_ids, self.classes, limits, sampling.sampler(), processors, on_step
+            )
+        elif method == "reference":
+            generation = reference_generate(
+                self.llm, prompt_ids, self.classes, limits, sampling.sampler(), processors, on_step
+            )
+        else:
+            raise UsageError(f"method {method!r} must be 'fast' or 'reference'")
+        progress("plan", total, total)
+        return self._finish(instruction, total_duration, generation, progress)
+
+    def _finish(
+        self, instruction: str, total_duration: float, generation: Generation, progress: ProgressFn
+    ) -> ReasonerOutput:
+        parsed, sources = parse_with_sources(
+            generation.ids, tokenizer=self.tokenizer, num_text_tokens=self.ids.num_text_tokens,
+            num_semantic=self.num_semantic, num_residual=self.num_residual, total_duration=total_duration,
+        )
+        reserialised = serialise_ids(
+            self.tokenizer, parsed.reasoning, parsed.events, self.num_semantic, self.num_residual
+        )
+        if reserialised == generation.ids:
+            blocks = placeholder_positions(generation.ids, self.ids, self.num_semantic, self.num_residual)
+            semantic = torch.stack([torch.stack([generation.states[p] for p in blocks[j][0]]) for j in sources])
+            residual = torch.stack([torch.stack([generation.states[p] for p in blocks[j][1]]) for j in sources])
+            source: Literal["generation", "teacher_forced"] = "generation"
+        else:
+            semantic, residual = self.bridge_states(instruction, parsed.reasoning, parsed.events, progress=progress)
+            source = "teacher_forced"
+        return ReasonerOutput(
+            instruction=instruction, reasoning=parsed.reasoning, events=parsed.events, warnings=parsed.warnings,
+            text=decode_ids(self.tokenizer, generation.ids), semantic_states=semantic, residual_states=residual,
+            token_ids=generation.ids, states_source=source,
+        )
+
+    def bridge_states(
+        self,
+        instruction: str,
+        reasoning: str,
+        events: Sequence[EventLike],
+        *,
+        progress: ProgressFn = no_progress,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Re-serialise the plan after the prompt and run ONE teacher-forced forward pass.
+
+        Returns the final-norm hidden states at the placeholder positions: (N, S, H) and (N, R, H).
+        """
+        plan_ids = serialise_ids(self.tokenizer, reasoning, events, self.num_semantic, self.num_residual)
+        prompt_ids = self.prompt_ids(instruction)
+        progress("bridge", 0, 1)
+        states = self.states_for_ids([*prompt_ids, *plan_ids], start=len(prompt_ids))
+        progress("bridge", 1, 1)
+        return states
+
+    @torch.inference_mode()
+    def states_for_ids(self, ids: Sequence[int], start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward over ``ids``; the bridge states of every ``<|gen|>`` block in ``ids[start:]``."""
+        input_ids = torch.tensor([list(ids)], device=self.device)
+        hidden = self.decoder(input_ids=input_ids).last_hidden_state[0]
+        return gather_bridge_states(hidden, ids, self.ids, self.num_semantic, self.num_residual, start)
