@@ -41,6 +41,7 @@ def test_json_round_trip_is_identity():
         (lambda d: d.update(events=[]), "events", "no events"),
         (lambda d: d["events"][1].update(duration="long"), "events[2].duration", "must be a number"),
         (lambda d: d["events"][1].update(index=7), "events[2].index", "expected 2"),
+        (lambda d: d["events"][1].update(status="source"), "events[2].status", "only the first event"),
     ],
 )
 def test_validation_names_the_field(mutate, field, words):
@@ -114,3 +115,16 @@ def test_event_slug_and_file_names(tmp_path):
 )
 def test_smpte(seconds, fps, expected):
     assert smpte(seconds, fps) == expected
+
+
+def test_continuation_story_numbers_the_source_event_zero():
+    story = make_story(durations=(6.0, 3.0, 5.0))
+    story.events[0].status = "source"
+    for position, event in enumerate(story.events):
+        event.index = position
+    story.validate()
+    assert story.first_index == 0
+    assert story.event(0).status == "source" and story.event(2).duration == 5.0
+    assert story.crossfade_after(story.event(0)) == pytest.approx(1.5)
+    with pytest.raises(PlanValidationError, match="events 0..2"):
+        story.event(3)

@@ -171,17 +171,25 @@ class Story:
         if self.sample_rate <= 0:
             raise PlanValidationError("sample_rate must be positive", field="sample_rate")
         previous_end = 0.0
+        first = self.first_index
         for position, event in enumerate(self.events, start=1):
-            where = f"event {position}"
-            if event.index != position:
+            where = f"event {event.index}"
+            expected = first + position - 1
+            if event.index != expected:
                 raise PlanValidationError(
-                    f"{where}: index is {event.index}, expected {position} (events are numbered 1, 2, 3, ...)",
+                    f"event {position} in the list has index {event.index}, expected {expected} "
+                    "(events are numbered in order without gaps)",
                     field=f"events[{position}].index",
+                )
+            if event.status == "source" and position != 1:
+                raise PlanValidationError(
+                    f"{where}: only the first event can be the source audio of a continuation",
+                    field=f"events[{position}].status",
                 )
             _validate_event(event, where, position)
             if event.start < previous_end - TIME_EPS:
                 raise PlanValidationError(
-                    f"{where} starts at {event.start:.3f} s, before event {position - 1} ends at "
+                    f"{where} starts at {event.start:.3f} s, before the previous event ends at "
                     f"{previous_end:.3f} s; events must not overlap",
                     field=f"events[{position}].start",
                 )
@@ -195,18 +203,33 @@ class Story:
 
     # -- helpers -------------------------------------------------------------------------------------------
 
+    @property
+    def first_index(self) -> int:
+        """0 when the story continues an input (event 0 is the source audio), else 1."""
+        return 0 if self.events and self.events[0].status == "source" else 1
+
     def event(self, index: int) -> Event:
-        if not 1 <= index <= len(self.events):
-            raise PlanValidationError(
-                f"event {index} does not exist; this story has events 1..{len(self.events)}", field="events"
-            )
-        return self.events[index - 1]
+        for event in self.events:
+            if event.index == index:
+                return event
+        last = self.first_index + len(self.events) - 1
+        raise PlanValidationError(
+            f"event {index} does not exist; this story has events {self.first_index}..{last}", field="events"
+        )
+
+    def position(self, event: Event) -> int:
+        """0-based position of ``event`` in ``events`` (by identity)."""
+        for position, candidate in enumerate(self.events):
+            if candidate is event:
+                return position
+        raise ValueError(f"event {event.index} is not part of this story")
 
     def crossfade_after(self, event: Event) -> float:
         """Crossfade length at the boundary after ``event`` (0 for the last event or before a gap)."""
-        if event.index >= len(self.events):
+        position = self.position(event)
+        if position + 1 >= len(self.events):
             return 0.0
-        nxt = self.events[event.index]
+        nxt = self.events[position + 1]
         if nxt.start > event.end + TIME_EPS:
             return 0.0
         wanted = self.settings.crossfade if event.crossfade is None else event.crossfade
@@ -242,8 +265,9 @@ class Story:
     def reflow(self) -> None:
         """Make events contiguous from their first start, keeping each duration; total follows the end."""
         cursor = self.events[0].start if self.events else 0.0
-        for position, event in enumerate(self.events, start=1):
-            event.index = position
+        first = self.first_index
+        for position, event in enumerate(self.events):
+            event.index = first + position
             event.start = round(cursor, 6)
             cursor = event.end
         self.total_duration = round(max(cursor, 0.0), 6)
