@@ -16,3 +16,11 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.delenv("EDITOR", raising=False)
     monkeypatch.delenv("VISUAL", raising=False)
     return tmp_path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def single_thread_torch():
+    """Toy models run faster on one thread, and the test machine has two cores shared with other work."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -108,10 +108,17 @@ def _check_length(seconds: float, sr: int) -> int:
 
 
 def spatialise(dry: np.ndarray, p: EventParams, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """Distance (low-pass, room, narrower image), pan, edge fades and level from intensity and distance."""
+    """Distance (low-pass, room, narrower image), pan, edge fades and level from intensity and distance.
+
+    The dry source is peak-normalised, so level depends on intensity and distance only (plus the room); the
+    result never peaks above ``PEAK_CEILING``.
+    """
     n = len(dry)
     d = p.distance
-    x = synth.lowpass(dry, sr, 14_000.0 * (3_000.0 / 14_000.0) ** d)
+    dry_peak = float(np.max(np.abs(dry)))
+    if dry_peak <= 1e-12:
+        return np.zeros((2, n), dtype=np.float32)
+    x = synth.lowpass(dry / dry_peak, sr, 14_000.0 * (3_000.0 / 14_000.0) ** d)
     tau = 0.04 + 0.3 * d  # room decay time constant (RT60 ~ 6.9 tau)
     ir_len = max(2, int(4.0 * tau * sr))
     env = np.exp(-np.arange(ir_len) / (tau * sr))
@@ -130,9 +137,11 @@ def spatialise(dry: np.ndarray, p: EventParams, sr: int, rng: np.random.Generato
     gains = np.array([[math.cos(angle)], [math.sin(angle)]])
     out = math.sqrt(2.0) * gains * (1.0 - wet_mix) * x + wet_mix * wet
     out = synth.fade(out, sr, 0.005, 0.01)  # 5 ms in, 10 ms out: no clicks at event edges
+    out *= (0.15 + 0.75 * p.intensity) * (1.0 - 0.5 * d)  # the dry source peaks at 1 before the room
     peak = float(np.max(np.abs(out)))
-    level = (0.15 + 0.75 * p.intensity) * (1.0 - 0.5 * d) / max(peak, 1e-9)
-    return (out * (level if peak > 1e-9 else 0.0)).astype(np.float32)
+    if peak > PEAK_CEILING:  # a dense room can add up above the source's peak
+        out *= PEAK_CEILING / peak
+    return out.astype(np.float32)
 
 
 def _cls(name: str, title: str, fn: SynthFn, **help_: str) -> SoundClass:
@@ -151,7 +160,7 @@ _CLASS_LIST: tuple[SoundClass, ...] = (
          texture="surface: soft leaves (0) to a ringing tin roof (1)"),
     _cls("thunder", "thunder", synth.thunder,
          intensity="force of the claps",
-         tempo="clap rate (one every 14 s to every 4 s) and how quickly the rolls follow",
+         tempo="clap rate (one every 10 s to every 2 s) and how quickly the rolls follow",
          pitch="rumble cut-off: very deep (0) to grumbling (1)",
          texture="onset: smooth roll (0) to sharp crack (1)"),
     _cls("footsteps", "footsteps", synth.footsteps,
@@ -191,12 +200,12 @@ _CLASS_LIST: tuple[SoundClass, ...] = (
          texture="clean bark (0) to rough growly bark (1)"),
     _cls("birdsong", "birdsong", synth.birdsong,
          intensity="number of birds (1 to 3) and level",
-         tempo="phrase rate and chirp speed",
+         tempo="phrase rate (0.2 to 2.2 per second per bird) and note speed",
          pitch="song register, 2.2 to 4.8 kHz",
-         texture="pure whistles (0) to trills (1)"),
+         texture="long pure whistled notes (0) to rapid warbled trills (1)"),
     _cls("wind", "wind", synth.wind,
          intensity="wind strength",
-         tempo="gust rate: steady (0) to buffeting gusts (1)",
+         tempo="gusts: slow, shallow swells (0) to fast, deep buffeting (1)",
          pitch="rustle brightness and howl pitch",
          texture="airy rustle (0) to whistling howl (1)"),
     _cls("glass_break", "breaking glass", synth.glass_break,
@@ -226,7 +235,7 @@ _CLASS_LIST: tuple[SoundClass, ...] = (
          texture="muffled thumps (0) to sharp thumps with valve clicks (1)"),
     _cls("water_stream", "a flowing stream", synth.water_stream,
          intensity="level of the flow",
-         tempo="flow speed: bubble rate 30 to 330 per second",
+         tempo="flow speed: bubble rate 15 to 415 per second, faster surges",
          pitch="bubble size: deep gurgles (0) to high trickles (1)",
          texture="trickling bubbles (0) to rushing water (1)"),
     _cls("phone_ring", "a ringing telephone", synth.phone_ring,

@@ -42,6 +42,12 @@ ACTIVE_DB = 45.0
 FORMAT = "audiostory-foley-classifier"
 FORMAT_VERSION = 1
 _EPS = 1e-10
+_SCALARS = (
+    "centroid_mean", "centroid_std", "bandwidth_mean", "bandwidth_std", "rolloff_mean", "rolloff_std",
+    "flatness_mean", "flatness_std", "peakiness_mean", "peakiness_std", "dominant_mean", "dominant_std",
+    "sweep_mean", "sweep_std", "zcr_mean", "zcr_std", "env_std", "env_range", "active_frac", "loud_frac",
+    "onset_rate", "flux_mean", "flux_std", "ac_flux", "lag_flux", "ac_env", "lag_env", "mod_depth", "crest",
+)
 _MOD_BANDS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # Hz, edges of the modulation-spectrum bands
 
 
@@ -74,6 +80,15 @@ _FB = _mel_filterbank(FEATURE_SR, N_FFT, N_MELS, fmax=F_MAX)[:, :_N_BINS]
 _FB_SPANS = tuple((int(nz[0]), int(nz[-1]) + 1) for nz in (np.nonzero(row)[0] for row in _FB))
 _FREQS = np.fft.rfftfreq(N_FFT, 1.0 / FEATURE_SR)[:_N_BINS]
 _WINDOW = np.hanning(N_FFT)
+
+
+FEATURE_NAMES: tuple[str, ...] = (
+    *(f"mel_shape_{i:02d}" for i in range(N_MELS)),
+    *(f"mel_std_{i:02d}" for i in range(N_MELS)),
+    *(f"mod_share_{lo:g}_{hi:g}hz" for lo, hi in zip(_MOD_BANDS[:-1], _MOD_BANDS[1:], strict=True)),
+    *_SCALARS,
+)
+"""Name of each entry of ``extract_features``'s vector, in order."""
 
 
 def to_feature_rate(audio: np.ndarray, sr: int) -> np.ndarray:

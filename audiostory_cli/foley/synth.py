@@ -186,7 +186,7 @@ def rain(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
 
 def thunder(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
     out = np.zeros(n)
-    starts = regular_onsets(rng, n, sr, 14.0 - 10.0 * p.tempo, start=clip_start(rng, n, sr), jitter=0.15)
+    starts = regular_onsets(rng, n, sr, 10.0 - 8.0 * p.tempo, start=clip_start(rng, n, sr), jitter=0.15)
     for i0 in starts:
         m = min(n - i0, int(rng.uniform(3.5, 6.5) * sr))
         t = np.arange(m) / sr
@@ -201,7 +201,7 @@ def thunder(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
             amp *= rng.uniform(0.55, 0.9)
         env *= np.exp(-t / rng.uniform(1.5, 3.0))
         crack = bandpass(rng.standard_normal(m), sr, 300.0, 6000.0) * np.exp(-t / (0.03 + 0.12 * p.texture))
-        crack_gain = (0.3 + 1.5 * p.texture) * (1.0 - 0.8 * p.distance)
+        crack_gain = 0.3 + 1.5 * p.texture
         out[i0 : i0 + m] += unit_rms(rumble * env) + crack_gain * unit_rms(crack) * 0.5
     return out
 
@@ -239,8 +239,8 @@ def door_slam(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
     impact = lowpass(noise_burst(rng, 0.012, sr, length=length), sr, 2500.0 + 2500.0 * p.texture)
     chatter = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * rng.uniform(22.0, 40.0) * t))
     rattle = bandpass(rng.standard_normal(len(t)), sr, 700.0 + 600.0 * p.pitch, 4000.0) * chatter
-    rattle *= np.exp(-t / (0.08 + 0.25 * p.texture))
-    kernel = 1.6 * unit_rms(thud) + 0.8 * unit_rms(impact) + (0.1 + 1.2 * p.texture) * unit_rms(rattle) * 0.4
+    rattle *= np.exp(-t / (0.06 + 0.35 * p.texture))
+    kernel = 1.6 * unit_rms(thud) + 0.8 * unit_rms(impact) + (0.05 + 1.5 * p.texture) * unit_rms(rattle) * 0.6
     onsets = regular_onsets(rng, n, sr, 8.0 - 6.5 * p.tempo, start=clip_start(rng, n, sr), jitter=0.1)
     return place(n, onsets, rng.uniform(0.8, 1.0, len(onsets)), kernel)
 
@@ -294,7 +294,10 @@ def tyre_skid(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
         wobble = 0.03 * np.sin(2 * np.pi * rng.uniform(5.0, 11.0) * t) + 0.02 * drift
         freq = f0 * (1.0 - 0.2 * t / max(dur, 1e-3)) * (1.0 + wobble)
         ph = sweep_phase(freq, sr)
-        squeal = np.sin(ph) + 0.35 * np.sin(2 * ph) + 0.12 * np.sin(3 * ph)
+        squeal = np.sin(ph)
+        for k, amp in ((2, 0.35), (3, 0.12)):
+            if k * freq.max() < fmax(sr):
+                squeal += amp * np.sin(k * ph)
         scrape = bandpass(rng.standard_normal(m), sr, 300.0, 4500.0) * (0.6 + 0.4 * smooth_random(rng, m, sr, 40.0))
         skid = (0.2 + 0.8 * p.texture) * unit_rms(squeal) + (1.1 - 0.8 * p.texture) * unit_rms(scrape)
         env = np.minimum(1.0, t / 0.04) * np.minimum(1.0, (dur - t) / 0.15) * (0.8 + 0.2 * smooth_random(rng, m, sr,
@@ -344,29 +347,31 @@ def dog_bark(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
 
 def birdsong(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
     out = np.zeros(n)
+    note_len = 0.14 - 0.11 * p.texture  # pure whistles are long notes, trills are rapid short ones
     for _ in range(1 + int(p.intensity * 2.99)):
         base = clamp_hz((2200.0 + 2600.0 * p.pitch) * 2.0 ** rng.uniform(-0.3, 0.3), sr) * 0.9
         t0 = rng.uniform(0.0, 0.4)
         while t0 < n / sr:
-            for _ in range(int(rng.integers(3, 9))):
-                dur = rng.uniform(0.04, 0.12) * (1.2 - 0.5 * p.tempo)
+            for _ in range(int(rng.integers(3, 9) * (1.0 + 2.0 * p.texture))):
+                dur = note_len * rng.uniform(0.7, 1.3) * (1.3 - 0.7 * p.tempo)
                 i0 = int(t0 * sr)
                 m = min(int(dur * sr), n - i0)
                 if m <= 2:
                     break
                 t = np.arange(m) / sr
                 f = np.linspace(base * rng.uniform(0.8, 1.3), base * rng.uniform(0.7, 1.4), m)
-                ph = sweep_phase(np.minimum(f, fmax(sr)), sr)
-                trill = 1.0 - p.texture * 0.45 * (1.0 + np.sin(2 * np.pi * rng.uniform(35.0, 60.0) * t))
-                chirp = (np.sin(ph) + 0.5 * p.texture * np.sin(2 * ph)) * trill * np.sin(np.pi * t / dur) ** 2
-                out[i0 : i0 + m] += chirp
-                t0 += dur + rng.uniform(0.03, 0.09)
-            t0 += rng.exponential(1.0 / (0.3 + 1.2 * p.tempo))
+                warble = 1.0 + 0.08 * p.texture * np.sin(2 * np.pi * rng.uniform(25.0, 45.0) * t)
+                ph = sweep_phase(np.minimum(f * warble, fmax(sr)), sr)
+                second = np.where(2.0 * f * warble < fmax(sr), np.sin(2 * ph), 0.0)  # no aliasing at 16 kHz
+                out[i0 : i0 + m] += (np.sin(ph) + 0.3 * p.texture * second) * np.sin(np.pi * t / dur) ** 2
+                t0 += dur + note_len * rng.uniform(0.3, 0.8)
+            t0 += rng.exponential(1.0 / (0.2 + 2.0 * p.tempo))
     return out + 0.01 * highpass(rng.standard_normal(n), sr, 1500.0)
 
 
 def wind(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
-    gust = 0.25 + 0.75 * smooth_random(rng, n, sr, 0.08 + 0.7 * p.tempo)
+    depth = 0.45 + 0.5 * p.tempo
+    gust = (1.0 - depth) + depth * smooth_random(rng, n, sr, 0.1 + 1.4 * p.tempo)
     rustle = lowpass(highpass(rng.standard_normal(n), sr, 40.0), sr, 300.0 + 2200.0 * p.pitch)
     fw = (300.0 + 900.0 * p.pitch) * (1.0 + 0.35 * (gust - 0.6))
     pm = lowpass(rng.standard_normal(n), sr, 6.0)
@@ -478,10 +483,10 @@ def water_stream(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
         tau = rng.uniform(0.005, 0.025)
         t = np.arange(int(5 * tau * sr)) / sr
         kernel = np.sin(2 * np.pi * clamp_hz(f0, sr) * t * (1.0 + t / (3 * tau))) * np.exp(-t / tau)
-        onsets = poisson_onsets(rng, n, sr, (30.0 + 300.0 * p.tempo) / groups)
+        onsets = poisson_onsets(rng, n, sr, (15.0 + 400.0 * p.tempo) / groups)
         bubbles += place(n, onsets, rng.lognormal(0.0, 0.5, len(onsets)), kernel)
     flow = bandpass(rng.standard_normal(n), sr, 200.0 + 300.0 * p.pitch, 2500.0 + 3000.0 * p.texture)
-    flow *= 0.7 + 0.3 * smooth_random(rng, n, sr, 1.5)
+    flow *= 0.6 + 0.4 * smooth_random(rng, n, sr, 0.5 + 5.0 * p.tempo)
     return unit_rms(bubbles) + (0.2 + 1.3 * p.texture) * unit_rms(flow)
 
 
