@@ -26,7 +26,12 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from diffusers import AutoencoderOobleck
+    from transformers import T5EncoderModel
+
+    from .generator.dit import AudioDiT
     from .planner.api import Planner
+    from .planner.bridge import Bridge
 
 @contextlib.contextmanager
 def quiet_libraries() -> Iterator[None]:
@@ -54,10 +59,10 @@ class AudioStoryModel:
     dims: ModelDims
     tokenizer: Any
     llm: nn.Module
-    bridge: nn.Module
-    dit: nn.Module
-    text_encoder: nn.Module
-    vae: nn.Module
+    bridge: Bridge
+    dit: AudioDiT
+    text_encoder: T5EncoderModel
+    vae: AutoencoderOobleck
     audio_encoder: nn.Module | None = None
     revision: str | None = None
     resampler_trained: bool = False  # whether audio_encoder.resampler holds trained weights
@@ -65,7 +70,7 @@ class AudioStoryModel:
     _planner: Planner | None = field(default=None, repr=False)
 
     def parts(self) -> dict[str, nn.Module]:
-        parts = {
+        parts: dict[str, Any] = {
             "llm": self.llm, "bridge": self.bridge, "dit": self.dit, "text_encoder": self.text_encoder,
             "vae": self.vae,
         }
@@ -124,7 +129,7 @@ def _build_parts(dims: ModelDims, vocab_size: int, dtype: torch.dtype) -> dict[s
     from .planner.bridge import Bridge
     from .planner.reasoner import build_llm
 
-    parts: dict[str, nn.Module] = {
+    parts: dict[str, Any] = {
         "llm": build_llm(dims.reasoner, vocab_size, dtype),
         "bridge": Bridge(dims.bridge),
         "dit": build_dit(dims.dit),

@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, UsageError
 from .progress import ProgressFn, no_progress
@@ -105,7 +105,7 @@ def plan_story(
     lead = get_style(options.style).lead if options.style else None
     planner = model.planner()
     sampling = SamplingOptions(temperature=options.temperature, top_p=options.top_p, seed=options.seed or 0)
-    processors = ()
+    processors: tuple[Any, ...] = ()
     if model.name == "tiny-random":  # random weights: steer decoding with a clause script of the prompt
         sampling, script = demo_sampling(planner, prompt, options.total_duration)
         processors = (script,)

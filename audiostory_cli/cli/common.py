@@ -6,7 +6,6 @@ import os
 import sys
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -30,12 +29,30 @@ def report_error(message: str) -> None:
 class ErrorHandlingGroup(TyperGroup):
     """Turns library errors into one red line and an exit code; AUDIOSTORY_DEBUG=1 shows the traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
+        """Like Typer's, but a usage error is one red line (not a boxed panel) with exit code 2."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except typer.Abort:
+            report_error("aborted")
+            sys.exit(1)
+        except typer.TyperException as exc:  # click's UsageError/BadParameter family
+            context = getattr(exc, "ctx", None)
+            where = f" (see `{context.command_path} --help`)" if context is not None else ""
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            report_error(_escape(f"{message}{where}"))
+            sys.exit(getattr(exc, "exit_code", 2))
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
+        return code
+
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
-            raise
-        except (typer.Exit, typer.Abort):
+        except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own exits and usage errors (exit 2)
             raise
         except AudiostoryError as exc:
             if debug_enabled():
