@@ -24,9 +24,8 @@ from .runtime import Runtime
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
-
     from diffusers import AutoencoderOobleck
+    from torch import nn
     from transformers import T5EncoderModel
 
     from .generator.dit import AudioDiT
