@@ -227,7 +227,7 @@ _CLASS_LIST: tuple[SoundClass, ...] = (
          intensity="level of the chatter",
          tempo="syllable rate: calm (0) to animated (1)",
          pitch="voice register",
-         texture="crowd size: a few voices (0) to a packed room (1)"),
+         texture="crowd size: 3 voices (0) to 13 voices (1)"),
     _cls("heartbeat", "a beating heart", synth.heartbeat,
          intensity="force of the beats",
          tempo="heart rate, 50 to 140 beats per minute",

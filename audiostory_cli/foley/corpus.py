@@ -1,9 +1,11 @@
 """Stories made of foley events, in the AudioStory layout: instruction, storyline reasoning, timed events.
 
-An instruction is ``lead phrase + scene + ": " + narrative + " The total duration is X seconds."``, where the
-narrative names the events in order, sometimes indirectly ("the sky rumbles" for thunder). The reasoning
-follows the official style: "The storyline is mainly about: ... The whole story can be divided into N
-sequential parts. Event 1: Timestamp: 0.0s - 5.2s. Story detail: ... Sound effect: <caption>. ...".
+An instruction is ``lead phrase + scene + ": " + narrative + " The total duration is X seconds."`` (built by
+``planner.prompt.build_instruction`` with the official lead phrases), where the narrative names the events in
+order, sometimes indirectly ("the sky rumbles" for thunder). The reasoning follows the official style and is
+laid out by ``planner.layout.reasoning_text``: the storyline ("The storyline is mainly about: ... The whole
+story can be divided into N sequential parts.") then one line per event, "Event 1: Timestamp: 0.0s - 5.2s.
+Story detail: ... Sound effect: <caption>".
 
 Splits (deterministic from the rng the caller passes):
 
@@ -29,39 +31,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 
+from ..audio.io import write_audio
 from ..errors import InputError, OutputExistsError
-from ..fsutil import write_text_atomic, write_with_atomic
+from ..fsutil import write_text_atomic
+from ..planner.layout import reasoning_text
+from ..planner.prompt import LEAD_PHRASES, build_instruction
 from ..progress import ProgressFn, no_progress
 from .bank import CLASS_NAMES, EventParams, caption_for, get_class, render_event, sample_params
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 _SPLIT_IDS = {"train": 1, "val": 2, "test": 3}
 
-# The 20 lead phrases of the official inference (GEN_PROMPT_ALL); each ends with a space.
-LEAD_PHRASES: tuple[str, ...] = (
-    "Create a long-form audio composition that explores ",
-    "I'd like an extended audio track with rich details of ",
-    "Craft an immersive soundscape that slowly unfolds ",
-    "Please produce a comprehensive recording capturing every aspect of ",
-    "Generate a detailed, drawn-out audio that brings to life ",
-    "Let's design a textured audio piece highlighting the nuances of ",
-    "Kindly fashion a lengthy audio journey through ",
-    "Devise a long-form audio narrative of ",
-    "Develop a gradually developing audio with meticulous attention to ",
-    "Imagine and produce a vivid audio experience of ",
-    "Construct a detailed soundscape that tells the story of ",
-    "Please generate a sustained audio track filled with ",
-    "Produce an in-depth, multi-layered audio that portrays ",
-    "Design a descriptive audio capturing the essence of ",
-    "Create a nuanced, extended audio that conveys ",
-    "I'd like to commission a long-form audio depicting ",
-    "Fashion a richly detailed audio recording of ",
-    "Propose a detailed, immersive audio that showcases ",
-    "Generate an elaborate audio piece focusing on ",
-    "Develop a comprehensive audio that fully represents ",
-)
 HELD_OUT_LEADS: frozenset[int] = frozenset({16, 17, 18, 19})  # 0-based indices used only by the test split
 
 # Scenes that open the narrative: (train, test).
@@ -222,8 +203,9 @@ class FoleyEvent:
 
 @dataclass(frozen=True)
 class FoleyStory:
-    instruction: str
-    reasoning: str
+    instruction: str  # planner.prompt.build_instruction: lead + scene + narrative + "The total duration is X seconds."
+    storyline: str  # "The storyline is mainly about: ... divided into N sequential parts."
+    reasoning: str  # planner.layout.reasoning_text(storyline, events): storyline + one "Event i: ..." line each
     events: tuple[FoleyEvent, ...]
     total_duration: float
     split: str
@@ -351,18 +333,14 @@ def make_story(
 
     scene = SCENES[held][scene_id]
     total_s = total_ds / 10.0
-    instruction = (f"{LEAD_PHRASES[lead_id]}{scene}: {_narrative(PATTERNS[held][pattern_id], clauses, rng)} "
-                   f"The total duration is {total_s:.1f} seconds.")
+    narrative = _narrative(PATTERNS[held][pattern_id], clauses, rng)
+    instruction = build_instruction(f"{scene}: {narrative}", total_s, lead=lead_id)
     summary = f"{scene}, with {_join_titles([get_class(c).title for c in classes])}"
-    parts = [f"The storyline is mainly about: {summary}.",
-             f"The whole story can be divided into {n} sequential parts."]
-    start = 0
-    for i, (event, ds) in enumerate(zip(events, durations, strict=True), start=1):
-        parts.append(f"Event {i}: Timestamp: {start / 10:.1f}s - {(start + ds) / 10:.1f}s. "
-                     f"Story detail: {event.story_detail} Sound effect: {event.caption}.")
-        start += ds
-    return FoleyStory(instruction=instruction, reasoning=" ".join(parts), events=tuple(events),
-                      total_duration=total_s, split=split, scene=scene, template_keys=tuple(keys))
+    storyline = (f"The storyline is mainly about: {summary}. "
+                 f"The whole story can be divided into {n} sequential parts.")
+    return FoleyStory(instruction=instruction, storyline=storyline, reasoning=reasoning_text(storyline, events),
+                      events=tuple(events), total_duration=total_s, split=split, scene=scene,
+                      template_keys=tuple(keys))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -374,17 +352,10 @@ class ManifestPaths:
     root: Path
     clips: Path  # {"audio", "caption", "class", "params"}
     qa: Path  # {"audio", "question", "answer"}
-    stories: Path  # {"instruction", "reasoning", "events": [...], "total_duration", "audio"}
+    stories: Path  # {"instruction", "reasoning", "storyline", "events": [...], "total_duration", "audio"}
 
 
 MANIFEST_NAMES = {"clips": "clips.jsonl", "qa": "qa.jsonl", "stories": "stories.jsonl"}
-
-
-def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
-    def writer(tmp: Path) -> None:
-        sf.write(str(tmp), np.ascontiguousarray(audio.T), sr, subtype="PCM_16", format="WAV")
-
-    write_with_atomic(path, writer)
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> str:
@@ -396,6 +367,7 @@ def story_record(story: FoleyStory, event_audio: list[str], story_audio: str) ->
     return {
         "instruction": story.instruction,
         "reasoning": story.reasoning,
+        "storyline": story.storyline,
         "events": [
             {"caption": e.caption, "story_detail": e.story_detail, "duration": e.duration, "audio": a,
              "class": e.class_name, "params": e.params.to_dict(), "seed": e.seed}
@@ -439,7 +411,8 @@ def write_manifests(
         params = sample_params(clip_rng, name)
         seconds = round(float(clip_rng.uniform(*clip_seconds)), 1)
         rel = f"clips/{i + 1:06d}.wav"
-        _write_wav(out_dir / rel, render_event(name, params, seconds, sr, int(clip_rng.integers(2**31))), sr)
+        audio = render_event(name, params, seconds, sr, int(clip_rng.integers(2**31)))
+        write_audio(out_dir / rel, audio, sr, "PCM_16")
         caption = caption_for(name, params, clip_rng)
         clips.append({"audio": rel, "caption": caption, "class": name, "params": params.to_dict(),
                       "duration": seconds})
@@ -456,10 +429,10 @@ def write_manifests(
         for k, event in enumerate(story.events, start=1):
             rel = f"{folder}/{k:02d}.wav"
             audio = event.render(sr)
-            _write_wav(out_dir / rel, audio, sr)
+            write_audio(out_dir / rel, audio, sr, "PCM_16")
             rels.append(rel)
             renders.append(audio)
-        _write_wav(out_dir / f"{folder}/full.wav", np.concatenate(renders, axis=1), sr)
+        write_audio(out_dir / f"{folder}/full.wav", np.concatenate(renders, axis=1), sr, "PCM_16")
         stories.append(story_record(story, rels, f"{folder}/full.wav"))
         progress("foley-stories", i + 1, n_stories)
 

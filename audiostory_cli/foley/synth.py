@@ -103,19 +103,18 @@ def noise_burst(rng: Rng, tau: float, sr: int, *, length: float | None = None) -
 
 def place(n: int, onsets: np.ndarray, amps: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Sum of ``kernel`` copies starting at sample ``onsets`` with gains ``amps``, cut to ``n`` samples."""
-    out = np.zeros(n)
     onsets = np.asarray(onsets, dtype=np.int64)
+    amps = np.asarray(amps, dtype=np.float64)
     keep = (onsets >= 0) & (onsets < n)
-    if not keep.any():
-        return out
-    impulses = np.zeros(n)
-    np.add.at(impulses, onsets[keep], np.asarray(amps, dtype=np.float64)[keep])
-    if len(kernel) * int(keep.sum()) < 4 * n:  # few events: direct adds are cheaper than an FFT
-        for o, a in zip(onsets[keep], np.asarray(amps)[keep], strict=True):
+    onsets, amps = onsets[keep], amps[keep]
+    out = np.zeros(n)
+    if len(kernel) * len(onsets) < 4 * n:  # few events: direct adds are cheaper than an FFT
+        for o, a in zip(onsets, amps, strict=True):
             m = min(len(kernel), n - o)
             out[o : o + m] += a * kernel[:m]
         return out
-    return signal.fftconvolve(impulses, kernel)[:n]
+    np.add.at(out, onsets, amps)
+    return signal.fftconvolve(out, kernel)[:n]
 
 
 def poisson_onsets(rng: Rng, n: int, sr: int, rate_hz: float, start: float = 0.0) -> np.ndarray:
@@ -169,8 +168,8 @@ def clip_start(rng: Rng, n: int, sr: int, lo: float = 0.03, hi: float = 0.25) ->
 
 
 def rain(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
-    wash = highpass(rng.standard_normal(n), sr, 350.0 + 700.0 * p.pitch)
-    wash = lowpass(wash, sr, 2500.0 + 5500.0 * p.texture)
+    wash = highpass(rng.standard_normal(n), sr, 600.0 + 600.0 * p.pitch)  # a bright hiss, unlike a stream
+    wash = lowpass(wash, sr, 4000.0 + 4000.0 * p.texture)
     depth = 0.05 + 0.85 * p.tempo
     gust = (1.0 - depth) + depth * smooth_random(rng, n, sr, 0.2 + 2.0 * p.tempo)
     wash *= gust
@@ -235,12 +234,18 @@ def door_slam(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
     length = 1.2
     t = np.arange(int(length * sr)) / sr
     f = (55.0 + 75.0 * p.pitch) * (1.0 + 0.6 * np.exp(-t / 0.02))
-    thud = np.sin(sweep_phase(f, sr)) * np.exp(-t / (0.08 + 0.08 * p.intensity))
+    thud = np.sin(sweep_phase(f, sr)) * np.exp(-t / (0.04 + 0.05 * p.intensity))
     impact = lowpass(noise_burst(rng, 0.012, sr, length=length), sr, 2500.0 + 2500.0 * p.texture)
     chatter = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * rng.uniform(22.0, 40.0) * t))
     rattle = bandpass(rng.standard_normal(len(t)), sr, 700.0 + 600.0 * p.pitch, 4000.0) * chatter
     rattle *= np.exp(-t / (0.06 + 0.35 * p.texture))
-    kernel = 1.6 * unit_rms(thud) + 0.8 * unit_rms(impact) + (0.05 + 1.5 * p.texture) * unit_rms(rattle) * 0.6
+    panel = decaying_sine((180.0 + 220.0 * p.pitch) * rng.uniform(0.9, 1.1), 0.035, sr, length=length)
+    latch = np.zeros_like(t)  # the latch catching a few tens of milliseconds after the impact
+    at = int(rng.uniform(0.035, 0.06) * sr)
+    click = decaying_sine(rng.uniform(2200.0, 3500.0), 0.004, sr, length=0.03)
+    latch[at : at + len(click)] = click[: len(latch) - at]
+    kernel = (1.6 * unit_rms(thud) + 0.8 * unit_rms(impact) + 0.8 * unit_rms(panel) + 0.5 * unit_rms(latch)
+              + (0.05 + 1.5 * p.texture) * unit_rms(rattle) * 0.6)
     onsets = regular_onsets(rng, n, sr, 8.0 - 6.5 * p.tempo, start=clip_start(rng, n, sr), jitter=0.1)
     return place(n, onsets, rng.uniform(0.8, 1.0, len(onsets)), kernel)
 
@@ -440,18 +445,18 @@ def clock_ticks(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
 
 
 def crowd_murmur(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
-    voices = 3 + int(13 * p.texture)
+    voices = 3 + int(10 * p.texture)
     babble = np.zeros(n)
     for _ in range(voices):
         f0 = (85.0 + 170.0 * p.pitch) * rng.uniform(0.75, 1.6) * (1.0 + 0.15 * (smooth_random(rng, n, sr, 3.0) - 0.5))
         buzz = (sweep_phase(f0, sr, rng.uniform(0, 6.28)) / math.pi) % 2.0 - 1.0  # naive sawtooth
         syll = smooth_random(rng, n, sr, (2.0 + 7.0 * p.tempo) * rng.uniform(0.8, 1.2))
-        babble += buzz * np.clip(2.0 * syll - 0.6, 0.0, None) * rng.uniform(0.5, 1.0)
+        babble += buzz * np.clip(2.5 * syll - 1.0, 0.0, None) * rng.uniform(0.5, 1.0)  # syllables with gaps
     scale = 0.75 + 0.6 * p.pitch
     voiced = sum(g * bandpass(babble, sr, f * scale * 0.75, f * scale * 1.3) for f, g in ((550, 1.0), (1500, 0.6),
                                                                                           (2600, 0.3)))
     air = bandpass(rng.standard_normal(n), sr, 300.0, 3500.0) * (0.6 + 0.4 * smooth_random(rng, n, sr, 2.0))
-    return unit_rms(voiced) + (0.15 + 0.25 * p.texture) * unit_rms(air)
+    return unit_rms(voiced) + (0.1 + 0.15 * p.texture) * unit_rms(air)
 
 
 def heartbeat(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
@@ -485,9 +490,9 @@ def water_stream(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
         kernel = np.sin(2 * np.pi * clamp_hz(f0, sr) * t * (1.0 + t / (3 * tau))) * np.exp(-t / tau)
         onsets = poisson_onsets(rng, n, sr, (15.0 + 400.0 * p.tempo) / groups)
         bubbles += place(n, onsets, rng.lognormal(0.0, 0.5, len(onsets)), kernel)
-    flow = bandpass(rng.standard_normal(n), sr, 200.0 + 300.0 * p.pitch, 2500.0 + 3000.0 * p.texture)
+    flow = bandpass(rng.standard_normal(n), sr, 150.0 + 200.0 * p.pitch, 1200.0 + 1500.0 * p.texture)  # low roar
     flow *= 0.6 + 0.4 * smooth_random(rng, n, sr, 0.5 + 5.0 * p.tempo)
-    return unit_rms(bubbles) + (0.2 + 1.3 * p.texture) * unit_rms(flow)
+    return unit_rms(bubbles) + (0.2 + 0.9 * p.texture) * unit_rms(flow)
 
 
 def phone_ring(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
