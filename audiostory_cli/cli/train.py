@@ -1,0 +1,229 @@
+"""`audiostory train --stage 1-warm|1|2|3` and `audiostory train check-data FILE`: fine-tune, validate data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ..errors import UsageError
+from .common import ErrorHandlingGroup, err_console, out_console
+
+if TYPE_CHECKING:
+    from ..train.config import TrainConfig
+    from ..train.engine import RunInfo, StepReport
+
+SCHEMA_HELP = (
+    "Manifests are JSONL, one example per line; audio paths are relative to the manifest (WAV/FLAC/AIFF, mono "
+    "or stereo, any rate).\n\n"
+    'clip: {"audio": "a.wav", "caption": "a dog barks twice"}, optional "start" and "duration" in seconds.\n\n'
+    'QA (stage 2+): {"audio": "a.wav", "question": "What do you hear?", "answer": "A dog barks."}\n\n'
+    'story (stage 3): {"instruction": "...", "reasoning": "storyline", "events": a list of {"caption", '
+    '"story_detail", "duration", "audio"}}; or one long "audio" for the story and a "start" per event.\n\n'
+    "Stages: 1-warm = LoRA + semantic projector (MSE to s·T5(caption)); 1 = + residual projector, fusion, DiT "
+    "(MSE + boundary-token CE + flow); 2 = + QA understanding (Whisper frozen, 2 generation : 1 QA batches); "
+    "3 = + multi-event stories with the reasoning loss.\n\n"
+    "The --out folder becomes a model: `audiostory tell --model OUT`. Multi-GPU: "
+    "`accelerate launch --multi_gpu --num_processes N -m audiostory_cli train ...` (or torchrun). Check data "
+    "first: `audiostory train check-data FILE`."
+)
+
+Manifests = list[Path] | None
+
+app = typer.Typer(
+    cls=ErrorHandlingGroup,
+    invoke_without_command=True,
+    help="Fine-tune a model in the paper's stages (LoRA planner, bridge, DiT); validate training manifests.",
+    epilog=SCHEMA_HELP,
+)
+
+@app.callback()
+def train(
+    ctx: typer.Context,
+    stage: Annotated[str | None, typer.Option(help="1-warm, 1, 2 or 3 (see below).")] = None,
+    data: Annotated[Manifests, typer.Option(metavar="FILE", help="Manifest (any kind per line). Repeatable.")] = None,
+    clips: Annotated[Manifests, typer.Option(metavar="FILE", help="Manifest of single clips. Repeatable.")] = None,
+    qa: Annotated[Manifests, typer.Option(metavar="FILE", help="Manifest of audio QA (stage 2+). Repeatable.")] = None,
+    stories: Annotated[Manifests, typer.Option(metavar="FILE", help="Manifest of stories. Repeatable.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics, model).")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Base model: name or model folder.")] = "audiostory-3b",
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Examples per micro-batch and process.")] = 8,
+    grad_accum: Annotated[int, typer.Option(help="Micro-batches per optimizer step.")] = 1,
+    lr_llm: Annotated[float, typer.Option(help="Learning rate of LoRA, norms and embeddings.")] = 1e-4,
+    lr_dit: Annotated[float, typer.Option(help="Learning rate of the DiT.")] = 1e-5,
+    lr_bridge: Annotated[float | None, typer.Option(help="Learning rate of projectors, fusion, resampler.")] = None,
+    warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 100,
+    schedule: Annotated[str, typer.Option(help="Decay after warm-up: cosine, linear or constant.")] = "cosine",
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.0,
+    loss_weights: Annotated[str, typer.Option(help="paper (lm 1, bridge .2, flow .4) or appendix (5/2/1).")] = "paper",
+    w_lm: Annotated[float | None, typer.Option(help="Weight of the LM loss (overrides the preset).")] = None,
+    w_bridge: Annotated[float | None, typer.Option(help="Weight of the semantic MSE.")] = None,
+    w_flow: Annotated[float | None, typer.Option(help="Weight of the flow loss.")] = None,
+    lm_scope: Annotated[str | None, typer.Option(help="LM loss on: boundary, plan or full (default: stage).")] = None,
+    gen_und_ratio: Annotated[str, typer.Option(help="Generation : QA micro-batches (stages 2, 3).")] = "2:1",
+    cond_dropout: Annotated[float, typer.Option(help="Chance an event's tokens become T5(\"\") (CFG).")] = 0.1,
+    max_tokens: Annotated[int, typer.Option(help="Longest example in tokens.")] = 4096,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 500,
+    keep_checkpoints: Annotated[int, typer.Option(help="Newest checkpoints kept (0: all).")] = 3,
+    eval_every: Annotated[int, typer.Option(help="Fixed-noise loss every N steps (0: off).")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of LoRA init, data order and noise.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
+    mixed_precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA), bf16 or no.")] = "auto",
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the audiostory cache).")] = None,
+    t5_tokenizer: Annotated[Path | None, typer.Option(help="flan-t5 tokenizer folder, if not found.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print trainable parameters per part and exit.")] = False,
+) -> None:
+    """Train one stage on JSONL manifests; the --out folder becomes a model the other commands accept."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if stage is None:
+        raise UsageError("give --stage 1-warm|1|2|3 (or `audiostory train check-data FILE`); see --help")
+    if dry_run:
+        _print_counts(stage, model)
+        return
+    if out is None:
+        raise UsageError("give --out DIR: the run folder that becomes the trained model")
+    options = dict(locals())
+    config = _config(options)
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun / accelerate launch only rank 0 talks
+    if main:
+        err_console.print(f"[dim]audiostory train: stage {stage}, model {model} → {out}[/]")
+    from ..train.engine import train as run_training
+
+    with _TrainProgress(enabled=main) as view:
+        result = run_training(config, progress=view, on_step=view.step, on_start=view.start, log=view.note)
+    if main:
+        err_console.print(f"done: {result.steps} steps; use it with: audiostory tell --model {out} ...")
+        out_console.print(str(out))
+
+
+def _config(options: dict[str, Any]) -> TrainConfig:
+    from ..train.config import TrainConfig
+    from ..train.manifest import ManifestSpec
+    from ..train.stages import resolve_loss_weights
+
+    specs = [ManifestSpec(Path(p), None) for p in options["data"] or []]
+    for kind in ("clips", "qa", "stories"):
+        specs += [ManifestSpec(Path(p), kind) for p in options[kind] or []]  # type: ignore[arg-type]
+    weights = resolve_loss_weights(options["loss_weights"], lm=options["w_lm"], bridge=options["w_bridge"],
+                                   flow=options["w_flow"])
+    skip = {"ctx", "data", "clips", "qa", "stories", "loss_weights", "w_lm", "w_bridge", "w_flow", "dry_run",
+            "gen_und_ratio"}
+    fields = {k: v for k, v in options.items() if k not in skip}
+    return TrainConfig(data=tuple(specs), loss_weights=weights, gen_und_ratio=_ratio(options["gen_und_ratio"]),
+                       **fields)
+
+
+def _ratio(text: str) -> tuple[int, int]:
+    try:
+        gen, und = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise UsageError(f"--gen-und-ratio {text!r} must look like 2:1") from None
+    return gen, und
+
+
+def _print_counts(stage: str, model: str) -> None:
+    from ..train.engine import dry_run
+    from ..train.stages import get_stage
+
+    spec = get_stage(stage)
+    with err_console.status(f"building {model} on the meta device…"):
+        counts = dry_run(stage, model)
+    out_console.print(_counts_table(counts, f"stage {stage}: {spec.title}"))
+
+
+def _counts_table(counts: list[Any], title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("part")
+    table.add_column("trainable", justify="right")
+    table.add_column("total", justify="right")
+    for count in counts:
+        table.add_row(count.part, f"{count.trainable:,}", f"{count.total:,}")
+    table.add_row("all", f"{sum(c.trainable for c in counts):,}", f"{sum(c.total for c in counts):,}", style="bold")
+    return table
+
+
+class _TrainProgress:
+    """Rich bars on stderr: feature caching, then the steps with loss, learning rate and tokens/s."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=not enabled,
+        )
+        self._enabled = enabled
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _TrainProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._progress.stop()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(stage, total=max(total, 1), info="")
+        self._progress.update(self._tasks[stage], completed=done, total=max(total, 1))
+
+    def start(self, info: RunInfo) -> None:
+        if self._enabled:
+            self._progress.console.print(_counts_table(info.counts, f"stage {info.stage}: parameters"))
+        self.note(f"{info.generation_examples} generation + {info.understanding_examples} QA examples; "
+                  f"{info.device} {info.precision}, {info.processes} process(es); from step {info.start_step}")
+        self("train", info.start_step, info.steps)
+
+    def step(self, report: StepReport) -> None:
+        losses = " ".join(f"{k} {v:.3g}" for k, v in report.losses.items())
+        lr = report.lr.get("llm", next(iter(report.lr.values()), 0.0))
+        self("train", report.step, report.total)
+        self._progress.update(self._tasks["train"], info=f"{losses} · lr {lr:.1e} · {report.tokens_per_s:,.0f} tok/s")
+
+    def note(self, message: str) -> None:
+        if self._enabled:
+            self._progress.console.print(message, markup=False, highlight=False)
+
+
+@app.command("check-data")
+def check_data(
+    manifest: Annotated[Path, typer.Argument(help="A JSONL manifest.")],
+    kind: Annotated[str | None, typer.Option(help="clips, qa or stories (default: detected per line).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Validate a manifest line by line (JSON, fields, durations, audio files); exit 1 if any error."""
+    from ..train.manifest import check_manifest
+
+    report = check_manifest(manifest, kind=kind)  # type: ignore[arg-type]
+    counts = {k: report.count(k) for k in ("clips", "qa", "stories")}  # type: ignore[arg-type]
+    if as_json:
+        out_console.print_json(json.dumps({
+            "manifest": str(manifest), "lines": report.lines, "valid": counts,
+            "issues": [{"line": i.source.line, "severity": i.severity, "message": i.message} for i in report.issues],
+        }))
+    else:
+        for issue in report.issues:
+            out_console.print(str(issue), markup=False, highlight=False)
+        summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no valid examples"
+        err_console.print(f"{report.lines} line(s): {summary}; {len(report.errors)} error(s), "
+                          f"{len(report.warnings)} warning(s)")
+    if report.errors:
+        raise typer.Exit(1)

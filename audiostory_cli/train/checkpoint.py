@@ -1,0 +1,227 @@
+"""Training checkpoints (for ``--resume``) and the final output: a model folder the other commands load.
+
+A checkpoint ``<out>/checkpoints/step-000500/`` holds:
+
+* ``adapter_model.safetensors`` + ``adapter_config.json``: the LoRA adapter and trained norms in peft's format
+  (``get_peft_model_state_dict``), usable with ``PeftModel.from_pretrained`` on the base LLM;
+* ``trainable.safetensors``: every other trained tensor (embeddings, projectors, fusion, DiT, resampler), keyed
+  by ``TrainModule`` parameter name;
+* ``optimizer.pt`` and ``scheduler.pt``: their state dicts (tensors and numbers only: ``weights_only`` loads);
+* ``state.json``: stage, step, base model (ref, name, revision), the run's config, data hash. Written last:
+  a folder without it is incomplete and ignored.
+
+The final output ``<out>/`` is a model folder (``audiostory.json`` + one safetensors file per part + ``tokenizer/``
++ ``t5_tokenizer/``) written by ``model.save_model`` with the LoRA merged into the base weights, so inference
+never needs peft: ``audiostory tell --model <out>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import TrainingError
+from ..fsutil import write_json_atomic
+from ..models.registry import SIDECAR_NAME
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "state.json"
+ADAPTER_FILE = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+TRAINABLE_FILE = "trainable.safetensors"
+FORMAT = "audiostory-train-checkpoint"
+FORMAT_VERSION = 1
+_STEP_RE = re.compile(r"^step-(\d{6,})$")
+
+
+def checkpoint_dir(out: Path, step: int) -> Path:
+    return Path(out) / CHECKPOINTS / f"step-{step:06d}"
+
+
+def list_checkpoints(out: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints (with ``state.json``), oldest first."""
+    root = Path(out) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _STEP_RE.match(child.name)
+        if match and (child / STATE_FILE).is_file():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = list_checkpoints(out)
+    return found[-1][1] if found else None
+
+
+def _adapter_state(llm: Any) -> dict[str, torch.Tensor]:
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().to("cpu").contiguous() for k, v in
+            get_peft_model_state_dict(llm, save_embedding_layers=False).items()}
+
+
+def trainable_state(module: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(adapter state in peft's format, every other trainable tensor by parameter name)."""
+    adapter = _adapter_state(module.llm)  # type: ignore[attr-defined]
+    in_adapter = {name for name, p in module.named_parameters() if p.requires_grad and _peft_managed(name)}
+    rest = {name: p.detach().to("cpu").contiguous() for name, p in module.named_parameters()
+            if p.requires_grad and name not in in_adapter}
+    return adapter, rest
+
+
+def _peft_managed(name: str) -> bool:
+    return "lora_" in name or "modules_to_save" in name
+
+
+def save_checkpoint(folder: Path, module: torch.nn.Module, optimizer: Any, scheduler: Any, state: dict[str, Any],
+                    *, keep: int = 0) -> Path:
+    """Write a checkpoint atomically (temporary sibling folder, then rename); keep the newest ``keep`` (0: all)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        adapter, rest = trainable_state(module)
+        save_file(adapter, str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
+        peft_config = module.llm.peft_config["default"].to_dict()  # type: ignore[attr-defined, index]
+        write_json_atomic(tmp / ADAPTER_CONFIG, _jsonable(peft_config))
+        save_file(rest, str(tmp / TRAINABLE_FILE), metadata={"format": "pt"})
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        write_json_atomic(tmp / STATE_FILE, {"format": FORMAT, "format_version": FORMAT_VERSION, **state})
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if keep > 0:
+        for _, old in list_checkpoints(folder.parent.parent)[:-keep]:
+            shutil.rmtree(old)
+    return folder
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrainingError(f"cannot read {path} ({exc}); delete that checkpoint folder and resume again") from exc
+    if state.get("format") != FORMAT or not isinstance(state.get("step"), int):
+        raise TrainingError(f"{path} is not an audiostory training checkpoint")
+    if state.get("format_version", 0) > FORMAT_VERSION:
+        raise TrainingError(f"{folder} was written by a newer audiostory; upgrade to resume it")
+    return dict(state)
+
+
+def load_checkpoint(folder: Path, module: torch.nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    """Restore weights, optimizer and scheduler from ``folder`` strictly; returns its state."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    state = read_state(folder)
+    device = next(module.parameters()).device
+    adapter = load_file(str(folder / ADAPTER_FILE), device=str(device))
+    expected_adapter, expected_rest = trainable_state(module)
+    _same_keys(set(expected_adapter), set(adapter), folder / ADAPTER_FILE)
+    result = set_peft_model_state_dict(module.llm, adapter)  # type: ignore[attr-defined]
+    if getattr(result, "unexpected_keys", None):
+        raise TrainingError(f"{folder / ADAPTER_FILE} has keys the model lacks: {result.unexpected_keys[:5]}")
+    rest = load_file(str(folder / TRAINABLE_FILE), device=str(device))
+    _same_keys(set(expected_rest), set(rest), folder / TRAINABLE_FILE)
+    params = dict(module.named_parameters())
+    with torch.no_grad():
+        for name, tensor in rest.items():
+            if params[name].shape != tensor.shape:
+                raise TrainingError(f"{folder}: {name} is {list(tensor.shape)}, the model has "
+                                    f"{list(params[name].shape)}")
+            params[name].copy_(tensor)
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
+    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+    return state
+
+
+def _same_keys(expected: set[str], found: set[str], where: Path) -> None:
+    missing, unexpected = sorted(expected - found), sorted(found - expected)
+    if missing or unexpected:
+        raise TrainingError(
+            f"{where} does not match this run's trainable set (missing {missing[:3]}, unexpected {unexpected[:3]}); "
+            "resume with the same --stage, --model and data kinds"
+        )
+
+
+# -- the final model folder ----------------------------------------------------------------------------------
+
+
+def export_model(out: Path, model: Any, t5_tokenizer: Any, *, base_model: str, info_extra: dict[str, Any],
+                 dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` (LoRA already merged) as a model folder INTO ``out``, beside the run's other files.
+
+    ``save_model`` writes a whole folder atomically, so it writes a hidden sibling inside ``out`` whose files are
+    then moved in, ``audiostory.json`` last (a folder is only a model once its sidecar is there). Files of an
+    earlier export in ``out`` are replaced.
+    """
+    from ..model import save_model
+    from .t5_tokenizer import T5_TOKENIZER_DIR, save_t5_tokenizer
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if dtype is not None:
+        for part in (model.llm, model.bridge, model.dit):
+            part.to(dtype)
+    staging = out / f".export-{uuid.uuid4().hex[:8]}"
+    try:
+        save_model(model, staging, info_extra=info_extra, base_model=base_model)
+        save_t5_tokenizer(t5_tokenizer, staging / T5_TOKENIZER_DIR)
+        _remove_previous_export(out)
+        names = sorted((p.name for p in staging.iterdir()), key=lambda n: n == SIDECAR_NAME)
+        for name in names:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _remove_previous_export(out: Path) -> None:
+    from ..models.checkpoint import TOKENIZER_DIR
+    from .t5_tokenizer import T5_TOKENIZER_DIR
+
+    sidecar = out / SIDECAR_NAME
+    if not sidecar.is_file():
+        return
+    try:
+        parts = json.loads(sidecar.read_text(encoding="utf-8")).get("parts", {})
+    except json.JSONDecodeError:
+        parts = {}
+    sidecar.unlink()  # first: a half-replaced folder must not look like a model
+    for entry in parts.values():
+        name = Path(str(entry.get("file", ""))).name
+        if name.endswith(".safetensors"):
+            (out / name).unlink(missing_ok=True)
+    for folder in (TOKENIZER_DIR, T5_TOKENIZER_DIR):
+        if (out / folder).is_dir():
+            shutil.rmtree(out / folder)

@@ -1,0 +1,444 @@
+"""Training manifests: JSONL files, one example per line, validated line by line.
+
+Three kinds of line (audio paths are relative to the manifest's folder, or absolute):
+
+* clip (single-audio generation): ``{"audio": "clips/1.wav", "caption": "a dog barks twice"}``; optional
+  ``"start"`` and ``"duration"`` (seconds) select a segment, else the whole file (at most one DiT window).
+* understanding QA: ``{"audio": "clips/1.wav", "question": "What do you hear?", "answer": "A dog barks."}``.
+* story (multi-event generation): ``{"instruction": "...", "reasoning": "...", "events": [{"caption": "...",
+  "story_detail": "...", "duration": 3.2, "audio": "s1/01.wav"}, ...]}``. Each event has its own ``audio``, or
+  the story has one long ``"audio"`` and each event a ``"start"`` in it (default: events back to back from 0).
+  ``reasoning`` is the storyline text; any ``Event N: Timestamp: ...`` lines in it are dropped, because the
+  per-event lines are regenerated from the events (as at inference).
+
+Other keys (``class``, ``params``, ``split`` ...) are allowed and ignored. ``check_manifest`` reports every problem
+with its line; ``load_manifests`` raises one ``TrainingError`` that lists them. Torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import PlanValidationError, TrainingError, UsageError
+from ..planner.layout import PlannedEvent, check_serialisable, find_special_token
+
+Kind = Literal["clips", "qa", "stories"]
+KINDS: tuple[str, ...] = ("clips", "qa", "stories")
+DEFAULT_MAX_EVENT_SECONDS = 29.95  # one DiT window of the released model (645 latent frames)
+LENGTH_TOLERANCE = 0.05  # seconds an audio file may fall short of the segment it should hold
+_FIRST_EVENT_LINE = re.compile(r"\bEvent\s+1\s*:", re.IGNORECASE)
+_MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an example came from: manifest file and 1-based line number."""
+
+    file: Path
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file.name}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """``duration`` seconds of ``path`` from ``start`` (always resolved and checked against the file)."""
+
+    path: Path
+    start: float
+    duration: float
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    source: Source
+    caption: str
+    audio: Segment
+
+
+@dataclass(frozen=True)
+class StoryEventRecord:
+    caption: str
+    story_detail: str
+    duration: float
+    audio: Segment
+
+    def planned(self) -> PlannedEvent:
+        return PlannedEvent(caption=self.caption, story_detail=self.story_detail, duration=self.duration)
+
+
+@dataclass(frozen=True)
+class StoryRecord:
+    source: Source
+    instruction: str
+    storyline: str  # the reasoning without its per-event lines
+    events: tuple[StoryEventRecord, ...]
+
+
+@dataclass(frozen=True)
+class QARecord:
+    source: Source
+    audio: Path
+    question: str
+    answer: str
+
+
+Record = ClipRecord | StoryRecord | QARecord
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem: ``error`` stops training, ``warning`` is reported and the line is used."""
+
+    source: Source
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.severity}: {self.message}"
+
+
+@dataclass
+class ManifestReport:
+    path: Path
+    records: list[Record] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    lines: int = 0
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+    def count(self, kind: Kind) -> int:
+        types = {"clips": ClipRecord, "qa": QARecord, "stories": StoryRecord}
+        return sum(isinstance(r, types[kind]) for r in self.records)
+
+
+class _LineError(Exception):
+    """Collects the problems of one line (raised to stop reading it)."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    seconds: float
+    channels: int
+    sample_rate: int
+
+
+class _AudioProbe:
+    """``soundfile.info`` once per file; unreadable files raise ``ValueError`` with a one-line reason."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Path, AudioInfo | str] = {}
+
+    def __call__(self, path: Path) -> AudioInfo:
+        if path not in self._seen:
+            self._seen[path] = self._probe(path)
+        found = self._seen[path]
+        if isinstance(found, str):
+            raise ValueError(found)
+        return found
+
+    @staticmethod
+    def _probe(path: Path) -> AudioInfo | str:
+        import soundfile as sf
+
+        if not path.is_file():
+            return f"audio file {path} not found"
+        try:
+            info = sf.info(str(path))
+        except (RuntimeError, sf.LibsndfileError) as exc:
+            return f"audio file {path} is unreadable ({' '.join(str(exc).split())})"
+        if info.frames <= 0 or info.samplerate <= 0:
+            return f"audio file {path} is empty"
+        if info.channels > 2:
+            return f"audio file {path} has {info.channels} channels; use mono or stereo"
+        return AudioInfo(seconds=info.frames / info.samplerate, channels=info.channels, sample_rate=info.samplerate)
+
+
+def detect_kind(obj: Mapping[str, Any]) -> Kind:
+    """``stories`` if the line has ``events``, ``qa`` if it has ``question``/``answer``, else ``clips``."""
+    if "events" in obj or "instruction" in obj:
+        return "stories"
+    if "question" in obj or "answer" in obj:
+        return "qa"
+    return "clips"
+
+
+def storyline_of(reasoning: str) -> str:
+    """The reasoning up to its first ``Event 1:`` line (those lines are regenerated from the events)."""
+    match = _FIRST_EVENT_LINE.search(reasoning)
+    return (reasoning[: match.start()] if match else reasoning).strip()
+
+
+def check_manifest(
+    path: Path,
+    *,
+    kind: Kind | None = None,
+    max_event_seconds: float = DEFAULT_MAX_EVENT_SECONDS,
+) -> ManifestReport:
+    """Read and validate every line of ``path``; problems are collected, never raised (except a missing file).
+
+    ``kind`` forces every line to be of that kind; ``None`` detects it per line (``detect_kind``).
+    """
+    path = Path(path)
+    if kind is not None and kind not in KINDS:
+        raise UsageError(f"--kind {kind!r} is not one of {', '.join(KINDS)}")
+    if not path.is_file():
+        raise TrainingError(f"manifest {path} not found; pass a JSONL file (see `audiostory train --help`)")
+    report = ManifestReport(path=path)
+    probe = _AudioProbe()
+    root = path.resolve().parent
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TrainingError(f"manifest {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        report.lines += 1
+        source = Source(path, number)
+        issues: list[Issue] = []
+        try:
+            record = _read_line(line, source, kind, root, probe, max_event_seconds, issues)
+        except _LineError:
+            record = None
+        report.issues += issues
+        if record is not None:
+            report.records.append(record)
+    if report.lines == 0:
+        report.issues.append(Issue(Source(path, 0), "the manifest has no examples"))
+    return report
+
+
+def _read_line(
+    line: str, source: Source, kind: Kind | None, root: Path, probe: _AudioProbe, max_seconds: float,
+    issues: list[Issue],
+) -> Record | None:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        issues.append(Issue(source, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+        raise _LineError from None
+    if not isinstance(obj, dict):
+        issues.append(Issue(source, f"must be a JSON object, got {type(obj).__name__}"))
+        raise _LineError
+    found = detect_kind(obj)
+    if kind is not None and found != kind:
+        wanted = {"clips": "audio + caption", "qa": "audio + question + answer", "stories": "instruction + events"}
+        issues.append(Issue(source, f"expected a {kind} line ({wanted[kind]}), found a {found} line"))
+        raise _LineError
+    reader = {"clips": _read_clip, "qa": _read_qa, "stories": _read_story}[found]
+    record = reader(obj, source, root, probe, max_seconds, issues)
+    if any(i.severity == "error" for i in issues):
+        return None
+    return record
+
+
+def _fail(issues: list[Issue], source: Source, message: str) -> _LineError:
+    issues.append(Issue(source, message))
+    return _LineError()
+
+
+def _text(obj: Mapping[str, Any], key: str, source: Source, issues: list[Issue], *, where: str = "",
+          required: bool = True) -> str:
+    name = f"{where}{key}"
+    if key not in obj or obj[key] is None:
+        if required:
+            raise _fail(issues, source, f"missing {name!r}")
+        return ""
+    value = obj[key]
+    if not isinstance(value, str):
+        raise _fail(issues, source, f"{name} must be a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise _fail(issues, source, f"{name} is empty")
+    if (token := find_special_token(value)) is not None:
+        raise _fail(issues, source, f"{name} contains the special token {token}; remove it")
+    return value.strip()
+
+
+def _number(obj: Mapping[str, Any], key: str, source: Source, issues: list[Issue], *, where: str = "",
+            positive: bool = True) -> float | None:
+    if key not in obj or obj[key] is None:
+        return None
+    value = obj[key]
+    name = f"{where}{key}"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _fail(issues, source, f"{name} must be a number of seconds, got {value!r}")
+    if positive and value <= 0:
+        raise _fail(issues, source, f"{name} must be positive, got {value!r}")
+    if not positive and value < 0:
+        raise _fail(issues, source, f"{name} must not be negative, got {value!r}")
+    return float(value)
+
+
+def _audio_path(obj: Mapping[str, Any], source: Source, root: Path, issues: list[Issue], *, where: str = "") -> Path:
+    rel = _text(obj, "audio", source, issues, where=where)
+    path = Path(rel).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def _probe(probe: _AudioProbe, path: Path, source: Source, issues: list[Issue], where: str) -> AudioInfo:
+    try:
+        return probe(path)
+    except ValueError as exc:
+        raise _fail(issues, source, f"{where}{exc}") from None
+
+
+def _segment(path: Path, info: AudioInfo, start: float, duration: float, source: Source, issues: list[Issue],
+             where: str) -> Segment:
+    if start + duration > info.seconds + LENGTH_TOLERANCE:
+        raise _fail(
+            issues, source,
+            f"{where}audio {path.name} is {info.seconds:.2f} s but the segment {start:g}-{start + duration:g} s "
+            "goes past its end; fix the duration/start or the file",
+        )
+    return Segment(path=path, start=start, duration=duration)
+
+
+def _read_clip(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float,
+               issues: list[Issue]) -> ClipRecord:
+    caption = _text(obj, "caption", source, issues)
+    _check_layout("", [PlannedEvent(caption=caption, story_detail="", duration=1.0)], source, issues)
+    path = _audio_path(obj, source, root, issues)
+    start = _number(obj, "start", source, issues, positive=False) or 0.0
+    duration = _number(obj, "duration", source, issues)
+    info = _probe(probe, path, source, issues, "")
+    if duration is None:
+        duration = info.seconds - start
+        if duration <= 0:
+            raise _fail(issues, source, f"start {start:g} s is past the end of {path.name} ({info.seconds:.2f} s)")
+        if duration > max_seconds:
+            issues.append(Issue(
+                source, f"audio {path.name} is {duration:.1f} s; only the first {max_seconds:g} s (one DiT window) "
+                "are used", "warning",
+            ))
+            duration = max_seconds
+    elif duration > max_seconds:
+        raise _fail(issues, source, f"duration {duration:g} s is longer than one DiT window ({max_seconds:g} s)")
+    return ClipRecord(source=source, caption=caption, audio=_segment(path, info, start, duration, source, issues, ""))
+
+
+def _read_qa(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float,
+             issues: list[Issue]) -> QARecord:
+    question = _text(obj, "question", source, issues)
+    answer = _text(obj, "answer", source, issues)
+    path = _audio_path(obj, source, root, issues)
+    _probe(probe, path, source, issues, "")
+    return QARecord(source=source, audio=path, question=question, answer=answer)
+
+
+def _read_story(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float,
+                issues: list[Issue]) -> StoryRecord:
+    instruction = _text(obj, "instruction", source, issues)
+    storyline = storyline_of(_text(obj, "reasoning", source, issues, required=False))
+    events_raw = obj.get("events")
+    if not isinstance(events_raw, list) or not events_raw:
+        raise _fail(issues, source, "events must be a non-empty list of {caption, duration, audio} objects")
+    story_audio: tuple[Path, AudioInfo] | None = None
+    if obj.get("audio") is not None:
+        story_path = _audio_path(obj, source, root, issues)
+        story_audio = (story_path, _probe(probe, story_path, source, issues, ""))
+    events: list[StoryEventRecord] = []
+    cursor = 0.0
+    for number, raw in enumerate(events_raw, start=1):
+        where = f"events[{number}]."
+        if not isinstance(raw, dict):
+            raise _fail(issues, source, f"events[{number}] must be an object, got {type(raw).__name__}")
+        caption = _text(raw, "caption", source, issues, where=where)
+        detail = _text(raw, "story_detail", source, issues, where=where, required=False)
+        duration = _number(raw, "duration", source, issues, where=where)
+        if duration is None:
+            raise _fail(issues, source, f"missing {where}duration")
+        if duration > max_seconds:
+            raise _fail(issues, source, f"{where}duration {duration:g} s is longer than one DiT window "
+                                        f"({max_seconds:g} s); split the event")
+        start = _number(raw, "start", source, issues, where=where, positive=False)
+        if raw.get("audio") is not None:
+            path = _audio_path(raw, source, root, issues, where=where)
+            info = _probe(probe, path, source, issues, where)
+            segment = _segment(path, info, start or 0.0, duration, source, issues, where)
+            if start is None and info.seconds > duration + LENGTH_TOLERANCE:
+                issues.append(Issue(source, f"{where}audio {path.name} is {info.seconds:.2f} s; the first "
+                                            f"{duration:g} s (its duration) are used", "warning"))
+        elif story_audio is not None:
+            begin = cursor if start is None else start
+            segment = _segment(story_audio[0], story_audio[1], begin, duration, source, issues, where)
+        else:
+            raise _fail(issues, source, f"{where}audio is missing and the story has no long 'audio' with event times")
+        events.append(StoryEventRecord(caption=caption, story_detail=detail, duration=duration, audio=segment))
+        cursor = segment.start + duration
+    _check_layout(storyline, [e.planned() for e in events], source, issues)
+    return StoryRecord(source=source, instruction=instruction, storyline=storyline, events=tuple(events))
+
+
+def _check_layout(reasoning: str, events: Sequence[PlannedEvent], source: Source, issues: list[Issue]) -> None:
+    """The texts must survive serialisation into the plan layout (no special tokens or event markers)."""
+    try:
+        check_serialisable(reasoning, events, 1, 1)
+    except PlanValidationError as exc:
+        raise _fail(issues, source, str(exc)) from None
+
+
+# -- loading for training ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ManifestSpec:
+    """A manifest to train on, and the kind its lines must have (``None``: detected per line)."""
+
+    path: Path
+    kind: Kind | None = None
+
+
+@dataclass
+class TrainingData:
+    clips: list[ClipRecord] = field(default_factory=list)
+    stories: list[StoryRecord] = field(default_factory=list)
+    qa: list[QARecord] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+    manifests: list[Path] = field(default_factory=list)
+
+    @property
+    def generation(self) -> list[ClipRecord | StoryRecord]:
+        return [*self.clips, *self.stories]
+
+
+def load_manifests(specs: Sequence[ManifestSpec], *, max_event_seconds: float = DEFAULT_MAX_EVENT_SECONDS
+                   ) -> TrainingData:
+    """Validate every manifest; any error raises one ``TrainingError`` naming each bad line."""
+    if not specs:
+        raise UsageError("no training data: pass --data FILE.jsonl (or --clips/--qa/--stories)")
+    data = TrainingData()
+    errors: list[Issue] = []
+    for spec in specs:
+        report = check_manifest(spec.path, kind=spec.kind, max_event_seconds=max_event_seconds)
+        errors += report.errors
+        data.warnings += report.warnings
+        data.manifests.append(spec.path)
+        for record in report.records:
+            if isinstance(record, ClipRecord):
+                data.clips.append(record)
+            elif isinstance(record, StoryRecord):
+                data.stories.append(record)
+            else:
+                data.qa.append(record)
+    if errors:
+        shown = "; ".join(str(e) for e in errors[:_MAX_LISTED])
+        more = f"; and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else ""
+        raise TrainingError(
+            f"{len(errors)} problem(s) in the training data: {shown}{more} "
+            "(run `audiostory train check-data FILE` for the full report)"
+        )
+    return data
