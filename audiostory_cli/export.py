@@ -52,6 +52,7 @@ QC_FILE = "qc.json"
 QC_VERSION = 1
 SHORT_TOLERANCE_FRAMES = 2  # a render this many frames short is padded with silence; more is an error
 LONG_TOLERANCE_SECONDS = 0.25  # a render up to this much too long is trimmed; more is an error
+HEADER_CHECK_MARGIN_SECONDS = 60.0  # a render this much longer than planned is refused from its header alone
 OUTPUT_CHANNELS = 2
 NULL_FLOOR_DB = -200.0  # reported stem-null residual when stems and mix cancel exactly
 
@@ -106,6 +107,7 @@ def export_story(
     cue_names = cue_sheets.check_cue_names(options.cues)
     fps = frame_rate(options.fps)
     outputs = plan_outputs(story_folder, story, options, cue_names)
+    _refuse_outside(story_folder, outputs)
     _refuse_overwrite(outputs, options.force)
     # 2. read every event render and place it on the timeline at the render rate
     render_spans = event_spans(story, story.sample_rate)
@@ -202,8 +204,9 @@ def load_event_audio(folder: StoryFolder, story: Story, event: Event, span: Even
     path = folder.resolve(event.file)
     if not path.is_file():
         raise StoryError(f"{where}: its render {event.file} is missing from {folder.root}; re-render it with {regen}")
+    longest = span.render_frames / story.sample_rate + HEADER_CHECK_MARGIN_SECONDS  # refused before reading
     try:
-        audio, rate = read_audio(path, what=f"{where} render")
+        audio, rate = read_audio(path, what=f"{where} render", max_seconds=longest)
     except AudioInputError as exc:
         raise AudioInputError(f"{exc}; re-render it with {regen}") from exc
     if rate != story.sample_rate:
@@ -246,6 +249,12 @@ def last_export_options(folder: Path | StoryFolder) -> ExportOptions | None:
 
 
 # -- writing ----------------------------------------------------------------------------------------------
+
+
+def _refuse_outside(folder: StoryFolder, outputs: PlannedOutputs) -> None:
+    """A symlinked ``cues/``, ``stems/`` or ``mix.wav`` must not make an export write outside the story folder."""
+    for path in outputs.all():
+        safe_child(folder.root, path.relative_to(folder.root).as_posix(), what="output path")
 
 
 def _refuse_overwrite(outputs: PlannedOutputs, force: bool) -> None:

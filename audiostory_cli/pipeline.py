@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,7 +46,9 @@ class PlanOptions:
 
 
 def check_prompt(prompt: str) -> str:
-    text = prompt.strip()
+    """The prompt as planned and stored: control characters (ESC, BEL, NUL, CR...) become spaces, so they never
+    reach story.json, cue sheets or a terminal; tabs, newlines, accents and emoji are kept."""
+    text = "".join(" " if ch not in "\t\n" and unicodedata.category(ch) == "Cc" else ch for ch in prompt).strip()
     if not text:
         raise UsageError("the prompt is empty; describe the story, e.g. \"rain on a tin roof, then thunder\"")
     if len(text) > MAX_PROMPT_CHARS:
@@ -92,9 +95,19 @@ def render_settings(options: PlanOptions) -> RenderSettings:
 
 
 def plan_story(
-    prompt: str, options: PlanOptions, model: AudioStoryModel, *, progress: ProgressFn = no_progress
+    prompt: str,
+    options: PlanOptions,
+    model: AudioStoryModel,
+    *,
+    progress: ProgressFn = no_progress,
+    instruction: str | None = None,
+    audio_embeds: Any = None,
 ) -> Story:
-    """1. plan: the reasoner writes the storyline and timed events; seeds and settings make it a Story."""
+    """1. plan: the reasoner writes the storyline and timed events; seeds and settings make it a Story.
+
+    ``instruction`` replaces the one built from the prompt and the style's lead (``continue`` passes its own);
+    ``audio_embeds`` (T, H) are an input audio's resampler tokens for the prompt (see ``continuation``).
+    """
     from .planner.api import demo_sampling
     from .planner.reasoner import SamplingOptions
     from .styles import get_style
@@ -106,12 +119,20 @@ def plan_story(
     planner = model.planner()
     sampling = SamplingOptions(temperature=options.temperature, top_p=options.top_p, seed=options.seed or 0)
     processors: tuple[Any, ...] = ()
-    if model.name == "tiny-random":  # random weights: steer decoding with a clause script of the prompt
+    if model.name == "tiny-random" or model.extra.get("random_weights"):  # steer random weights with a script
         sampling, script = demo_sampling(planner, prompt, options.total_duration)
         processors = (script,)
-    output = planner.plan(
-        prompt, options.total_duration, lead=lead, sampling=sampling, progress=progress, processors=processors
-    )
+    if instruction is None and audio_embeds is None:
+        output = planner.plan(
+            prompt, options.total_duration, lead=lead, sampling=sampling, progress=progress, processors=processors
+        )
+    else:
+        from .planner.prompt import build_instruction
+
+        output = planner.plan_instruction(
+            instruction or build_instruction(prompt, options.total_duration, lead), options.total_duration,
+            sampling=sampling, progress=progress, processors=processors, audio_embeds=audio_embeds,
+        )
     base_seed = options.seed if options.seed is not None else secrets.randbelow(MAX_SEED - 1000)
     events: list[Event] = []
     cursor = 0.0
@@ -157,6 +178,8 @@ def render_story(
     """Render every event that is missing or stale, in DiT batches; story.json is saved after each event.
 
     An interruption keeps every finished event; running again renders only what is still missing.
+    A continued story (event 0 = the input audio) renders the event at the seam with the input's tail as a
+    latent prefix, and plans' audio tokens come from the input when the model can listen (``continuation``).
     """
     import torch
 
@@ -170,9 +193,14 @@ def render_story(
     skipped = [event.index for event in story.events if event not in stale]
     if not stale:
         return RenderReport(rendered=[], skipped=skipped)
+    for event in stale:  # a symlinked events/ pointing elsewhere is refused before any rendering
+        folder.resolve(folder.event_file_name(event))
+    source = _source_conditioning(folder, story, model)
     # 2. bridge: one teacher-forced pass over the whole (possibly edited) plan
     with torch.inference_mode():
-        tokens = model.planner().bridge_story(story, progress=progress)
+        tokens = model.planner().bridge_story(
+            story, progress=progress, audio_embeds=source.embeds if source else None
+        )
         if offload:
             model.offload_llm()
         uncond = unconditional_tokens(model.text_encoder, model.dims.bridge.num_semantic_tokens)
@@ -182,7 +210,10 @@ def render_story(
     for start in range(0, len(stale), batch):
         chunk = stale[start:start + batch]
         conditions = [
-            EventCondition(tokens=tokens[event.index - 1], seconds=story.render_length(event), seed=event.seed)
+            EventCondition(
+                tokens=tokens[event.index - 1], seconds=story.render_length(event), seed=event.seed,
+                prefix=source.prefix_for(event) if source else None,
+            )
             for event in chunk
         ]
         # 3. sample: all events of the chunk (× CFG) through the DiT together
@@ -191,9 +222,10 @@ def render_story(
                 model.dit, conditions, steps=story.settings.steps, guidance=story.settings.guidance,
                 uncond=uncond, runtime=runtime, progress=progress,
             )
-        for event, event_latents in zip(chunk, latents, strict=True):
-            # 4. decode, then write the event and the plan that now points at it
-            audio = _decode(model, event_latents, geometry.samples(story.render_length(event)), progress)
+        for event, condition, event_latents in zip(chunk, conditions, latents, strict=True):
+            # 4. decode (a prefix gives left context, then is dropped), write the event and the plan
+            skip = 0 if condition.prefix is None else int(condition.prefix.shape[0])
+            audio = _decode(model, event_latents, geometry.samples(story.render_length(event)), progress, skip)
             _store_event(folder, story, event, audio)
             rendered.append(event.index)
             progress("write", len(rendered), len(stale))
@@ -208,13 +240,29 @@ def _check_model_matches(story: Story, model: AudioStoryModel) -> None:
         )
 
 
-def _decode(model: AudioStoryModel, latents: object, num_samples: int, progress: ProgressFn) -> np.ndarray:
+def _source_conditioning(folder: StoryFolder, story: Story, model: AudioStoryModel) -> Any:
+    """For a continued story: the input's tail latents and audio tokens (``None`` for an ordinary story)."""
+    if story.first_index != 0:
+        return None
+    from .continuation import source_conditioning
+
+    return source_conditioning(folder, story, model)
+
+
+def _decode(
+    model: AudioStoryModel, latents: object, num_samples: int, progress: ProgressFn, skip_frames: int = 0
+) -> np.ndarray:
     import torch
 
-    from .generator.vae import decode
+    from .generator.vae import DEFAULT_OVERLAP_FRAMES, decode
 
+    if skip_frames > DEFAULT_OVERLAP_FRAMES:  # the decoder only sees this far back: keep just that much context
+        latents = latents[skip_frames - DEFAULT_OVERLAP_FRAMES :]  # type: ignore[index]
+        skip_frames = DEFAULT_OVERLAP_FRAMES
     with torch.inference_mode():
-        audio = decode(model.vae, latents, num_samples=num_samples, progress=progress)  # type: ignore[arg-type]
+        audio = decode(  # type: ignore[arg-type]
+            model.vae, latents, num_samples=num_samples, skip_frames=skip_frames, progress=progress
+        )
     return audio.float().cpu().numpy()
 
 

@@ -185,9 +185,10 @@ def test_render_length_tolerance_and_source_events(tmp_path):
     # a continuation input ("source") exports like a rendered event, whatever its render hash
     story.events[0].status = "source"
     story.events[0].render_hash = None
+    story.reflow()  # a continuation numbers its source event 0
     folder.save(story)
     result = export_story(folder, ExportOptions())
     assert result.qc["frames"] == round(story.total_duration * 48_000)
     sf.write(str(first), audio[:-3], rate, subtype="FLOAT")
-    with pytest.raises(AudioInputError, match=r"event 1 render events/01-.* but the plan needs"):
+    with pytest.raises(AudioInputError, match=r"event 0 render events/01-.* but the plan needs"):
         export_story(folder, ExportOptions(force=True))

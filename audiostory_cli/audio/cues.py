@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from ..errors import UsageError
-from ..story.plan import Story
+from ..story.plan import Story, one_line
 from ..story.timecode import FrameRate, frames_to_timecode, seconds_to_frames
 
 CUE_FILES: dict[str, str] = {
@@ -125,7 +125,7 @@ def _clock(milliseconds: int) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return one_line(text)
 
 
 def _ascii(text: str) -> str:

@@ -40,8 +40,14 @@ def subtype_for_bit_depth(bit_depth: int) -> Subtype:
         raise UsageError(f"bit depth {bit_depth} is not supported; use 16, 24 or 32 (float)") from None
 
 
-def read_audio(path: Path, *, max_channels: int = 2, what: str = "audio file") -> tuple[FloatArray, int]:
-    """Read ``path`` as ``(float32[channels, samples], sample_rate)``; every problem is one ``AudioInputError``."""
+def read_audio(
+    path: Path, *, max_channels: int = 2, what: str = "audio file", max_seconds: float | None = None
+) -> tuple[FloatArray, int]:
+    """Read ``path`` as ``(float32[channels, samples], sample_rate)``; every problem is one ``AudioInputError``.
+
+    ``max_seconds`` refuses a longer file from its header, before any sample is read (a 10-hour file would
+    not fit in memory).
+    """
     path = Path(path)
     if not path.is_file():
         raise AudioInputError(f"{what} {path} does not exist")
@@ -55,6 +61,10 @@ def read_audio(path: Path, *, max_channels: int = 2, what: str = "audio file") -
                 )
             if frames <= 0:
                 raise AudioInputError(f"{what} {path} holds no audio (0 samples)")
+            if max_seconds is not None and frames > max_seconds * rate:
+                raise AudioInputError(
+                    f"{what} {path} is {frames / rate:.1f} s long; at most {max_seconds:.1f} s is expected here"
+                )
             data = handle.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioInputError(f"cannot read {what} {path}: {_one_line(exc)} (is it a WAV/FLAC/AIFF file?)") from exc
@@ -85,9 +95,27 @@ def write_audio(path: Path, audio: npt.NDArray[np.floating], sample_rate: int, s
     container = "RF64" if frames * data.shape[0] * width > _RIFF_LIMIT_BYTES else "WAV"
 
     def _write(tmp: Path) -> None:
-        sf.write(str(tmp), np.ascontiguousarray(stored), sample_rate, subtype=subtype, format=container)
+        try:
+            sf.write(str(tmp), np.ascontiguousarray(stored), sample_rate, subtype=subtype, format=container)
+        except sf.LibsndfileError as exc:
+            raise _write_error(tmp, exc, stored.nbytes) from exc
 
     return write_with_atomic(Path(path), _write)
+
+
+def _write_error(tmp: Path, exc: sf.LibsndfileError, needed: int) -> OSError:
+    """libsndfile reports a full disk as a bare "System error"; say ENOSPC when the disk is indeed (nearly) full,
+    so the atomic writer turns it into its one-line disk-full message."""
+    import errno
+    import shutil
+
+    try:
+        full = shutil.disk_usage(tmp.parent).free < needed
+    except OSError:
+        full = False
+    if full:
+        return OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    return OSError(errno.EIO, f"cannot write audio: {_one_line(exc)}", str(tmp))
 
 
 def quantize(audio: FloatArray, subtype: Subtype) -> FloatArray:

@@ -38,6 +38,7 @@ class EventSpan:
     end: int  # one past its last sample (its tail continues after this)
     fade_in: int  # crossfade frames at the start (shared with the previous event's tail)
     fade_out: int  # crossfade tail frames after ``end``
+    keep_head: bool = False  # the user's own source audio: its first samples are delivered untouched
 
     @property
     def render_frames(self) -> int:
@@ -73,7 +74,7 @@ def event_spans(story: Story, rate: int) -> list[EventSpan]:
         else:
             end = round(event.end * rate)
         tail = round(story.crossfade_after(event) * rate)
-        spans.append(EventSpan(event.index, start, end, previous_tail, tail))
+        spans.append(EventSpan(event.index, start, end, previous_tail, tail, keep_head=event.status == "source"))
         previous_tail = tail
     return spans
 
@@ -99,7 +100,7 @@ def shape_event(raw: FloatArray, span: EventSpan, rate: int) -> Piece:
     declick = min(max(1, round(DECLICK_SECONDS * rate)), max(1, own // 2))
     if span.fade_in:
         audio[:, : span.fade_in] *= equal_power_fade(span.fade_in)[1]
-    else:
+    elif not span.keep_head:
         audio[:, :declick] *= declick_ramp(declick)
     if span.fade_out:
         audio[:, own:] *= equal_power_fade(span.fade_out)[0]

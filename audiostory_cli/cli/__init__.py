@@ -10,9 +10,12 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from . import continue_ as continue_cmd
+from . import describe as describe_cmd
 from . import doctor, plan, regen, render, tell
 from . import export as export_cmd
 from . import models as models_cmd
+from . import train as train_cmd
 from .common import ErrorHandlingGroup, out_console
 
 app = typer.Typer(
@@ -46,8 +49,11 @@ app.command(name="render")(render.render)
 app.command(name="regen")(regen.regen)
 app.command(name="doctor")(doctor.doctor)
 app.command(name="export")(export_cmd.export)
+app.command(name="continue")(continue_cmd.continue_)
+app.command(name="describe")(describe_cmd.describe)
 app.add_typer(plan.app, name="plan")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(train_cmd.app, name="train")
 
 
 def main() -> None:

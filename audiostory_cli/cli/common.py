@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import unicodedata
 from typing import Any
 
 import typer
@@ -21,8 +22,8 @@ def debug_enabled() -> bool:
 
 
 def report_error(message: str) -> None:
-    """One red line on stderr."""
-    line = " ".join(str(message).split())
+    """One red line on stderr; control characters from user input (ESC, BEL...) never reach the terminal."""
+    line = " ".join("".join(" " if unicodedata.category(c) == "Cc" else c for c in str(message)).split())
     err_console.print(f"[bold red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
 
 

@@ -27,12 +27,12 @@ def regen(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-render EVENT(s) with a new seed, caption or duration; the previous take is kept as events/NN-*.takeK.wav."""
-    err_console.print(f"[dim]audiostory regen: {story_dir} {' '.join(map(str, events))}[/]")
     from ..pipeline import regen_events
     from ..story import StoryFolder
 
     folder = StoryFolder(story_dir)
     story = regen_events(folder, events, seed=seed, new_seed=new_seed, caption=caption, duration=duration)
+    err_console.print(f"[dim]audiostory regen: {story_dir} {' '.join(map(str, events))}[/]")
     export_options = refresh_export_options(folder, story.preset, stems=stems, cues=cues)
 
     from .session import load_for_command, render_and_export, wants_offload

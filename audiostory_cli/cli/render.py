@@ -25,11 +25,14 @@ def render(
     as_json: JsonOpt = False,
 ) -> None:
     """Render every event that has no audio yet or whose caption, duration, seed or settings changed."""
-    err_console.print(f"[dim]audiostory render: {story_dir}[/]")
+    from ..models.registry import resolve_model_ref
     from ..story import StoryFolder
 
     folder = StoryFolder(story_dir)
     story = folder.load()
+    if model:
+        resolve_model_ref(model)  # an unknown --model changes nothing in the folder
+    err_console.print(f"[dim]audiostory render: {story_dir}[/]")
     if model and model != story.model:
         story.model = model  # every event's render hash names the model: all become stale
         folder.save(story, keep_previous=True)

@@ -60,6 +60,10 @@ def render_and_export(
         report = render_story(folder, model, runtime, progress=progress, offload=offload)
         result = export_story(folder, export_options, progress)
     story = folder.load()
+    if story.source and (folder.root / "continuation.wav").is_file():
+        from ..continuation import write_new_part
+
+        write_new_part(folder)  # keep the new-part file in step with the refreshed mix
     if as_json:
         summary = {
             "story": str(folder.story_path),

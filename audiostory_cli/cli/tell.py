@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -48,33 +50,37 @@ def tell(
     as_json: JsonOpt = False,
 ) -> None:
     """Plan a story from PROMPT, show the plan, then render every event and deliver mix, stems and cues."""
-    err_console.print(f"[dim]audiostory tell: {duration:g} s, model {model}[/]")  # the first line, before imports
-    from ..export import ExportOptions
+    from ..audio.cues import check_cue_names
+    from ..models.registry import resolve_model_ref
     from ..pipeline import PlanOptions, check_plan_options, check_preset, check_prompt, default_out_dir, plan_story
     from ..story import StoryFolder
-    from ..story.table import plan_table
 
     options = PlanOptions(total_duration=duration, preset=preset, style=style, seed=seed, steps=steps,
                           guidance=guidance)
-    check_prompt(prompt)
+    check_prompt(prompt)  # every cheap check first: a bad flag is one line and creates nothing
     check_plan_options(options)
     check_preset(preset)
     if style:
         from ..styles import get_style
 
         get_style(style)
-    export_options = ExportOptions(loudness=preset, stems=stems, cues=parse_cues(cues), force=True)
+    cue_names = check_cue_names(parse_cues(cues))
+    resolve_model_ref(model)
     folder = StoryFolder(out or default_out_dir(prompt))
-    folder.prepare_new(force=force)
+    with _removed_on_failure(folder.root):
+        folder.prepare_new(force=force)
+        err_console.print(f"[dim]audiostory tell: {duration:g} s, model {model}[/]")  # the first line, before imports
+        from ..export import ExportOptions
+        from ..story.table import plan_table
+        from .progress_view import RichProgress
+        from .session import load_for_command, render_and_export, wants_offload
 
-    from .progress_view import RichProgress
-    from .session import load_for_command, render_and_export, wants_offload
-
-    loaded, runtime = load_for_command(model, device)
-    with RichProgress() as progress:
-        story = plan_story(prompt, options, loaded, progress=progress)
-    folder.save(story, keep_previous=True)
+        loaded, runtime = load_for_command(model, device)
+        with RichProgress() as progress:
+            story = plan_story(prompt, options, loaded, progress=progress)
+        folder.save(story, keep_previous=True)
     err_console.print(plan_table(story))
+    export_options = ExportOptions(loudness=preset, stems=stems, cues=cue_names, force=True)
     if plan_only:
         err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
         out_console.print(str(folder.story_path))
@@ -85,6 +91,18 @@ def tell(
         return
     render_and_export(folder, loaded, runtime, export_options=export_options,
                       offload=wants_offload(offload, runtime), as_json=as_json)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(root: Path) -> Iterator[None]:
+    """A folder this command creates is removed again if loading or planning fails before anything is in it."""
+    created = not root.exists()
+    try:
+        yield
+    except BaseException:
+        if created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+        raise
 
 
 def _confirm_render(folder: object, *, ask: bool) -> bool:

@@ -485,7 +485,7 @@ def read_part_state(path: Path, part: str, *, device: str | torch.device = "cpu"
                     dtype: torch.dtype | None = None, meta: ModelFolderMeta | None = None
                     ) -> dict[str, torch.Tensor]:
     """One part's tensors, keys without the part prefix, read tensor by tensor from the memory-mapped file."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     meta = meta or read_sidecar(path)
     if part not in meta.parts:
@@ -498,14 +498,20 @@ def read_part_state(path: Path, part: str, *, device: str | torch.device = "cpu"
         raise WeightsError(f"{file} is missing; the model folder is incomplete, convert it again")
     head = f"{part}."
     state: dict[str, torch.Tensor] = {}
-    with safe_open(str(file), framework="pt", device=str(device)) as fh:
-        for key in fh.keys():
-            if not key.startswith(head):
-                raise WeightsError(f"{file} holds {key!r}, which is not a {part!r} key; the file is corrupt")
-            tensor = fh.get_tensor(key)
-            if dtype is not None and tensor.is_floating_point():
-                tensor = tensor.to(dtype)
-            state[key[len(head):]] = tensor
+    try:
+        with safe_open(str(file), framework="pt", device=str(device)) as fh:
+            for key in fh.keys():
+                if not key.startswith(head):
+                    raise WeightsError(f"{file} holds {key!r}, which is not a {part!r} key; the file is corrupt")
+                tensor = fh.get_tensor(key)
+                if dtype is not None and tensor.is_floating_point():
+                    tensor = tensor.to(dtype)
+                state[key[len(head):]] = tensor
+    except SafetensorError as exc:  # never falls back to another format: only safetensors are read here
+        raise WeightsError(
+            f"{file} is not a valid safetensors file ({exc}); run `audiostory models verify {meta.path}` and "
+            "convert the model again"
+        ) from exc
     return state
 
 

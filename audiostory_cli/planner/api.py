@@ -4,6 +4,10 @@
     out = planner.plan("a dog barks in the rain", 20.0)   # ReasonerOutput: reasoning, events, states
     tokens = planner.fuse(out)                           # (N, S, out_dim) for the DiT, no extra forward
     tokens = planner.bridge_tokens(instruction, reasoning, edited_events)  # after an edit: one forward
+
+A continuation (``continue``) plans from its own instruction (``plan_instruction``) and, when the model has a
+trained resampler, with the input audio's tokens in the prompt (``audio_embeds``, see ``reasoner``). Its story's
+source event (event 0, the input itself) is not part of the plan the LLM sees: ``bridge_story`` skips it.
 """
 
 from __future__ import annotations
@@ -59,6 +63,22 @@ class Planner:
             method=method,
         )
 
+    def plan_instruction(
+        self,
+        instruction: str,
+        total_duration: float,
+        *,
+        sampling: SamplingOptions = SamplingOptions(),  # noqa: B008 - frozen, immutable default
+        progress: ProgressFn = no_progress,
+        processors: Sequence[LogitsProcessor] = (),
+        audio_embeds: torch.Tensor | None = None,
+    ) -> ReasonerOutput:
+        """Plan from a ready instruction, optionally hearing an input audio (see ``Reasoner.plan_instruction``)."""
+        return self.reasoner.plan_instruction(
+            instruction, total_duration, sampling=sampling, progress=progress, processors=processors,
+            audio_embeds=audio_embeds,
+        )
+
     @torch.inference_mode()
     def fuse(self, output: ReasonerOutput) -> torch.Tensor:
         """DiT tokens (N, S, out_dim) from a plan's own states (no LLM pass)."""
@@ -72,15 +92,27 @@ class Planner:
         events: Sequence[EventLike],
         *,
         progress: ProgressFn = no_progress,
+        audio_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """DiT tokens (N, S, out_dim) for a (possibly edited) plan: one teacher-forced LLM pass, then fusion."""
-        semantic, residual = self.reasoner.bridge_states(instruction, reasoning, events, progress=progress)
+        semantic, residual = self.reasoner.bridge_states(
+            instruction, reasoning, events, progress=progress, audio_embeds=audio_embeds
+        )
         return self._fuse(semantic, residual)
 
-    def bridge_story(self, story: StoryLike, *, progress: ProgressFn = no_progress) -> torch.Tensor:
-        """``bridge_tokens`` for a ``Story``; an empty instruction is rebuilt from prompt and total (default lead)."""
+    def bridge_story(
+        self, story: StoryLike, *, progress: ProgressFn = no_progress, audio_embeds: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``bridge_tokens`` for a ``Story``; an empty instruction is rebuilt from prompt and total (default lead).
+
+        Source events (a continuation's input audio, status "source") are skipped: row i of the result belongs
+        to the i-th planned event, i.e. to event index i + 1 in both kinds of story.
+        """
         instruction = story.instruction or build_instruction(story.prompt, story.total_duration)
-        return self.bridge_tokens(instruction, story.reasoning, list(story.events), progress=progress)
+        events = [e for e in story.events if getattr(e, "status", "planned") != "source"]
+        return self.bridge_tokens(
+            instruction, story.reasoning, events, progress=progress, audio_embeds=audio_embeds
+        )
 
     def _fuse(self, semantic: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         device = next(self.bridge.parameters()).device

@@ -4,6 +4,11 @@
 parses and repairs the output (``layout.py``) and returns the plan with its semantic and residual states.
 ``Reasoner.bridge_states`` re-serialises a (possibly edited) plan and runs ONE forward pass over prompt + plan
 to take the final-norm hidden states at the S semantic and R residual placeholder positions.
+
+Audio input (``continue`` with a trained resampler): ``audio_embeds`` (T, H) are placed SEED-X style, as in the
+official ``get_last_hidden_states``: the user turn starts with ``<aud><aud_00000>…<aud_{T-1}></aud>`` and the
+input embeddings at those T placeholder positions are replaced by the resampler tokens (``AudioPromptDecoder``).
+The official code never fixed which placeholders (audiostory-official.md §5); this layout is our documented choice.
 """
 
 from __future__ import annotations
@@ -23,7 +28,16 @@ from .constraints import DecodeLimits, TokenClasses, build_token_classes
 from .decoding import Generation, Sampler, fast_generate, placeholder_positions, reference_generate
 from .layout import EventLike, PlannedEvent, find_special_token, parse_with_sources, serialise_ids
 from .prompt import build_chat_prompt, build_instruction
-from .tokens import SpecialTokenIds, decode_ids, encode_text, resolve_special_token_ids
+from .tokens import (
+    AUD_CLOSE,
+    AUD_OPEN,
+    NUM_AUD_PLACEHOLDERS,
+    SpecialTokenIds,
+    aud_placeholder,
+    decode_ids,
+    encode_text,
+    resolve_special_token_ids,
+)
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LORA_MODULES_TO_SAVE = ("input_layernorm", "post_attention_layernorm", "norm")  # "norm" matches every RMSNorm
@@ -186,6 +200,52 @@ def gather_bridge_states(
     return hidden[sem], hidden[res]
 
 
+def audio_prompt_block(num_tokens: int) -> str:
+    """``<aud><aud_00000>…<aud_{T-1}></aud>``: where the resampler tokens go in the user turn."""
+    if not 1 <= num_tokens <= NUM_AUD_PLACEHOLDERS:
+        raise ModelError(
+            f"{num_tokens} audio tokens do not fit the {NUM_AUD_PLACEHOLDERS} <aud_k> placeholders of the tokenizer"
+        )
+    return AUD_OPEN + "".join(aud_placeholder(k) for k in range(num_tokens)) + AUD_CLOSE
+
+
+class AudioPromptDecoder(nn.Module):
+    """The LLM decoder with audio tokens in place of the input embeddings at given (absolute) positions.
+
+    Call it like the decoder (``input_ids``, optional ``past_key_values``); a call that continues a KV cache is
+    offset by the cache length, so positions always count from the start of the prompt.
+    """
+
+    def __init__(self, decoder: Any, audio_embeds: torch.Tensor, positions: Sequence[int]) -> None:
+        super().__init__()
+        if audio_embeds.ndim != 2 or audio_embeds.shape[0] != len(positions):
+            raise ModelError(
+                f"audio tokens are {tuple(audio_embeds.shape)} for {len(positions)} placeholder positions; "
+                "expected (T, hidden) with one row per <aud_k> of the prompt"
+            )
+        if audio_embeds.shape[1] != decoder.config.hidden_size:
+            raise ModelError(
+                f"audio tokens have width {audio_embeds.shape[1]} but the LLM's hidden size is "
+                f"{decoder.config.hidden_size}; the audio encoder and the LLM come from different models"
+            )
+        self.decoder = decoder
+        self.config = decoder.config
+        self.audio_embeds = audio_embeds
+        self.positions = [int(p) for p in positions]
+
+    def forward(self, input_ids: torch.Tensor, past_key_values: Any = None, use_cache: bool | None = None) -> Any:
+        offset = past_key_values.get_seq_length() if past_key_values is not None else 0
+        embeds = self.decoder.embed_tokens(input_ids)
+        length = int(input_ids.shape[1])
+        hits = [(p - offset, k) for k, p in enumerate(self.positions) if offset <= p < offset + length]
+        if hits:
+            rows = torch.tensor([row for row, _ in hits], device=embeds.device)
+            which = torch.tensor([k for _, k in hits], device=self.audio_embeds.device)
+            embeds = embeds.clone()
+            embeds[:, rows] = self.audio_embeds[which].to(device=embeds.device, dtype=embeds.dtype)
+        return self.decoder(inputs_embeds=embeds, past_key_values=past_key_values, use_cache=use_cache)
+
+
 def _decoder_and_head(llm: nn.Module) -> tuple[Any, Any, Any]:
     base: Any = llm
     if hasattr(base, "get_base_model"):  # a peft PeftModel
@@ -224,10 +284,19 @@ class Reasoner:
     def device(self) -> torch.device:
         return next(self.llm.parameters()).device
 
-    def prompt_ids(self, instruction: str) -> list[int]:
+    def prompt_ids(self, instruction: str, audio_tokens: int = 0) -> list[int]:
+        """The chat prompt's ids; with ``audio_tokens`` the user turn opens with the audio placeholder block."""
         if (token := find_special_token(instruction)) is not None:
             raise InputError(f"the instruction contains the special token {token}; remove it from the prompt")
-        return encode_text(self.tokenizer, build_chat_prompt(instruction))
+        block = audio_prompt_block(audio_tokens) if audio_tokens else ""
+        return encode_text(self.tokenizer, build_chat_prompt(block + instruction))
+
+    def decoder_for(self, prompt_ids: Sequence[int], audio_embeds: torch.Tensor | None) -> Any:
+        """The plain decoder, or an ``AudioPromptDecoder`` feeding ``audio_embeds`` at the prompt's ``<aud_k>``."""
+        if audio_embeds is None:
+            return self.decoder
+        positions = [i for i, token in enumerate(prompt_ids) if self.ids.is_aud_placeholder(token)]
+        return AudioPromptDecoder(self.decoder, audio_embeds, positions)
 
     def plan(
         self,
@@ -260,13 +329,19 @@ class Reasoner:
         progress: ProgressFn = no_progress,
         processors: Sequence[LogitsProcessor] = (),
         method: Literal["fast", "reference"] = "fast",
+        audio_embeds: torch.Tensor | None = None,
     ) -> ReasonerOutput:
-        """``plan`` with a ready instruction (e.g. an evaluation set's ``whole_caption``)."""
+        """``plan`` with a ready instruction (e.g. an evaluation set's ``whole_caption``).
+
+        ``audio_embeds`` (T, H): resampler tokens of an input audio, placed in the user turn (fast decoder only).
+        """
         if not (0.5 <= total_duration <= MAX_TOTAL_SECONDS):
             raise InputError(f"total duration {total_duration} s must be in 0.5..{MAX_TOTAL_SECONDS:g} s")
+        if audio_embeds is not None and method != "fast":
+            raise UsageError("audio input is supported by the fast decoder only; use method='fast'")
         limits = sampling.limits()
         limits.check(self.num_semantic, self.num_residual)
-        prompt_ids = self.prompt_ids(instruction)
+        prompt_ids = self.prompt_ids(instruction, 0 if audio_embeds is None else int(audio_embeds.shape[0]))
         total = limits.max_new_tokens
 
         def on_step(generated: int) -> None:
@@ -275,7 +350,8 @@ class Reasoner:
         progress("plan", 0, total)
         if method == "fast":
             generation = fast_generate(
-                self.decoder, self.lm_head, prompt_ids, self.classes, limits, sampling.sampler(), processors, on_step
+                self.decoder_for(prompt_ids, audio_embeds), self.lm_head, prompt_ids, self.classes, limits,
+                sampling.sampler(), processors, on_step,
             )
         elif method == "reference":
             generation = reference_generate(
@@ -284,10 +360,15 @@ class Reasoner:
         else:
             raise UsageError(f"method {method!r} must be 'fast' or 'reference'")
         progress("plan", total, total)
-        return self._finish(instruction, total_duration, generation, progress)
+        return self._finish(instruction, total_duration, generation, progress, audio_embeds)
 
     def _finish(
-        self, instruction: str, total_duration: float, generation: Generation, progress: ProgressFn
+        self,
+        instruction: str,
+        total_duration: float,
+        generation: Generation,
+        progress: ProgressFn,
+        audio_embeds: torch.Tensor | None = None,
     ) -> ReasonerOutput:
         parsed, sources = parse_with_sources(
             generation.ids, tokenizer=self.tokenizer, num_text_tokens=self.ids.num_text_tokens,
@@ -302,7 +383,9 @@ class Reasoner:
             residual = torch.stack([torch.stack([generation.states[p] for p in blocks[j][1]]) for j in sources])
             source: Literal["generation", "teacher_forced"] = "generation"
         else:
-            semantic, residual = self.bridge_states(instruction, parsed.reasoning, parsed.events, progress=progress)
+            semantic, residual = self.bridge_states(
+                instruction, parsed.reasoning, parsed.events, progress=progress, audio_embeds=audio_embeds
+            )
             source = "teacher_forced"
         return ReasonerOutput(
             instruction=instruction, reasoning=parsed.reasoning, events=parsed.events, warnings=parsed.warnings,
@@ -317,21 +400,29 @@ class Reasoner:
         events: Sequence[EventLike],
         *,
         progress: ProgressFn = no_progress,
+        audio_embeds: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Re-serialise the plan after the prompt and run ONE teacher-forced forward pass.
 
         Returns the final-norm hidden states at the placeholder positions: (N, S, H) and (N, R, H).
+        ``audio_embeds``: the input audio's resampler tokens, placed in the prompt as when planning.
         """
         plan_ids = serialise_ids(self.tokenizer, reasoning, events, self.num_semantic, self.num_residual)
-        prompt_ids = self.prompt_ids(instruction)
+        prompt_ids = self.prompt_ids(instruction, 0 if audio_embeds is None else int(audio_embeds.shape[0]))
         progress("bridge", 0, 1)
-        states = self.states_for_ids([*prompt_ids, *plan_ids], start=len(prompt_ids))
+        states = self.states_for_ids([*prompt_ids, *plan_ids], start=len(prompt_ids), audio_embeds=audio_embeds)
         progress("bridge", 1, 1)
         return states
 
     @torch.inference_mode()
-    def states_for_ids(self, ids: Sequence[int], start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """One forward over ``ids``; the bridge states of every ``<|gen|>`` block in ``ids[start:]``."""
+    def states_for_ids(
+        self, ids: Sequence[int], start: int = 0, audio_embeds: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward over ``ids``; the bridge states of every ``<|gen|>`` block in ``ids[start:]``.
+
+        With ``audio_embeds`` the ``<aud_k>`` placeholders of ``ids[:start]`` (the prompt) carry the audio.
+        """
         input_ids = torch.tensor([list(ids)], device=self.device)
-        hidden = self.decoder(input_ids=input_ids).last_hidden_state[0]
+        decoder = self.decoder_for(list(ids[:start]), audio_embeds)
+        hidden = decoder(input_ids=input_ids).last_hidden_state[0]
         return gather_bridge_states(hidden, ids, self.ids, self.num_semantic, self.num_residual, start)

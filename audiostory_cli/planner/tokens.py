@@ -212,7 +212,8 @@ def build_full_tokenizer(qwen_dir: Path) -> Any:
         raise ModelError(
             f"{qwen_dir} has no tokenizer.json or vocab.json; point it at a Qwen2.5-Instruct model folder"
         )
-    tokenizer = AutoTokenizer.from_pretrained(str(qwen_dir), local_files_only=True)
+    refuse_custom_code(qwen_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(qwen_dir), local_files_only=True, trust_remote_code=False)
     add_audiostory_tokens(tokenizer)
     resolve_special_token_ids(tokenizer)
     return tokenizer
@@ -304,9 +305,29 @@ def load_tokenizer(directory: Path) -> Any:
     directory = Path(directory)
     if not (directory / "tokenizer.json").is_file():
         raise ModelError(f"{directory} has no tokenizer.json; save one with save_tokenizer() first")
-    tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    refuse_custom_code(directory)
+    tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
     resolve_special_token_ids(tokenizer)
     return tokenizer
+
+
+def refuse_custom_code(directory: Path) -> None:
+    """audiostory never runs code shipped with weights: a tokenizer whose config names custom classes
+    (``auto_map``) is refused up front, before transformers would offer to run it."""
+    import json
+
+    config = Path(directory) / "tokenizer_config.json"
+    if not config.is_file():
+        return
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{config} is not readable JSON ({exc}); the tokenizer folder is corrupt") from exc
+    if isinstance(data, dict) and data.get("auto_map"):
+        raise ModelError(
+            f"{config} asks to run custom tokenizer code (auto_map); audiostory never runs code from model "
+            "folders: use a plain tokenizer.json tokenizer"
+        )
 
 
 def encode_text(tokenizer: Any, text: str) -> list[int]:

@@ -14,7 +14,7 @@ from ..errors import InputError, PlanValidationError
 from ..fsutil import write_text_atomic
 from .editview import parse_view, render_view
 from .folder import StoryFolder
-from .plan import Story
+from .plan import MAX_TOTAL_SECONDS, MIN_EVENT_SECONDS, Story
 
 EDIT_FILE = "plan.edit.toml"
 
@@ -109,8 +109,13 @@ def set_event_fields(
     if all(value is None for value in changes.values()):
         raise InputError("nothing to change; give at least one of --caption, --story-detail, --duration, --seed, "
                          "--stem, --crossfade")
+    if duration is not None and not MIN_EVENT_SECONDS <= duration <= MAX_TOTAL_SECONDS:
+        raise InputError(
+            f"--duration {duration:g} is out of range; an event lasts {MIN_EVENT_SECONDS:g} to "
+            f"{MAX_TOTAL_SECONDS:g} seconds"
+        )
     new_events = [replace(e, takes=list(e.takes)) for e in story.events]
-    target = new_events[index - 1]
+    target = new_events[story.position(event)]  # a continued story numbers its events from 0
     for name, value in changes.items():
         if value is not None:
             setattr(target, name, value)

@@ -3,6 +3,9 @@
 Only what a person should change is in the view: per event caption, story detail, duration, seed, stem,
 crossfade and an optional gap before it. Starts are shown as comments and re-flowed from the durations, so
 changing one duration moves the later events and the total follows.
+
+A continuation's source event (event 0, the input audio) is shown as a read-only comment and kept as it is: the
+[[event]] blocks are the new events 1..N, which follow it.
 """
 
 from __future__ import annotations
@@ -43,8 +46,13 @@ def render_view(story: Story) -> str:
         f"guidance = {story.settings.guidance!r}",
         f"crossfade = {story.settings.crossfade!r}  # seconds at each event boundary",
     ]
-    previous_end = story.events[0].start if story.events else 0.0
-    for event in story.events:
+    sources = story.events[: _source_count(story)]
+    for event in sources:
+        caption = " ".join(event.caption.split())
+        span = f"{event.start:.3f}-{event.end:.3f} s"
+        lines += ["", f"# event {event.index} (read-only, not rendered): {span}, {caption}"]
+    previous_end = story.events[0].end if sources else story.events[0].start if story.events else 0.0
+    for event in story.events[len(sources):]:
         lines += [
             "",
             "[[event]]",
@@ -128,7 +136,7 @@ def parse_view(text: str, base: Story) -> Story:
     try:
         return _apply(data, base, lines)
     except PlanValidationError as exc:
-        line = exc.line or lines.line_for(exc.field)
+        line = exc.line or lines.line_for(_view_field(exc.field, _source_count(base)))
         prefix = f"line {line}: " if line else ""
         raise PlanValidationError(f"{prefix}{exc}", field=exc.field, line=line) from exc
 
@@ -161,8 +169,10 @@ def _apply(data: dict[str, Any], base: Story, lines: _LineIndex) -> Story:
             _check_number(value, f"settings.{key}", whole=expect_int)
             setattr(settings, key, int(value) if expect_int else float(value))
 
+    sources = [replace(e, takes=list(e.takes)) for e in base.events[: _source_count(base)]]
+    planned = base.events[len(sources):]
     events: list[Event] = []
-    cursor = base.events[0].start if base.events else 0.0
+    cursor = sources[-1].end if sources else base.events[0].start if base.events else 0.0
     for position, raw in enumerate(raw_events, start=1):
         where = f"events[{position}]"
         for key in raw:
@@ -181,7 +191,7 @@ def _apply(data: dict[str, Any], base: Story, lines: _LineIndex) -> Story:
         _check_number(gap, f"{where}.gap_before")
         if gap < 0:
             raise PlanValidationError(f"event {position}: gap_before must be ≥ 0", field=f"{where}.gap_before")
-        old = base.events[position - 1] if position <= len(base.events) else None
+        old = planned[position - 1] if position <= len(planned) else None
         seed = raw.get("seed", old.seed if old else 0)
         _check_number(seed, f"{where}.seed", whole=True)
         crossfade = raw.get("crossfade")
@@ -207,9 +217,24 @@ def _apply(data: dict[str, Any], base: Story, lines: _LineIndex) -> Story:
     prompt = data.get("prompt", base.prompt)
     if not isinstance(prompt, str):
         raise PlanValidationError("prompt must be text in quotes", field="prompt")
-    story = replace(base, prompt=prompt, events=events, settings=settings, total_duration=round(cursor, 6))
+    story = replace(
+        base, prompt=prompt, events=[*sources, *events], settings=settings, total_duration=round(cursor, 6)
+    )
     story.validate()
     return story
+
+
+def _source_count(story: Story) -> int:
+    """How many leading source events (a continuation's input) the story has: 0 or 1."""
+    return 1 if story.events and story.events[0].status == "source" else 0
+
+
+def _view_field(field_path: str | None, sources: int) -> str | None:
+    """A story field path (``events[k]`` counts source events) as the view's (``[[event]]`` blocks only)."""
+    match = re.match(r"events\[(\d+)\](.*)", field_path or "")
+    if not sources or not match:
+        return field_path
+    return f"events[{int(match.group(1)) - sources}]{match.group(2)}"
 
 
 def _check_number(value: Any, field_path: str, *, whole: bool = False) -> None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -271,6 +272,12 @@ class Story:
             event.start = round(cursor, 6)
             cursor = event.end
         self.total_duration = round(max(cursor, 0.0), 6)
+
+
+def one_line(text: str) -> str:
+    """``text`` safe for a cue sheet or a terminal: control characters (ESC, BEL, NUL, CR...) and runs of
+    whitespace become single spaces; everything else (accents, emoji) is kept."""
+    return " ".join("".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text).split())
 
 
 def event_slug(caption: str, max_words: int = 4) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from .plan import Story
+from .plan import Story, one_line
 from .timecode import smpte
 
 _STATUS_STYLE = {"planned": "yellow", "rendered": "green", "source": "cyan"}
@@ -13,7 +13,7 @@ _STATUS_STYLE = {"planned": "yellow", "rendered": "green", "source": "cyan"}
 
 def plan_table(story: Story, *, fps: float = 25.0, title: str | None = None) -> Table:
     table = Table(
-        title=Text(title or f"{story.prompt[:80]}  ·  {story.total_duration:.2f} s  ·  {story.model}"),
+        title=Text(title or f"{one_line(story.prompt)[:80]}  ·  {story.total_duration:.2f} s  ·  {story.model}"),
         title_justify="left",
         show_lines=False,
         expand=False,
@@ -37,8 +37,8 @@ def plan_table(story: Story, *, fps: float = 25.0, title: str | None = None) -> 
             f"{event.start:.2f}–{event.end:.2f}",
             f"{smpte(event.start, fps)}",
             f"{event.duration:.2f}",
-            Text(event.caption),
-            Text(event.story_detail),
+            Text(one_line(event.caption)),
+            Text(one_line(event.story_detail)),
             str(event.seed),
             status_text,
         )
