@@ -4,52 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import TracebackType
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from ..errors import UsageError, WeightsError
 from .common import ErrorHandlingGroup, err_console, out_console
+from .progress_view import RichProgress, byte_columns
 
 app = typer.Typer(
     cls=ErrorHandlingGroup,
     no_args_is_help=True,
     help="List, download, verify and convert model weights (registry: models/*.toml).",
 )
-
-
-class _TransferProgress:
-    """Draws byte-sized library progress (downloads, hashing) and step progress (convert) on stderr."""
-
-    def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeRemainingColumn(), console=err_console, transient=True,
-        )
-        self._tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> _TransferProgress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._progress.stop()
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage not in self._tasks:
-            self._tasks[stage] = self._progress.add_task(stage, total=total or None)
-        self._progress.update(self._tasks[stage], completed=done, total=total or None)
 
 
 @app.command("list")
@@ -114,13 +81,12 @@ def download_cmd(
     from ..models.registry import get_model_spec
 
     spec = get_model_spec(name)
-    with _TransferProgress() as progress:
+    with RichProgress(columns=byte_columns(), transient=True, unknown_totals=True) as progress:
         path = download_model(spec, progress=progress, force=force, include_optional=with_optional)
     err_console.print(f"{spec.name}: all files present and verified")
     target = converted_path(spec)
     if convert and (force or not (target / "audiostory.json").is_file()):
         from ..models.convert import convert_model
-        from .progress_view import RichProgress
 
         with RichProgress() as steps:
             path = convert_model(spec, dtype=dtype, force=True, progress=steps).path
@@ -145,7 +111,7 @@ def verify_cmd(
     from ..models.registry import resolve_model_ref
 
     ref = resolve_model_ref(model)
-    with _TransferProgress() as progress:
+    with RichProgress(columns=byte_columns(), transient=True, unknown_totals=True) as progress:
         if isinstance(ref, Path):
             checks = verify_model_folder(ref)
         elif ref.kind == "hub":
@@ -222,7 +188,6 @@ def convert_cmd(
         sources = sources_from_download(spec)
         target = out or converted_path(spec)
         label = spec.name
-    from .progress_view import RichProgress
 
     with RichProgress() as progress:
         meta = convert_official(sources, target, dtype=dtype, force=force, name=label, progress=progress)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import UsageError
 from .common import ErrorHandlingGroup, err_console, out_console
+from .progress_view import RichProgress, training_columns
 
 if TYPE_CHECKING:
     from ..train.config import TrainConfig
@@ -152,42 +152,16 @@ def _counts_table(counts: list[Any], title: str) -> Any:
     return table
 
 
-class _TrainProgress:
-    """Rich bars on stderr: feature caching, then the steps with loss, learning rate and tokens/s."""
+class _TrainProgress(RichProgress):
+    """Bars on stderr: feature caching, then the steps with loss, learning rate and tokens/s."""
 
     def __init__(self, *, enabled: bool = True) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=not enabled,
-        )
+        super().__init__(enabled=enabled, columns=training_columns())
         self._enabled = enabled
-        self._tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> _TrainProgress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._progress.stop()
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage not in self._tasks:
-            self._tasks[stage] = self._progress.add_task(stage, total=max(total, 1), info="")
-        self._progress.update(self._tasks[stage], completed=done, total=max(total, 1))
 
     def start(self, info: RunInfo) -> None:
         if self._enabled:
-            self._progress.console.print(_counts_table(info.counts, f"stage {info.stage}: parameters"))
+            self.console.print(_counts_table(info.counts, f"stage {info.stage}: parameters"))
         self.note(f"{info.generation_examples} generation + {info.understanding_examples} QA examples; "
                   f"{info.device} {info.precision}, {info.processes} process(es); from step {info.start_step}")
         self("train", info.start_step, info.steps)
@@ -196,11 +170,11 @@ class _TrainProgress:
         losses = " ".join(f"{k} {v:.3g}" for k, v in report.losses.items())
         lr = report.lr.get("llm", next(iter(report.lr.values()), 0.0))
         self("train", report.step, report.total)
-        self._progress.update(self._tasks["train"], info=f"{losses} · lr {lr:.1e} · {report.tokens_per_s:,.0f} tok/s")
+        self.set_info("train", f"{losses} · lr {lr:.1e} · {report.tokens_per_s:,.0f} tok/s")
 
     def note(self, message: str) -> None:
         if self._enabled:
-            self._progress.console.print(message, markup=False, highlight=False)
+            self.console.print(message, markup=False, highlight=False)
 
 
 @app.command("check-data")
