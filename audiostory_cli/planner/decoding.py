@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList, StaticCache
 
 from ..errors import ModelError
 from .constraints import DecodeLimits, MaskBuilder, PlanConstraintProcessor, PlanGrammar, TokenClasses
@@ -38,6 +38,27 @@ class Sampler:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
+
+
+@dataclass(frozen=True)
+class DecodeEngine:
+    """How ``fast_generate`` runs the LLM; the default (dynamic KV cache, eager steps) suits CPUs and one-off runs.
+
+    ``static_cache``: the KV cache is allocated once for prompt + budget, so every one-token step has the same
+    shapes. ``compile_step``: the one-token step goes through ``torch.compile`` (``mode="reduce-overhead"``: CUDA
+    graphs on a GPU, where eager decoding is bound by kernel launches); it needs ``static_cache`` and the plain
+    decoder (not an audio-prompt wrapper). Multi-token forwards (the prompt, forced runs) always run eagerly, and
+    the result is the same as the default's up to float rounding. Compiling costs tens of seconds the first time
+    in a process, so it pays off for long plans or many stories per process.
+    """
+
+    static_cache: bool = False
+    compile_step: bool = False
+    compile_backend: str = "inductor"
+
+    def __post_init__(self) -> None:
+        if self.compile_step and not self.static_cache:
+            raise ValueError("compile_step needs static_cache=True (a compiled step wants fixed shapes)")
 
 
 @dataclass
@@ -99,13 +120,17 @@ def fast_generate(
     sampler: Sampler,
     processors: Sequence[LogitsProcessor] = (),
     on_step: Callable[[int], None] | None = None,
+    engine: DecodeEngine = DecodeEngine(),  # noqa: B008 - frozen, immutable default
 ) -> Generation:
     """Constrained decoding with a KV cache; forced runs go through the model in one forward each."""
     device = next(decoder.parameters()).device
     grammar = PlanGrammar(classes, limits)
     masks = MaskBuilder(classes, device)
     keep = is_placeholder_id(classes.ids, classes.num_semantic, classes.num_residual)
-    cache = DynamicCache(config=decoder.config)
+    cache: Any = DynamicCache(config=decoder.config)
+    if engine.static_cache:  # +1: a budget-forced closing run may follow the last counted token
+        cache = StaticCache(config=decoder.config, max_cache_len=len(prompt_ids) + limits.max_new_tokens + 1)
+    step = _compiled_step(decoder, engine.compile_backend) if engine.compile_step else None
     sequence = [int(i) for i in prompt_ids]
     seen = torch.zeros(classes.logits_size, dtype=torch.bool, device=device)
     seen[torch.tensor(sequence, device=device)] = True
@@ -118,9 +143,12 @@ def fast_generate(
     pending = list(sequence)
     while True:
         fed_from = len(sequence) - len(pending)
-        hidden = decoder(
-            input_ids=torch.tensor([pending], device=device), past_key_values=cache, use_cache=True
-        ).last_hidden_state[0]
+        input_ids = torch.tensor([pending], device=device)
+        if step is not None and len(pending) == 1:
+            positions = torch.tensor([[fed_from]], device=device)
+            hidden = step(input_ids, positions, cache)[0].clone()  # a CUDA graph reuses its output buffer
+        else:
+            hidden = decoder(input_ids=input_ids, past_key_values=cache, use_cache=True).last_hidden_state[0]
         for offset, token in enumerate(pending):
             position = fed_from + offset - prompt_length
             if position >= 0 and keep(token):
@@ -147,6 +175,25 @@ def fast_generate(
         if grammar.done and not any(keep(t) for t in pending):
             break
     return Generation(ids=sequence[prompt_length:], states=states)
+
+
+def _compiled_step(decoder: Any, backend: str) -> Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]:
+    """``torch.compile`` of one decoder forward at explicit positions (one token at a time)."""
+    import inspect
+
+    if "position_ids" not in inspect.signature(decoder.forward).parameters:
+        raise ModelError(
+            f"compile_step needs the plain LLM decoder, got {type(decoder).__name__}; "
+            "decode audio prompts without DecodeEngine(compile_step=True)"
+        )
+
+    def one_token(input_ids: torch.Tensor, position_ids: torch.Tensor, cache: Any) -> torch.Tensor:
+        out = decoder(input_ids=input_ids, position_ids=position_ids, past_key_values=cache, use_cache=True)
+        hidden: torch.Tensor = out.last_hidden_state
+        return hidden
+
+    mode = "reduce-overhead" if backend == "inductor" else None
+    return torch.compile(one_token, backend=backend, mode=mode, dynamic=False)
 
 
 @torch.inference_mode()

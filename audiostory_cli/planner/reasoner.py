@@ -25,7 +25,14 @@ from ..config import BridgeDims, ReasonerDims
 from ..errors import InputError, ModelError, UsageError
 from ..progress import ProgressFn, no_progress
 from .constraints import DecodeLimits, TokenClasses, build_token_classes
-from .decoding import Generation, Sampler, fast_generate, placeholder_positions, reference_generate
+from .decoding import (
+    DecodeEngine,
+    Generation,
+    Sampler,
+    fast_generate,
+    placeholder_positions,
+    reference_generate,
+)
 from .layout import EventLike, PlannedEvent, find_special_token, parse_with_sources, serialise_ids
 from .prompt import build_chat_prompt, build_instruction
 from .tokens import (
@@ -279,6 +286,7 @@ class Reasoner:
         self.classes: TokenClasses = build_token_classes(
             tokenizer, self.ids, self.num_semantic, self.num_residual, logits_size
         )
+        self.engine = DecodeEngine()  # how the fast decoder runs the LLM (static cache, compiled step: opt-in)
 
     @property
     def device(self) -> torch.device:
@@ -351,7 +359,7 @@ class Reasoner:
         if method == "fast":
             generation = fast_generate(
                 self.decoder_for(prompt_ids, audio_embeds), self.lm_head, prompt_ids, self.classes, limits,
-                sampling.sampler(), processors, on_step,
+                sampling.sampler(), processors, on_step, engine=self.engine,
             )
         elif method == "reference":
             generation = reference_generate(

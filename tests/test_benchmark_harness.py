@@ -1,0 +1,97 @@
+"""benchmarks/run.py on tiny-random: every stage is timed, the JSON and RESULTS.md row are written, the baseline
+has the official structure (one event at a time on the full 645-frame canvas) and plans the same text as ours.
+
+No timing is asserted: only that the numbers exist and the structure is right.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmarks import report, run
+from benchmarks.baseline import OFFICIAL_FRAMES
+from benchmarks.timing import MemoryProbe, StageClock
+
+
+@pytest.fixture
+def velocity_shapes(monkeypatch):
+    """Every (batch, frames) the DiT is asked for, in call order."""
+    from audiostory_cli.generator.dit import AudioDiT
+
+    shapes: list[tuple[int, int]] = []
+    original = AudioDiT.velocity
+
+    def recording(self, latents, *args, **kwargs):
+        shapes.append((int(latents.shape[0]), int(latents.shape[1])))
+        return original(self, latents, *args, **kwargs)
+
+    monkeypatch.setattr(AudioDiT, "velocity", recording)
+    return shapes
+
+
+def test_run_times_every_stage_and_records(tmp_path, velocity_shapes):
+    results_md = tmp_path / "RESULTS.md"
+    result = run.main([
+        "--model", "tiny-random", "--device", "cpu", "--duration", "4", "--events", "2", "--steps", "2",
+        "--repeats", "1", "--baseline-repeats", "0", "--no-startup", "--no-imports", "--threads", "1",
+        "--out", str(tmp_path / "json"), "--results-md", str(results_md), "--workdir", str(tmp_path / "work"),
+    ])
+    ours, base = result["ours"]["median"], result["baseline"]["median"]
+    for summary in (ours, base, result["ours"]["cold"]):
+        for key, _ in report.STAGE_ROWS:
+            assert summary["stages"][key]["seconds"] > 0, key
+        assert summary["dit_step_seconds"] > 0 and summary["peak_bytes"] > 0
+        assert summary["story_seconds"] >= sum(s["seconds"] for s in summary["stages"].values())
+    assert ours["plan_tokens"] == base["plan_tokens"] > 0
+    assert result["baseline"]["same_plan_as_ours"]
+    assert set(result["ratios"]) >= {"plan", "dit", "vae", "story", "dit_step"}
+    assert result["whole_process_seconds"] > 0 and result["commit"]
+
+    # structure: ours renders both events x CFG as one batch of duration-sized latents (2 runs x 2 steps);
+    # the baseline renders each event alone (x CFG) on the full canvas (2 events x 2 steps).
+    ours_calls, base_calls = velocity_shapes[:4], velocity_shapes[4:]
+    assert all(batch == 4 and frames < OFFICIAL_FRAMES // 4 for batch, frames in ours_calls)
+    assert base_calls == [(2, OFFICIAL_FRAMES)] * 4
+
+    files = list((tmp_path / "json").glob("*-cpu-tiny-random-4s.json"))
+    assert len(files) == 1
+    assert json.loads(files[0].read_text())["case"]["steps"] == 2
+    text = results_md.read_text()
+    assert report.RESULTS_HEADER in text and text.rstrip().endswith("|")
+    assert "tiny-random" in text.splitlines()[-1]
+    assert (tmp_path / "work" / "ours" / "mix.wav").is_file()
+    assert (tmp_path / "work" / "baseline" / "generated_audio.wav").is_file()
+
+
+def test_stage_clock_splits_time_between_callbacks():
+    with MemoryProbe(torch.device("cpu")) as probe:
+        clock = StageClock(probe)
+        with clock.section("plan"):
+            clock("plan", 0, 3)
+            clock("plan", 1, 3)
+        with clock.section("render"):
+            for step in range(1, 4):
+                clock("dit", step, 3)
+            clock("write", 1, 1)
+        with clock.section("export", relabel={"write": "export"}):
+            clock("write", 1, 1)
+    split = clock.split()
+    assert set(split) == {"idle", "plan", "dit", "write", "render", "export"}
+    assert split["plan"].intervals == 3 and split["dit"].intervals == 3 and split["export"].intervals == 2
+    assert len(clock.step_times("dit")) == 2
+    assert sum(s.seconds for s in split.values()) == pytest.approx(clock.wall())
+    assert all(s.peak_bytes > 0 for s in split.values())
+
+
+def test_results_row_appends_under_one_header(tmp_path):
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Benchmark results\n\nnotes\n")
+    report.append_results_row(path, "| a |")
+    report.append_results_row(path, "| b |")
+    text = path.read_text()
+    assert text.count(report.RESULTS_HEADER) == 1
+    assert text.splitlines()[-2:] == ["| a |", "| b |"]
+    assert report.ratio(10.0, 2.0) == 5.0 and report.ratio(None, 1.0) is None
