@@ -220,7 +220,7 @@ def render_story(
         with torch.inference_mode():
             latents = render_latents(
                 model.dit, conditions, steps=story.settings.steps, guidance=story.settings.guidance,
-                uncond=uncond, runtime=runtime, progress=progress,
+                uncond=uncond, runtime=runtime, progress=progress, geometry=geometry,
             )
         for event, condition, event_latents in zip(chunk, conditions, latents, strict=True):
             # 4. decode (a prefix gives left context, then is dropped), write the event and the plan

@@ -13,6 +13,7 @@ from .. import __version__
 from . import continue_ as continue_cmd
 from . import describe as describe_cmd
 from . import doctor, plan, regen, render, tell
+from . import eval as eval_cmd
 from . import export as export_cmd
 from . import models as models_cmd
 from . import train as train_cmd
@@ -51,6 +52,7 @@ app.command(name="doctor")(doctor.doctor)
 app.command(name="export")(export_cmd.export)
 app.command(name="continue")(continue_cmd.continue_)
 app.command(name="describe")(describe_cmd.describe)
+app.command(name="eval")(eval_cmd.eval_command)
 app.add_typer(plan.app, name="plan")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(train_cmd.app, name="train")

@@ -201,3 +201,59 @@ def check_data(
                           f"{len(report.warnings)} warning(s)")
     if report.errors:
         raise typer.Exit(1)
+
+
+@app.command("vae")
+def vae(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model folder whose Oobleck VAE is trained.")],
+    clips: Annotated[Path, typer.Option(metavar="FILE", help="Clips manifest; audio at the VAE's sample rate.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New model folder: the model with the trained VAE.")],
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Crops per step.")] = 8,
+    segment_seconds: Annotated[float, typer.Option(help="Length of each random crop in seconds.")] = 1.0,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-4,
+    kl_weight: Annotated[float, typer.Option(help="Weight of the KL term.")] = 1e-4,
+    seed: Annotated[int, typer.Option(help="Seed of the crops and the sampling noise.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
+) -> None:
+    """Pretrain a model folder's VAE on clips (L1 + multi-resolution STFT + KL); other parts are kept as they are."""
+    from ..train.vae import VAETrainConfig, pretrain_vae
+
+    config = VAETrainConfig(model=model, clips=clips, out=out, steps=steps, batch_size=batch_size,
+                            segment_seconds=segment_seconds, lr=lr, kl_weight=kl_weight, seed=seed, device=device)
+    config.check()
+    with RichProgress() as progress:
+        result = pretrain_vae(config, progress=progress, log=_note(progress))
+    err_console.print(f"VAE loss {result.first_loss:.4f} -> {result.final_loss:.4f} "
+                      f"({result.seconds_per_step:.2f} s/step)")
+    out_console.print(str(result.out))
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the finished demo model.")],
+    work: Annotated[
+        Path | None, typer.Option(help="Data and per-step runs (default: OUT-work beside OUT); kept afterwards.")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="The whole recipe at smoke-test size (learns nothing).")] = (
+        False
+    ),
+    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
+) -> None:
+    """Reproduce the `demo` model from scratch: foley data, corpus tokenizer, VAE pretraining, stages 1-warm..3."""
+    from ..demo import DemoRecipe, build_demo, folder_size, quick_recipe
+
+    recipe = quick_recipe() if quick else DemoRecipe()
+    work = work or out.parent / f"{out.name}-work"
+    with RichProgress() as progress:
+        result = build_demo(out, work, recipe, device=device, progress=progress, log=_note(progress))
+    for step, seconds in result.timings.items():
+        err_console.print(f"{step}: {seconds:.1f} s")
+    err_console.print(f"demo model: {folder_size(result.out) / 1e6:.1f} MB; try it: audiostory tell "
+                      f"\"rain, then thunder\" --duration 10 --model {result.out}")
+    out_console.print(str(result.out))
+
+
+def _note(progress: RichProgress) -> Any:
+    """One plain line above the bars (no Rich markup: paths may hold brackets)."""
+    return lambda message: progress.console.print(message, markup=False, highlight=False)

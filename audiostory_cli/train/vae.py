@@ -1,0 +1,170 @@
+"""Oobleck VAE pretraining (``audiostory train vae``): reconstruct clips from a manifest, then write the model.
+
+Loss: L1 on the waveform + multi-resolution STFT (spectral convergence + log-magnitude L1 at three FFT sizes)
++ a small KL to the unit Gaussian, on random fixed-length crops of the clips. Only the VAE is trained; every
+other part of the model folder is written back unchanged, so the result is a model folder the stages start from.
+Adversarial training (as Stable Audio's) is left out: for the procedural foley world reconstruction losses are
+enough to make the classes recognisable after decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import TrainingError, UsageError
+from ..progress import ProgressFn, no_progress
+
+STFT_SIZES: tuple[int, ...] = (256, 512, 1024)
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    model: Path  # a model folder; its VAE is trained
+    clips: Path  # a clips manifest ({"audio", "caption"}), audio at the VAE's rate
+    out: Path  # the model folder written at the end
+    steps: int = 1000
+    batch_size: int = 8
+    segment_seconds: float = 1.0
+    lr: float = 3e-4
+    kl_weight: float = 1e-4
+    stft_weight: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+
+    def check(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise UsageError(f"--steps {self.steps} and --batch-size {self.batch_size} must be positive")
+        if not (math.isfinite(self.segment_seconds) and 0.1 <= self.segment_seconds <= 30):
+            raise UsageError(f"--segment-seconds {self.segment_seconds} must be in 0.1..30")
+        if not (math.isfinite(self.lr) and 0 < self.lr < 1):
+            raise UsageError(f"--lr {self.lr} must be in (0, 1)")
+        if self.kl_weight < 0 or self.stft_weight < 0:
+            raise UsageError("--kl-weight and --stft-weight must not be negative")
+        if Path(self.out).resolve() == Path(self.model).resolve():
+            raise UsageError("--out must be a new folder, not the --model folder itself")
+
+
+@dataclass(frozen=True)
+class VAEResult:
+    out: Path
+    steps: int
+    first_loss: float
+    final_loss: float  # mean of the last 10 % of steps
+    seconds_per_step: float
+
+
+def multi_resolution_stft_loss(pred: torch.Tensor, target: torch.Tensor,
+                               sizes: tuple[int, ...] = STFT_SIZES) -> torch.Tensor:
+    """Mean over FFT sizes of spectral convergence + L1 of log magnitudes; inputs (B, C, T)."""
+    x, y = pred.reshape(-1, pred.shape[-1]), target.reshape(-1, target.shape[-1])
+    total = pred.new_zeros(())
+    for n_fft in sizes:
+        window = torch.hann_window(n_fft, device=pred.device, dtype=pred.dtype)
+        sx = torch.stft(x, n_fft, n_fft // 4, window=window, return_complex=True).abs().clamp_min(1e-5)
+        sy = torch.stft(y, n_fft, n_fft // 4, window=window, return_complex=True).abs().clamp_min(1e-5)
+        convergence = torch.linalg.norm(sy - sx) / torch.linalg.norm(sy).clamp_min(1e-5)
+        total = total + convergence + F.l1_loss(sx.log(), sy.log())
+    return total / len(sizes)
+
+
+def load_clips(manifest: Path, sample_rate: int, channels: int) -> list[np.ndarray]:
+    """Every clip of a clips manifest as int16 (channels, samples) at ``sample_rate`` (compact in memory)."""
+    from ..audio.io import read_audio
+
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise UsageError(f"clips manifest {manifest} does not exist")
+    clips = []
+    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if "audio" not in row:
+            raise TrainingError(f"{manifest}:{number}: no \"audio\" field; the VAE trains on a clips manifest")
+        audio, rate = read_audio(manifest.parent / row["audio"], what="training audio")
+        if rate != sample_rate:
+            raise TrainingError(f"{manifest}:{number}: audio at {rate} Hz but the VAE runs at {sample_rate} Hz; "
+                                "write the manifest at the VAE's rate")
+        if audio.shape[0] != channels:
+            audio = np.repeat(audio[:1], channels, axis=0) if audio.shape[0] == 1 else audio[:channels]
+        clips.append(np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16))
+    if not clips:
+        raise TrainingError(f"{manifest} holds no clips")
+    return clips
+
+
+def random_batch(clips: list[np.ndarray], rng: np.random.Generator, batch: int, length: int) -> torch.Tensor:
+    """(batch, channels, length) float crops at random clips and offsets (zero-padded when a clip is short)."""
+    out = np.zeros((batch, clips[0].shape[0], length), dtype=np.float32)
+    for b in range(batch):
+        clip = clips[int(rng.integers(len(clips)))]
+        start = int(rng.integers(max(clip.shape[1] - length, 0) + 1))
+        piece = clip[:, start:start + length]
+        out[b, :, : piece.shape[1]] = piece / 32767.0
+    return torch.from_numpy(out)
+
+
+def pretrain_vae(config: VAETrainConfig, *, progress: ProgressFn = no_progress,
+                 log: Callable[[str], None] = lambda _m: None) -> VAEResult:
+    """Train the VAE of ``config.model`` on ``config.clips`` and write the whole model to ``config.out``."""
+    from ..model import load_model_folder, quiet_libraries
+    from ..runtime import make_runtime
+    from .checkpoint import export_model
+    from .t5_tokenizer import resolve_t5_tokenizer
+
+    config.check()
+    runtime = make_runtime(config.device, "fp32")
+    with quiet_libraries():
+        model = load_model_folder(Path(config.model), runtime)
+    vae = model.vae.float().to(runtime.device).train()
+    dims = model.dims.vae
+    clips = load_clips(config.clips, dims.sampling_rate, dims.audio_channels)
+    length = int(round(config.segment_seconds * dims.sampling_rate / dims.hop_length)) * dims.hop_length
+    rng = np.random.default_rng([config.seed, 0xAE])
+    torch.manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, betas=(0.8, 0.99))
+    losses: list[float] = []
+    start = time.perf_counter()
+    for step in range(1, config.steps + 1):
+        x = random_batch(clips, rng, config.batch_size, length).to(runtime.device)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample[..., :length]
+        loss = (F.l1_loss(recon, x) + config.stft_weight * multi_resolution_stft_loss(recon, x)
+                + config.kl_weight * posterior.kl().mean())
+        if not torch.isfinite(loss):
+            raise TrainingError(f"VAE loss is {loss.item()} at step {step}; lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        losses.append(float(loss.item()))
+        progress("vae-train", step, config.steps)
+        if step % max(config.steps // 10, 1) == 0:
+            log(f"vae step {step}/{config.steps}: loss {np.mean(losses[-max(config.steps // 10, 1):]):.4f}")
+    seconds = (time.perf_counter() - start) / config.steps
+    vae.eval()
+    model.vae = vae.cpu()
+    for part in model.parts().values():
+        part.cpu()
+    t5_tokenizer, _ = resolve_t5_tokenizer(str(config.model), model.dims.text_encoder.vocab_size)
+    tail = losses[-max(len(losses) // 10, 1):]
+    info = {"steps": config.steps, "batch_size": config.batch_size, "segment_seconds": config.segment_seconds,
+            "lr": config.lr, "kl_weight": config.kl_weight, "first_loss": losses[0], "final_loss": float(np.mean(tail)),
+            "clips": str(config.clips)}
+    extra = {k: v for k, v in model.extra.items() if k not in ("training", "training_history")}
+    model.extra = {**extra, "vae_pretraining": info}
+    model.name = Path(config.out).name
+    export_model(Path(config.out), model, t5_tokenizer, base_model=str(config.model),
+                 info_extra={"vae_pretraining": info})
+    log(f"VAE pretrained: loss {losses[0]:.4f} -> {info['final_loss']:.4f}; model folder {config.out}")
+    return VAEResult(out=Path(config.out), steps=config.steps, first_loss=losses[0], final_loss=info["final_loss"],
+                     seconds_per_step=seconds)

@@ -1,0 +1,137 @@
+"""The demo recipe's pieces: dims within the package budget, corpus tokenizer, random init folder, VAE pretraining."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from audiostory_cli.cli import app
+from audiostory_cli.config import tiny_dims
+from audiostory_cli.demo import (
+    DEMO_SAMPLE_RATE,
+    DemoRecipe,
+    build_corpus_tokenizer,
+    demo_dims,
+    init_model_folder,
+    manifest_texts,
+    quick_recipe,
+)
+from audiostory_cli.errors import UsageError
+from audiostory_cli.foley.corpus import write_manifests
+
+runner = CliRunner()
+PACKAGE_BUDGET_BYTES = 30_000_000
+
+
+def test_demo_dims_fit_the_package_budget():
+    from audiostory_cli.model import build_model
+
+    dims = demo_dims(3000)
+    model = build_model(dims, 3000)  # meta device: no memory
+    sizes = {name: sum(p.numel() for p in part.parameters()) for name, part in model.parts().items()}
+    fp32_parts = ("vae", "text_encoder", "audio_encoder")  # kept in fp32; the rest is stored in fp16
+    total = sum(n * (4 if name in fp32_parts else 2) for name, n in sizes.items())
+    assert total <= PACKAGE_BUDGET_BYTES, sizes
+    assert dims.sample_rate == DEMO_SAMPLE_RATE and dims.window_seconds == pytest.approx(30.0, abs=0.1)
+
+
+@pytest.fixture(scope="module")
+def foley_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("foley")
+    return write_manifests(root / "train", split="train", n_stories=2, n_clips=4, sr=44_100,
+                           clip_seconds=(0.5, 0.8))
+
+
+def test_corpus_tokenizer_has_the_audiostory_layout(foley_data):
+    from audiostory_cli.planner.tokens import resolve_special_token_ids
+
+    texts = list(manifest_texts([foley_data.clips, foley_data.qa, foley_data.stories]))
+    assert any("The total duration is" in t for t in texts)
+    tokenizer = build_corpus_tokenizer(texts, bpe_vocab=400)
+    ids = resolve_special_token_ids(tokenizer)
+    assert ids is not None
+    sample = texts[0]
+    assert tokenizer.decode(tokenizer(sample)["input_ids"]) == sample
+    again = build_corpus_tokenizer(texts, bpe_vocab=400)
+    assert again(sample)["input_ids"] == tokenizer(sample)["input_ids"]  # deterministic
+
+
+def test_init_folder_then_vae_pretraining(foley_data, tmp_path):
+    from audiostory_cli.model import load_model_folder
+    from audiostory_cli.runtime import make_runtime
+    from audiostory_cli.train.vae import VAETrainConfig, pretrain_vae
+
+    tokenizer = build_corpus_tokenizer(list(manifest_texts([foley_data.clips])), bpe_vocab=300)
+    init = init_model_folder(tmp_path / "init", tokenizer, dims=tiny_dims(), seed=1)
+    assert (init / "t5_tokenizer" / "tokenizer.json").is_file()
+    runtime = make_runtime("cpu")
+    before = load_model_folder(init, runtime)
+    assert before.dims.reasoner.vocab_size == len(tokenizer) == len(before.tokenizer)
+
+    result = pretrain_vae(VAETrainConfig(model=init, clips=foley_data.clips, out=tmp_path / "vae", steps=2,
+                                         batch_size=1, segment_seconds=0.1, device="cpu"))
+    assert result.steps == 2 and result.first_loss > 0
+    after = load_model_folder(result.out, runtime)
+    vae_changed = any(not torch.equal(a, b) for a, b in zip(before.vae.state_dict().values(),
+                                                              after.vae.state_dict().values(), strict=True))
+    assert vae_changed
+    for name in ("llm", "dit", "bridge"):
+        for a, b in zip(getattr(before, name).state_dict().values(), getattr(after, name).state_dict().values(),
+                        strict=True):
+            assert torch.equal(a, b), name
+    sidecar = json.loads((result.out / "audiostory.json").read_text())
+    assert "vae_pretraining" in json.dumps(sidecar)
+
+
+def test_vae_config_is_validated(tmp_path):
+    from audiostory_cli.train.vae import VAETrainConfig
+
+    with pytest.raises(UsageError, match="--steps"):
+        VAETrainConfig(model=tmp_path, clips=tmp_path / "c.jsonl", out=tmp_path / "o", steps=0).check()
+    with pytest.raises(UsageError, match="--out"):
+        VAETrainConfig(model=tmp_path, clips=tmp_path / "c.jsonl", out=tmp_path).check()
+
+
+def test_recipes_are_valid():
+    DemoRecipe().check()
+    quick_recipe().check()
+    with pytest.raises(UsageError):
+        DemoRecipe(stages=()).check()
+
+
+def test_train_demo_and_vae_commands_have_help():
+    for args in (["train", "demo", "--help"], ["train", "vae", "--help"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and "--out" in result.output, result.output
+
+
+def test_a_16khz_model_folder_plans_and_renders_exact_lengths(foley_data, tmp_path):
+    """A model at the demo's rate and hop renders through the same pipeline (geometry from its own VAE)."""
+    from dataclasses import replace
+
+    from audiostory_cli.audio.io import read_audio
+    from audiostory_cli.model import load_model_folder
+    from audiostory_cli.pipeline import PlanOptions, plan_story, render_story
+    from audiostory_cli.runtime import make_runtime
+    from audiostory_cli.story.folder import StoryFolder
+
+    dims = tiny_dims()
+    dims = replace(dims, vae=replace(dims.vae, sampling_rate=DEMO_SAMPLE_RATE, downsampling_ratios=(2, 4, 8, 8),
+                                     channel_multiples=(1, 2, 2, 2)))
+    tokenizer = build_corpus_tokenizer(list(manifest_texts([foley_data.clips])), bpe_vocab=300)
+    folder = init_model_folder(tmp_path / "m16k", tokenizer, dims=dims)
+    runtime = make_runtime("cpu")
+    model = load_model_folder(folder, runtime)
+    model.extra["random_weights"] = True  # steer the random planner with the script, like tiny-random
+    story = plan_story("rain, then a dog barks", PlanOptions(total_duration=3.0, seed=1, steps=1), model)
+    assert story.sample_rate == DEMO_SAMPLE_RATE
+    target = StoryFolder(tmp_path / "story")
+    target.save(story)
+    render_story(target, model, runtime)
+    for event in target.load().events:
+        audio, rate = read_audio(target.resolve(event.file))
+        assert rate == DEMO_SAMPLE_RATE
+        assert audio.shape[1] >= round(event.duration * rate)
