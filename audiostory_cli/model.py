@@ -245,6 +245,7 @@ def _weights_folder(spec: Any) -> Path:
     if not (folder / "audiostory.json").is_file():
         raise ModelError(
             f"model {spec.name!r} is not ready on this machine: run `audiostory models download {spec.name}` "
-            f"(downloads and converts it once), or try the bundled offline model with --model demo"
+            "(downloads and converts it once), or try the pipeline offline with --model tiny-random "
+            "(random weights: noise, not sound)"
         )
     return folder

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def eval_command(
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Registered model (demo, tiny-random, audiostory-3b) or a folder.")
+        str, typer.Option("--model", "-m", help="Registered model (audiostory-3b, tiny-random) or a model folder.")
     ] = "audiostory-3b",
     split: Annotated[str, typer.Option(help="Foley story split: test (held-out phrasing and order), val or train.")] = (
         "test"

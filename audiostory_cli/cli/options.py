@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 ModelOpt = Annotated[
     str,
-    typer.Option("--model", "-m", help="Registered model (audiostory-3b, demo, tiny-random) or a model folder."),
+    typer.Option("--model", "-m", help="Registered model (audiostory-3b, tiny-random) or a model folder."),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="Compute device: auto (cuda, then mps, then cpu), cuda, mps or cpu.")]
 PresetOpt = Annotated[

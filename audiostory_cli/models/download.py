@@ -445,7 +445,7 @@ def _offline_message(spec: ModelSpec, missing: list[tuple[PartSpec, FileSpec]], 
              else "or run the same command again when the hub is reachable (partial files resume)")
     return (
         f"{reason}: {len(names)} file(s) of {spec.name} are not here: {shown}. Copy each repository's files into "
-        f"{model_path(spec)}/<part>/ ({sources}), {retry}, or use --model demo"
+        f"{model_path(spec)}/<part>/ ({sources}), {retry}, or try the pipeline offline with --model tiny-random"
     )
 
 
