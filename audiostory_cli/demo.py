@@ -230,7 +230,7 @@ def build_demo(
     start = time.perf_counter()
     data = write_manifests(work / "data", split="train", n_stories=recipe.n_stories, n_clips=recipe.n_clips,
                            sr=DEMO_SAMPLE_RATE, seed=recipe.seed, progress=progress,
-                           options=StoryOptions(max_total=recipe.max_story_seconds))
+                           options=StoryOptions(max_total=recipe.max_story_seconds, duration_hints=True))
     timings["data"] = time.perf_counter() - start
     log(f"foley data: {recipe.n_clips} clips, {recipe.n_stories} stories in {data.root}")
 

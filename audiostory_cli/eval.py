@@ -55,7 +55,7 @@ class EvalOptions:
     steps: int | None = None  # sampler steps; None: the default render settings (50)
     baseline: bool = True
     preset: str = "broadcast"
-    story_options: StoryOptions = field(default_factory=StoryOptions)
+    story_options: StoryOptions = field(default_factory=lambda: StoryOptions(duration_hints=True))
 
 
 def check_eval_options(options: EvalOptions) -> None:
@@ -77,7 +77,8 @@ def story_options_up_to(max_duration: float) -> StoryOptions:
     if not (math.isfinite(max_duration) and floor <= max_duration <= base.max_total):
         raise UsageError(f"--max-duration {max_duration:g} is out of range; use {floor:g} to {base.max_total:g} s")
     max_events = min(base.max_events, int(max_duration / base.min_event + 1e-9))  # every event fits
-    return StoryOptions(max_events=max_events, min_total=min(base.min_total, max_duration), max_total=max_duration)
+    return StoryOptions(max_events=max_events, min_total=min(base.min_total, max_duration), max_total=max_duration,
+                        duration_hints=True)  # as the demo model is trained
 
 
 def caption_class(caption: str) -> str | None:

@@ -180,3 +180,13 @@ def test_write_manifests_round_trip(tmp_path):
     write_manifests(tmp_path / "train", split="test", n_stories=1, n_clips=0, sr=sr, seed=5, options=options,
                     overwrite=True)
     assert paths.clips.read_text() == ""
+
+
+def test_duration_hints_name_each_event_length():
+    from audiostory_cli.foley.corpus import StoryOptions
+
+    story = make_story(np.random.default_rng(5), split="train", options=StoryOptions(duration_hints=True))
+    for event in story.events:
+        assert f"({event.duration:.1f} s)" in story.instruction
+    plain = make_story(np.random.default_rng(5), split="train")
+    assert "s)" not in plain.instruction.replace("seconds.", "")

@@ -174,6 +174,9 @@ class StoryOptions:
     min_total: float = 10.0  # seconds
     max_total: float = 60.0
     min_event: float = 1.5  # seconds, shortest event
+    # Say each event's length in the narrative ("rain starts (8.2 s)"): event lengths carry random variation that
+    # nothing else in the instruction reveals, so without hints no planner can learn them exactly.
+    duration_hints: bool = False
 
     def check(self) -> None:
         if not 2 <= self.min_events <= self.max_events <= len(CLASS_NAMES):
@@ -324,7 +327,7 @@ def make_story(
         clause_id = _pick(rng, len(pool))
         clause = pool[clause_id][0]
         keys.append(f"clause:{name}:{held}:{clause_id}")
-        clauses.append(clause)
+        clauses.append(f"{clause} ({ds / 10:.1f} s)" if options.duration_hints else clause)
         params = sample_params(rng, name)
         events.append(FoleyEvent(
             class_name=name, params=params, caption=caption_for(name, params, rng),
