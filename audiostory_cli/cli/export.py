@@ -37,7 +37,7 @@ def export(
     ] = False,
     cues: Annotated[
         str, typer.Option(help="Cue sheets, comma-separated: story, reaper, audacity, edl (qc.json always).")
-    ] = "story",
+    ] = "story,reaper,audacity,edl",
     fps: Annotated[
         float, typer.Option(help="Timecode rate: 23.976, 24, 25, 29.97 (drop-frame), 30, 48, 50, 59.94, 60.")
     ] = 25.0,
