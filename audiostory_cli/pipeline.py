@@ -228,7 +228,7 @@ def render_story(
             audio = _decode(model, event_latents, geometry.samples(story.render_length(event)), progress, skip)
             _store_event(folder, story, event, audio)
             rendered.append(event.index)
-            progress("write", len(rendered), len(stale))
+            progress("events", len(rendered), len(stale))
     return RenderReport(rendered=rendered, skipped=skipped)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from .timing import StageClock
 
-# Table rows: (key, label). Our "write" (event files + story.json) is delivery work, so it joins mix/export.
+# Table rows: (key, label). Our "events" stage (event files + story.json) is delivery work: it joins mix/export.
 STAGE_ROWS = (
     ("plan", "plan decode"),
     ("bridge", "bridge pass"),
@@ -21,7 +21,7 @@ STAGE_GROUPS = {
     "bridge": ("bridge",),
     "dit": ("dit",),
     "vae": ("vae",),
-    "export": ("write", "export"),
+    "export": ("events", "export"),
 }
 RESULTS_HEADER = (
     "| date | commit | device | model | story | steps | load avg | import s | load s | plan s (tok/s) | bridge s "

@@ -27,7 +27,10 @@ STAGE_LABELS = {
     "bridge": "bridge tokens",
     "dit": "rendering (DiT steps)",
     "vae": "decoding audio",
-    "write": "writing events",
+    "events": "events rendered",
+    "read": "reading events",
+    "master": "loudness and limiting",
+    "write": "writing mix, stems, cues",
     "export": "mix and export",
 }
 
