@@ -92,30 +92,9 @@ def manifest_texts(paths: list[Path]) -> Iterator[str]:
 def build_corpus_tokenizer(texts: Iterator[str] | list[str], bpe_vocab: int = DEMO_BPE_VOCAB) -> Any:
     """A byte-level BPE trained on ``texts`` with the full tokenizer's layout (``planner.tokens``): the BPE
     vocabulary, then the Qwen chat specials, then the 612 AudioStory tokens in the official order."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+    from .planner.tokens import train_bpe_tokenizer
 
-    from .planner.tokens import ENDOFTEXT, IM_END, QWEN_CHAT_SPECIALS, add_audiostory_tokens, resolve_special_token_ids
-
-    backend = Tokenizer(models.BPE())
-    backend.normalizer = normalizers.NFC()
-    backend.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=bpe_vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    backend.train_from_iterator(texts, trainer)
-    backend.add_special_tokens(list(QWEN_CHAT_SPECIALS))
-    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
-        tokenizer_object=backend, eos_token=IM_END, pad_token=ENDOFTEXT, unk_token=None
-    )
-    add_audiostory_tokens(tokenizer)
-    resolve_special_token_ids(tokenizer)
-    return tokenizer
+    return train_bpe_tokenizer(texts, bpe_vocab)
 
 
 def init_model_folder(out: Path, tokenizer: Any, *, dims: ModelDims | None = None, seed: int = 0) -> Path:

@@ -8,7 +8,7 @@ the order is asserted (see ``resolve_special_token_ids``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,6 +263,12 @@ def build_tiny_tokenizer() -> Any:
     tokens in the official order. Digits are split one per token like Qwen. Deterministic: every build gives
     the same ids.
     """
+    return train_bpe_tokenizer(_TINY_CORPUS, TINY_BPE_VOCAB_SIZE)
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
+    """A byte-level BPE trained on ``texts`` with the full tokenizer's layout (Qwen pre-tokenisation, then the
+    chat specials, then the 612 AudioStory tokens in order); used for the toy and the demo models."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
@@ -277,11 +283,11 @@ def build_tiny_tokenizer() -> Any:
     )
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=TINY_BPE_VOCAB_SIZE,
+        vocab_size=vocab_size,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(_TINY_CORPUS, trainer)
+    backend.train_from_iterator(texts, trainer)
     backend.add_special_tokens(list(QWEN_CHAT_SPECIALS))
     tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=backend, eos_token=IM_END, pad_token=ENDOFTEXT, unk_token=None
