@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import (
     AudioEncoderDims,
@@ -29,10 +29,14 @@ from .config import (
 from .errors import UsageError
 from .progress import ProgressFn, no_progress
 
+if TYPE_CHECKING:
+    from .foley.corpus import ManifestPaths
+
 DEMO_NAME = "demo"
 DEMO_SAMPLE_RATE = 16_000
 DEMO_BPE_VOCAB = 2048  # BPE merges learned on the corpus, before the chat and AudioStory special tokens
 DEMO_WINDOW_SECONDS = 30.0
+DEMO_SAVE_EVERY = 200  # a checkpoint every 200 steps, so that an interrupted build (--resume) loses little
 
 Log = Callable[[str], None]
 
@@ -130,6 +134,7 @@ class StageSteps:
     lr_llm: float = 1e-3
     lr_dit: float = 5e-4
     warmup: int = 50
+    lm_scope: str | None = None  # None: the stage's own (see train.stages)
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,10 @@ class DemoRecipe:
     # step. Feature caching (VAE latents, T5 targets, Whisper) comes on top. Quality at these counts is unverified.
     stages: tuple[StageSteps, ...] = field(default_factory=lambda: (
         StageSteps("1-warm", 200, 16),
-        StageSteps("1", 1000, 8),
+        # The paper's stage 1 trains only the boundary tokens (its LLM can already read); the demo's planner starts
+        # from random weights, so stage 1 also trains the clips' whole plan text: copying each caption and duration
+        # from the instruction is the skill the stories need, learned here on short, cheap sequences.
+        StageSteps("1", 1000, 8, lm_scope="full"),
         StageSteps("2", 150, 8),
         StageSteps("3", 600, 4),
     ))
@@ -182,13 +190,15 @@ class DemoBuild:
 
 
 def build_demo(
-    out: Path, work: Path, recipe: DemoRecipe = DemoRecipe(), *, device: str = "auto",
+    out: Path, work: Path, recipe: DemoRecipe = DemoRecipe(), *, device: str = "auto", resume: bool = False,
     progress: ProgressFn = no_progress, log: Log = lambda _m: None,
 ) -> DemoBuild:
     """Reproduce the demo model from nothing: data, tokenizer, random init, VAE pretraining, stages 1-warm..3.
 
     ``work`` keeps the manifests and each step's run folder (``vae/``, ``stage-1-warm/``...); ``out`` receives
-    the final model folder (LLM, bridge and DiT in fp16 when ``recipe.fp16``).
+    the final model folder (LLM, bridge and DiT in fp16 when ``recipe.fp16``). With ``resume`` an interrupted
+    build goes on: finished steps found in ``work`` are kept and an unfinished stage continues from its last
+    checkpoint (or starts over when it saved none).
     """
     import time
 
@@ -207,41 +217,58 @@ def build_demo(
 
     # 1. the foley world: clips, QA and stories of the train split at the demo's rate
     start = time.perf_counter()
-    data = write_manifests(work / "data", split="train", n_stories=recipe.n_stories, n_clips=recipe.n_clips,
-                           sr=DEMO_SAMPLE_RATE, seed=recipe.seed, progress=progress,
-                           options=StoryOptions(max_total=recipe.max_story_seconds, duration_hints=True))
-    timings["data"] = time.perf_counter() - start
-    log(f"foley data: {recipe.n_clips} clips, {recipe.n_stories} stories in {data.root}")
+    options = StoryOptions(max_total=recipe.max_story_seconds, duration_hints=True)
+    data = _finished_data(work / "data", recipe) if resume else None
+    if data is None:
+        data = write_manifests(work / "data", split="train", n_stories=recipe.n_stories, n_clips=recipe.n_clips,
+                               sr=DEMO_SAMPLE_RATE, seed=recipe.seed, progress=progress, options=options,
+                               overwrite=resume)
+        timings["data"] = time.perf_counter() - start
+        log(f"foley data: {recipe.n_clips} clips, {recipe.n_stories} stories in {data.root}")
+    else:
+        log(f"foley data kept from {data.root}")
 
     # 2. tokenizer on the corpus, random model of the demo dims
     start = time.perf_counter()
-    tokenizer = build_corpus_tokenizer(manifest_texts([data.clips, data.qa, data.stories]))
-    init = init_model_folder(work / "init", tokenizer, seed=recipe.seed)
-    timings["init"] = time.perf_counter() - start
-    log(f"random {DEMO_NAME} model ({len(tokenizer)} tokens) in {init}")
+    init = work / "init"
+    if resume and _is_model_folder(init):
+        log(f"random {DEMO_NAME} model kept from {init}")
+    else:
+        tokenizer = build_corpus_tokenizer(manifest_texts([data.clips, data.qa, data.stories]))
+        init = init_model_folder(init, tokenizer, seed=recipe.seed)
+        timings["init"] = time.perf_counter() - start
+        log(f"random {DEMO_NAME} model ({len(tokenizer)} tokens) in {init}")
 
     # 3. VAE pretraining on the clips
     start = time.perf_counter()
-    vae_result = pretrain_vae(VAETrainConfig(
-        model=init, clips=data.clips, out=work / "vae", steps=max(recipe.vae_steps, 1),
-        batch_size=recipe.vae_batch_size, segment_seconds=recipe.vae_segment_seconds, seed=recipe.seed,
-        device=device,
-    ), progress=progress, log=log)
-    timings["vae"] = time.perf_counter() - start
-    per_step["vae"] = timings["vae"] / max(vae_result.steps, 1)
+    if resume and _is_model_folder(work / "vae"):
+        log(f"pretrained VAE kept from {work / 'vae'}")
+    else:
+        vae_result = pretrain_vae(VAETrainConfig(
+            model=init, clips=data.clips, out=work / "vae", steps=max(recipe.vae_steps, 1),
+            batch_size=recipe.vae_batch_size, segment_seconds=recipe.vae_segment_seconds, seed=recipe.seed,
+            device=device,
+        ), progress=progress, log=log)
+        timings["vae"] = time.perf_counter() - start
+        per_step["vae"] = timings["vae"] / max(vae_result.steps, 1)
 
     # 4. the paper's stages, each starting from the previous one's model folder
     model = work / "vae"
     for spec in recipe.stages:
         run = work / f"stage-{spec.stage}"
+        if resume and _is_model_folder(run):
+            log(f"stage {spec.stage} kept from {run}")
+            model = run
+            continue
         manifests = {"1-warm": [("clips", data.clips)], "1": [("clips", data.clips)],
                      "2": [("clips", data.clips), ("qa", data.qa)],
                      "3": [("stories", data.stories), ("qa", data.qa)]}[spec.stage]
         config = TrainConfig(
             stage=spec.stage, data=tuple(ManifestSpec(p, k) for k, p in manifests), out=run, model=str(model),
             steps=spec.steps, batch_size=spec.batch_size, lr_llm=spec.lr_llm, lr_dit=spec.lr_dit,
-            warmup=min(spec.warmup, spec.steps - 1), save_every=max(spec.steps, 1), keep_checkpoints=1,
-            seed=recipe.seed, device=device, mixed_precision="auto", cache_dir=work / "features",
+            warmup=min(spec.warmup, spec.steps - 1), save_every=max(min(spec.steps, DEMO_SAVE_EVERY), 1),
+            keep_checkpoints=1, resume=resume, seed=recipe.seed, device=device, mixed_precision="auto",
+            cache_dir=work / "features", lm_scope=spec.lm_scope,
         )
         start = time.perf_counter()
         train(config, progress=progress, log=log)
@@ -254,6 +281,26 @@ def build_demo(
     package_model(model, out, fp16=recipe.fp16, info_extra={"demo_recipe": asdict(recipe)})
     timings["package"] = time.perf_counter() - start
     return DemoBuild(out=out, work=work, timings=timings, per_step=per_step)
+
+
+def _is_model_folder(folder: Path) -> bool:
+    """A finished step: a model folder is only complete once its ``audiostory.json`` is written (it goes last)."""
+    return (folder / "audiostory.json").is_file()
+
+
+def _finished_data(root: Path, recipe: DemoRecipe) -> ManifestPaths | None:
+    """The manifests of an earlier build of the same recipe, or None when ``root`` holds none or other ones."""
+    from .foley.corpus import MANIFEST_NAMES, ManifestPaths
+
+    info_file = root / "foley.json"
+    if not info_file.is_file():
+        return None
+    info = json.loads(info_file.read_text())
+    wanted = {"split": "train", "seed": recipe.seed, "sr": DEMO_SAMPLE_RATE, "n_clips": recipe.n_clips,
+              "n_stories": recipe.n_stories}
+    if any(info.get(key) != value for key, value in wanted.items()):
+        raise UsageError(f"{root} holds foley data of another recipe ({info_file}); choose a new --work folder")
+    return ManifestPaths(root, *(root / MANIFEST_NAMES[k] for k in ("clips", "qa", "stories")))
 
 
 def package_model(source: Path, out: Path, *, fp16: bool, info_extra: dict[str, Any]) -> Path:

@@ -135,3 +135,37 @@ def test_a_16khz_model_folder_plans_and_renders_exact_lengths(foley_data, tmp_pa
         audio, rate = read_audio(target.resolve(event.file))
         assert rate == DEMO_SAMPLE_RATE
         assert audio.shape[1] >= round(event.duration * rate)
+
+
+def test_an_interrupted_demo_build_resumes_to_the_same_model(tmp_path):
+    """--resume keeps the finished steps, redoes the unfinished one, and ends with the model of an unbroken run."""
+    import shutil
+
+    from audiostory_cli.demo import build_demo
+
+    work = tmp_path / "work"
+    build_demo(tmp_path / "first", work, quick_recipe(), device="cpu")
+    shutil.rmtree(work / "stage-3")  # as if the build had stopped during the last stage
+    (work / "stage-3").mkdir()
+    (work / "stage-3" / "metrics.jsonl").write_text('{"step": 0, "loss/loss": 1.0}\n')
+    notes: list[str] = []
+    build_demo(tmp_path / "second", work, quick_recipe(), device="cpu", resume=True, log=notes.append)
+
+    kept = [n for n in notes if " kept from " in n]
+    assert len(kept) == 6, notes  # data, init, VAE, stages 1-warm, 1 and 2
+    assert not any("stage 3 kept" in n for n in notes)
+    first = sorted(p.name for p in (tmp_path / "first").glob("*.safetensors"))
+    assert first and first == sorted(p.name for p in (tmp_path / "second").glob("*.safetensors"))
+    for name in first:
+        assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes(), name
+
+
+def test_resume_refuses_foley_data_of_another_recipe(tmp_path):
+    from audiostory_cli.demo import build_demo
+
+    data = tmp_path / "work" / "data"
+    data.mkdir(parents=True)
+    (data / "foley.json").write_text(json.dumps({"split": "train", "seed": 5, "sr": 16000, "n_clips": 19,
+                                                 "n_stories": 2}))
+    with pytest.raises(UsageError, match="another recipe"):
+        build_demo(tmp_path / "out", tmp_path / "work", quick_recipe(), device="cpu", resume=True)

@@ -131,6 +131,25 @@ def test_each_stage_overfits(world: World, stage: str, steps: int) -> None:
         assert understanding == []
 
 
+def test_zero_flow_weight_trains_the_planner_without_the_dit(world: World) -> None:
+    """``--w-flow 0`` (e.g. a planner-only stage 3) never runs the DiT: no flow loss and an unchanged DiT."""
+    from audiostory_cli.model import load_model, load_model_folder
+    from audiostory_cli.runtime import make_runtime
+    from audiostory_cli.train.stages import LossWeights
+
+    out = world.root / "runs" / "stage3-noflow"
+    train(world.config("3", out, [ManifestSpec(world.stories, "stories")], steps=4, save_every=4,
+                       loss_weights=LossWeights(lm=1.0, bridge=0.2, flow=0.0)))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss/loss" in r]
+    assert len(steps) == 4 and all("loss/flow" not in r and "loss/lm" in r for r in steps)
+    runtime = make_runtime("cpu")
+    trained, base = load_model_folder(out, runtime), load_model("tiny-random", runtime)
+    for (name, value), (_, reference) in zip(trained.dit.state_dict().items(), base.dit.state_dict().items(),
+                                             strict=True):
+        assert torch.equal(value.float(), reference.float()), name
+
+
 def test_trained_folder_tells_a_story(stage1: Path, tmp_path: Path) -> None:
     story_dir = tmp_path / "story"
     result = CliRunner().invoke(app, ["tell", "a dog barks in the rain", "--duration", "2", "--model", str(stage1),

@@ -239,6 +239,9 @@ def demo(
         False
     ),
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Go on with an interrupted build in --work: finished steps are kept, a stage continues "
+        "from its last checkpoint.")] = False,
 ) -> None:
     """Reproduce the `demo` model from scratch: foley data, corpus tokenizer, VAE pretraining, stages 1-warm..3."""
     from ..demo import DemoRecipe, build_demo, folder_size, quick_recipe
@@ -246,7 +249,7 @@ def demo(
     recipe = quick_recipe() if quick else DemoRecipe()
     work = work or out.parent / f"{out.name}-work"
     with RichProgress() as progress:
-        result = build_demo(out, work, recipe, device=device, progress=progress, log=_note(progress))
+        result = build_demo(out, work, recipe, device=device, resume=resume, progress=progress, log=_note(progress))
     for step, seconds in result.timings.items():
         err_console.print(f"{step}: {seconds:.1f} s")
     err_console.print(f"demo model: {folder_size(result.out) / 1e6:.1f} MB; try it: audiostory tell "

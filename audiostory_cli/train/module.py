@@ -84,7 +84,7 @@ class TrainModule(nn.Module):
         semantic = self.bridge.project_semantic(flat[batch["semantic_index"]])
         target = batch["t5"].float() * self.bridge.t5_feature_scale
         losses["bridge"] = F.mse_loss(semantic.float(), target)
-        if self.stage.flow:
+        if self.stage.flow and self.weights.flow > 0:  # --w-flow 0 trains the planner without paying for the DiT
             residual = self.bridge.project_residual(flat[batch["residual_index"]])
             fused = self.bridge.fuse(semantic, residual)
             losses["flow"] = self._flow_loss(fused, batch, generator)
