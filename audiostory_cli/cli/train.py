@@ -28,7 +28,8 @@ SCHEMA_HELP = (
     "(MSE + boundary-token CE + flow); 2 = + QA understanding (Whisper frozen, 2 generation : 1 QA batches); "
     "3 = + multi-event stories with the reasoning loss.\n\n"
     "The --out folder becomes a model: `audiostory tell --model OUT`. Multi-GPU: "
-    "`accelerate launch --multi_gpu --num_processes N -m audiostory_cli train ...` (or torchrun). Check data "
+    "`accelerate launch --multi_gpu --num_processes N -m audiostory_cli train ...` (or torchrun; add --fsdp to "
+    "shard the model instead of replicating it). Check data "
     "first: `audiostory train check-data FILE`."
 )
 
@@ -76,6 +77,8 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
     mixed_precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA), bf16 or no.")] = "auto",
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
+    fsdp: Annotated[bool, typer.Option("--fsdp", help="Shard weights, gradients and optimizer state across the "
+                                       "launched processes (FSDP2) instead of replicating them (DDP).")] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the audiostory cache).")] = None,
     t5_tokenizer: Annotated[Path | None, typer.Option(help="flan-t5 tokenizer folder, if not found.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print trainable parameters per part and exit.")] = False,

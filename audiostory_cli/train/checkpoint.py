@@ -36,6 +36,8 @@ STATE_FILE = "state.json"
 ADAPTER_FILE = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 TRAINABLE_FILE = "trainable.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"  # torch.optim state_dict; under --fsdp the whole state keyed by parameter name
+SCHEDULER_FILE = "scheduler.pt"
 FORMAT = "audiostory-train-checkpoint"
 FORMAT_VERSION = 1
 _STEP_RE = re.compile(r"^step-(\d{6,})$")
@@ -63,19 +65,27 @@ def latest_checkpoint(out: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def _adapter_state(llm: Any) -> dict[str, torch.Tensor]:
+def _adapter_state(llm: Any, state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     from peft import get_peft_model_state_dict
 
     return {k: v.detach().to("cpu").contiguous() for k, v in
-            get_peft_model_state_dict(llm, save_embedding_layers=False).items()}
+            get_peft_model_state_dict(llm, state_dict=state_dict, save_embedding_layers=False).items()}
 
 
-def trainable_state(module: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(adapter state in peft's format, every other trainable tensor by parameter name)."""
-    adapter = _adapter_state(module.llm)  # type: ignore[attr-defined]
-    in_adapter = {name for name, p in module.named_parameters() if p.requires_grad and _peft_managed(name)}
-    rest = {name: p.detach().to("cpu").contiguous() for name, p in module.named_parameters()
-            if p.requires_grad and name not in in_adapter}
+def trainable_state(
+    module: torch.nn.Module, gathered: dict[str, torch.Tensor] | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(adapter state in peft's format, every other trainable tensor by parameter name).
+
+    ``gathered``: the whole trainable tensors by parameter name when the module itself holds shards (``--fsdp``).
+    """
+    names = [name for name, p in module.named_parameters() if p.requires_grad]
+    tensors = gathered if gathered is not None else dict(module.named_parameters())
+    llm_state = None
+    if gathered is not None:
+        llm_state = {name.removeprefix("llm."): t for name, t in gathered.items() if name.startswith("llm.")}
+    adapter = _adapter_state(module.llm, llm_state)  # type: ignore[attr-defined]
+    rest = {name: tensors[name].detach().to("cpu").contiguous() for name in names if not _peft_managed(name)}
     return adapter, rest
 
 
@@ -83,9 +93,13 @@ def _peft_managed(name: str) -> bool:
     return "lora_" in name or "modules_to_save" in name
 
 
-def save_checkpoint(folder: Path, module: torch.nn.Module, optimizer: Any, scheduler: Any, state: dict[str, Any],
-                    *, keep: int = 0) -> Path:
-    """Write a checkpoint atomically (temporary sibling folder, then rename); keep the newest ``keep`` (0: all)."""
+def save_checkpoint(folder: Path, module: torch.nn.Module, optimizer_state: dict[str, Any],
+                    scheduler_state: dict[str, Any], state: dict[str, Any], *, keep: int = 0,
+                    gathered: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write a checkpoint atomically (temporary sibling folder, then rename); keep the newest ``keep`` (0: all).
+
+    ``gathered``: the whole trainable tensors when ``module`` holds shards (see ``trainable_state``).
+    """
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -93,13 +107,13 @@ def save_checkpoint(folder: Path, module: torch.nn.Module, optimizer: Any, sched
     tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        adapter, rest = trainable_state(module)
+        adapter, rest = trainable_state(module, gathered)
         save_file(adapter, str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
         peft_config = module.llm.peft_config["default"].to_dict()  # type: ignore[attr-defined, index]
         write_json_atomic(tmp / ADAPTER_CONFIG, _jsonable(peft_config))
         save_file(rest, str(tmp / TRAINABLE_FILE), metadata={"format": "pt"})
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
+        torch.save(scheduler_state, tmp / SCHEDULER_FILE)
         write_json_atomic(tmp / STATE_FILE, {"format": FORMAT, "format_version": FORMAT_VERSION, **state})
         if folder.exists():
             shutil.rmtree(folder)
@@ -137,8 +151,8 @@ def read_state(folder: Path) -> dict[str, Any]:
     return dict(state)
 
 
-def load_checkpoint(folder: Path, module: torch.nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-    """Restore weights, optimizer and scheduler from ``folder`` strictly; returns its state."""
+def load_weights(folder: Path, module: torch.nn.Module) -> dict[str, Any]:
+    """Restore the trainable weights of an unsharded ``module`` from ``folder`` strictly; returns its state."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -160,9 +174,14 @@ def load_checkpoint(folder: Path, module: torch.nn.Module, optimizer: Any, sched
                 raise TrainingError(f"{folder}: {name} is {list(tensor.shape)}, the model has "
                                     f"{list(params[name].shape)}")
             params[name].copy_(tensor)
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
-    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
     return state
+
+
+def read_optimizer_state(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(optimizer state, scheduler state) of a checkpoint, on the CPU."""
+    folder = Path(folder)
+    return (torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=True),
+            torch.load(folder / SCHEDULER_FILE, weights_only=True))
 
 
 def _same_keys(expected: set[str], found: set[str], where: Path) -> None:

@@ -57,6 +57,7 @@ class TrainConfig:
     device: str = "auto"
     mixed_precision: str = "auto"  # auto (bf16 on CUDA, none elsewhere) | bf16 | no
     gradient_checkpointing: bool = False
+    fsdp: bool = False  # shard weights, gradients and optimizer state across processes (FSDP2) instead of DDP
     resume: bool = False
     cache_dir: Path | None = None  # None: $AUDIOSTORY_CACHE/train-features
     t5_tokenizer: Path | None = None  # flan-t5 tokenizer folder when the model folder has none

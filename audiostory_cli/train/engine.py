@@ -2,6 +2,8 @@
 
 ``train`` is written for ``accelerate``: run it as is on one device, or with ``accelerate launch`` on several GPUs
 or nodes (DDP; each process takes its own slice of every global batch, only the main process writes files).
+With ``--fsdp`` the processes shard weights, gradients and optimizer state instead of replicating them
+(``sharding``); the data, the losses and the files written are the same.
 Precision: fp32 weights with bf16 autocast on CUDA, plain fp32 elsewhere.
 
 Determinism: every random draw of a micro-batch (flow noise, σ, condition dropout, LoRA dropout) comes from a
@@ -33,7 +35,8 @@ from .checkpoint import (
     checkpoint_dir,
     export_model,
     latest_checkpoint,
-    load_checkpoint,
+    load_weights,
+    read_optimizer_state,
     read_state,
     save_checkpoint,
 )
@@ -227,6 +230,10 @@ class _Run:
         self.main = self.accelerator.is_main_process
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
+        if config.fsdp:
+            from .sharding import check_fsdp_world
+
+            check_fsdp_world(self.world)
 
     # 1. model, tokenizers, data and features
     def prepare_data(self) -> None:
@@ -268,20 +275,37 @@ class _Run:
         if self.accelerator.device.type != "cpu":  # their features are cached: free accelerator memory
             for part in frozen.values():
                 part.to("cpu")
-        self.optimizer, self.scheduler = build_optimizer(self.module, config)
         self.start = 0
         if self.resume_from is not None:
             self._check_resumable(read_state(self.resume_from))
-            state = load_checkpoint(self.resume_from, self.module, self.optimizer, self.scheduler)
-            self.start = int(state["step"])
+            self.start = int(load_weights(self.resume_from, self.module)["step"])
             self.log(f"resumed from {self.resume_from} (step {self.start})")
         if self.start >= config.steps:
             raise TrainingError(f"the checkpoint is at step {self.start}; pass --steps larger than that to go on")
-        self.wrapped, self.optimizer_wrapped = self.accelerator.prepare(self.module, self.optimizer)
+        if config.fsdp:
+            from .sharding import shard_module
+
+            shard_module(self.module, self.accelerator.device, self.world)
+        self.optimizer, self.scheduler = build_optimizer(self.module, config)
+        if self.resume_from is not None:
+            self._load_optimizer(*read_optimizer_state(self.resume_from))
+        if config.fsdp:  # sharded in place: accelerate's DDP wrapper must not wrap it again
+            self.wrapped, self.optimizer_wrapped = self.module, self.optimizer
+        else:
+            self.wrapped, self.optimizer_wrapped = self.accelerator.prepare(self.module, self.optimizer)
         self.metrics = _MetricsLog(config.out / METRICS_FILE, enabled=self.main)
         if self.main:
             self.metrics.truncate_after(self.start)
             self._write_config()
+
+    def _load_optimizer(self, optimizer_state: dict[str, Any], scheduler_state: dict[str, Any]) -> None:
+        if self.config.fsdp:
+            from .sharding import load_optimizer
+
+            load_optimizer(self.module, self.optimizer, optimizer_state)
+        else:
+            self.optimizer.load_state_dict(optimizer_state)
+        self.scheduler.load_state_dict(scheduler_state)
 
     def _base_info(self) -> dict[str, Any]:
         return {"ref": self.config.model, "name": self.model.name, "revision": self.model.revision}
@@ -360,7 +384,7 @@ class _Run:
             torch.manual_seed(seed)  # LoRA dropout and anything else drawing from the global generator
             generator = torch.Generator(device=accelerator.device).manual_seed(seed)
             sync = a == config.grad_accum - 1
-            with contextlib.nullcontext() if sync else accelerator.no_sync(self.wrapped):
+            with self._gradient_sync(sync):
                 with accelerator.autocast():
                     losses = self.wrapped(batch, generator)
                 accelerator.backward(losses["loss"] / config.grad_accum)
@@ -382,6 +406,15 @@ class _Run:
                                 **{f"lr/{k}": v for k, v in lrs.items()}, "tokens_per_s": report.tokens_per_s,
                                 "seconds": seconds})
         return report
+
+    def _gradient_sync(self, sync: bool) -> contextlib.AbstractContextManager[Any]:
+        """Accumulation: all-reduce (DDP) or reduce-scatter (FSDP) gradients only on a step's last micro-batch."""
+        if self.config.fsdp:
+            from .sharding import set_gradient_sync
+
+            set_gradient_sync(self.module, sync)
+            return contextlib.nullcontext()
+        return contextlib.nullcontext() if sync else self.accelerator.no_sync(self.wrapped)
 
     def _reduce(self, values: dict[str, float]) -> dict[str, float]:
         if self.world == 1:
@@ -415,10 +448,17 @@ class _Run:
 
     def _save(self, step: int) -> None:
         self.accelerator.wait_for_everyone()
+        gathered, optimizer_state = None, None
+        if self.config.fsdp:  # collective: every process takes part, rank 0 receives the whole tensors
+            from .sharding import gather_optimizer, gather_trainable
+
+            gathered, optimizer_state = gather_trainable(self.module), gather_optimizer(self.module, self.optimizer)
         if self.main:
-            module = self.accelerator.unwrap_model(self.wrapped)
-            save_checkpoint(checkpoint_dir(self.config.out, step), module, self.optimizer, self.scheduler,
-                            self._state(step), keep=self.config.keep_checkpoints)
+            module = self.module if self.config.fsdp else self.accelerator.unwrap_model(self.wrapped)
+            save_checkpoint(checkpoint_dir(self.config.out, step), module,
+                            optimizer_state if optimizer_state is not None else self.optimizer.state_dict(),
+                            self.scheduler.state_dict(), self._state(step), keep=self.config.keep_checkpoints,
+                            gathered=gathered)
         self.accelerator.wait_for_everyone()
 
     # 5. the model folder
@@ -426,12 +466,11 @@ class _Run:
         from ..model import AudioStoryModel
 
         self.accelerator.wait_for_everyone()
+        module, base = self._final_parts()
         if not self.main:
             return
-        module = self.accelerator.unwrap_model(self.wrapped)
         module.eval()
         merged = module.llm.merge_and_unload()
-        base = self.model
         info = {**self._state(self.config.steps), "trainable": [vars(c) for c in self.counts]}
         history = [*base.extra.get("training_history", []), info]
         extra = {k: v for k, v in base.extra.items() if k not in ("training", "training_history")}
@@ -445,6 +484,28 @@ class _Run:
         export_model(self.config.out, final, self.t5_tokenizer, base_model=f"{self.config.model}{revision}",
                      info_extra={"training": info, "training_history": history}, dtype=dtype)
         self.log(f"model folder written: {self.config.out} (use it with --model {self.config.out})")
+
+    def _final_parts(self) -> tuple[Any, Any]:
+        """(trained module, base model) whole on the main process. Under --fsdp a collective: the gathered weights
+        go into a fresh unsharded copy of the base model on the CPU, loaded strictly."""
+        if not self.config.fsdp:
+            return self.accelerator.unwrap_model(self.wrapped), self.model
+        from ..model import load_model
+        from .sharding import gather_model
+
+        whole = gather_model(self.module)
+        if not self.main:
+            return None, None
+        base = load_model(self.config.model, _fp32_runtime(torch.device("cpu")))
+        module = build_train_module(base, self.config, understanding=self.understanding)
+        _load_strict(module, whole, f"{self.config.out} (gathered FSDP weights)")
+        return module, base
+
+
+def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise TrainingError(f"{where}: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
 
 
 class _MetricsLog:
