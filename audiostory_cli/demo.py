@@ -297,7 +297,10 @@ def _finished_data(root: Path, recipe: DemoRecipe) -> ManifestPaths | None:
     info_file = root / "foley.json"
     if not info_file.is_file():
         return None
-    info = json.loads(info_file.read_text())
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {info_file} ({exc}); choose a new --work folder") from exc
     wanted = {"split": "train", "seed": recipe.seed, "sr": DEMO_SAMPLE_RATE, "n_clips": recipe.n_clips,
               "n_stories": recipe.n_stories}
     if any(info.get(key) != value for key, value in wanted.items()):

@@ -171,3 +171,6 @@ def test_resume_refuses_foley_data_of_another_recipe(tmp_path):
                                                  "n_stories": 2}))
     with pytest.raises(UsageError, match="another recipe"):
         build_demo(tmp_path / "out", tmp_path / "work", quick_recipe(), device="cpu", resume=True)
+    (data / "foley.json").write_text("{not json")
+    with pytest.raises(UsageError, match="cannot read"):
+        build_demo(tmp_path / "out", tmp_path / "work", quick_recipe(), device="cpu", resume=True)

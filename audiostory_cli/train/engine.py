@@ -491,6 +491,7 @@ class _Run:
         if not self.config.fsdp:
             return self.accelerator.unwrap_model(self.wrapped), self.model
         from ..model import load_model
+        from ..models.checkpoint import load_state_strict
         from .sharding import gather_model
 
         whole = gather_model(self.module)
@@ -498,14 +499,8 @@ class _Run:
             return None, None
         base = load_model(self.config.model, _fp32_runtime(torch.device("cpu")))
         module = build_train_module(base, self.config, understanding=self.understanding)
-        _load_strict(module, whole, f"{self.config.out} (gathered FSDP weights)")
+        load_state_strict(module, whole)
         return module, base
-
-
-def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    result = module.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise TrainingError(f"{where}: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
 
 
 class _MetricsLog:
