@@ -153,7 +153,7 @@ def test_an_interrupted_demo_build_resumes_to_the_same_model(tmp_path):
     build_demo(tmp_path / "second", work, quick_recipe(), device="cpu", resume=True, log=notes.append)
 
     kept = [n for n in notes if " kept from " in n]
-    assert len(kept) == 6, notes  # data, init, VAE, stages 1-warm, 1 and 2
+    assert len(kept) == 7, notes  # data, init, planner, VAE, stages 1-warm, 1 and 2
     assert not any("stage 3 kept" in n for n in notes)
     first = sorted(p.name for p in (tmp_path / "first").glob("*.safetensors"))
     assert first and first == sorted(p.name for p in (tmp_path / "second").glob("*.safetensors"))

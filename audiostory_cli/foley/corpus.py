@@ -365,21 +365,36 @@ def _jsonl(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def story_record(story: FoleyStory, event_audio: list[str], story_audio: str) -> dict[str, Any]:
-    """A story manifest line; audio paths are relative to the manifest's folder."""
-    return {
-        "instruction": story.instruction,
-        "reasoning": story.reasoning,
-        "storyline": story.storyline,
-        "events": [
-            {"caption": e.caption, "story_detail": e.story_detail, "duration": e.duration, "audio": a,
-             "class": e.class_name, "params": e.params.to_dict(), "seed": e.seed}
-            for e, a in zip(story.events, event_audio, strict=True)
-        ],
-        "total_duration": story.total_duration,
-        "audio": story_audio,
-        "split": story.split,
-    }
+def story_record(story: FoleyStory, event_audio: list[str] | None, story_audio: str | None) -> dict[str, Any]:
+    """A story manifest line; audio paths are relative to the manifest's folder. Without audio (``None``) the
+    line holds only the text, which is what ``audiostory train planner`` reads."""
+    events = []
+    for k, e in enumerate(story.events):
+        event = {"caption": e.caption, "story_detail": e.story_detail, "duration": e.duration}
+        if event_audio is not None:
+            event["audio"] = event_audio[k]
+        events.append({**event, "class": e.class_name, "params": e.params.to_dict(), "seed": e.seed})
+    record = {"instruction": story.instruction, "reasoning": story.reasoning, "storyline": story.storyline,
+              "events": events, "total_duration": story.total_duration}
+    if story_audio is not None:
+        record["audio"] = story_audio
+    return {**record, "split": story.split}
+
+
+def write_story_texts(
+    path: Path, *, split: str, n_stories: int, seed: int = 0, options: StoryOptions = StoryOptions(),
+) -> Path:
+    """``n_stories`` stories of ``split`` as text only (no audio rendered), one JSONL line each, written atomically.
+
+    Deterministic in all arguments; the stream differs from ``write_manifests``' stories of the same seed.
+    """
+    _check_split(split)
+    if n_stories < 1:
+        raise InputError(f"n_stories={n_stories} must be at least 1")
+    rng = np.random.default_rng([seed, _SPLIT_IDS[split], 3])
+    rows = [story_record(make_story(rng, split=split, options=options), None, None) for _ in range(n_stories)]
+    write_text_atomic(Path(path), _jsonl(rows))
+    return Path(path)
 
 
 def write_manifests(

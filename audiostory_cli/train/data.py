@@ -153,7 +153,7 @@ def micro_batch_kind(micro: int, ratio: tuple[int, int], understanding: bool) ->
 # -- collation -----------------------------------------------------------------------------------------------
 
 
-def _pad(sequences: Sequence[TokenSequence], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_sequences(sequences: Sequence[TokenSequence], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     length = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), length), dtype=torch.long)
@@ -163,7 +163,7 @@ def _pad(sequences: Sequence[TokenSequence], pad_id: int) -> tuple[torch.Tensor,
     return ids, mask
 
 
-def _lm_targets(sequences: Sequence[TokenSequence], length: int, classes: frozenset[int]
+def lm_targets(sequences: Sequence[TokenSequence], length: int, classes: frozenset[int]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat positions (row·L + i − 1) that predict ``ids[i]`` for every ``i`` whose class is in ``classes``."""
     sources, targets = [], []
@@ -177,9 +177,9 @@ def _lm_targets(sequences: Sequence[TokenSequence], length: int, classes: frozen
 
 def collate_generation(examples: Sequence[GenExample], cache: FeatureCache, pad_id: int,
                        lm_classes: frozenset[int]) -> dict[str, Any]:
-    ids, mask = _pad([e.sequence for e in examples], pad_id)
+    ids, mask = pad_sequences([e.sequence for e in examples], pad_id)
     length = ids.shape[1]
-    lm_from, lm_target = _lm_targets([e.sequence for e in examples], length, lm_classes)
+    lm_from, lm_target = lm_targets([e.sequence for e in examples], length, lm_classes)
     sem = [[row * length + p for p in block] for row, e in enumerate(examples) for block in e.semantic_positions]
     res = [[row * length + p for p in block] for row, e in enumerate(examples) for block in e.residual_positions]
     events = [event for e in examples for event in e.events]
@@ -207,9 +207,9 @@ def collate_generation(examples: Sequence[GenExample], cache: FeatureCache, pad_
 
 
 def collate_understanding(examples: Sequence[UndExample], cache: FeatureCache, pad_id: int) -> dict[str, Any]:
-    ids, mask = _pad([e.sequence for e in examples], pad_id)
+    ids, mask = pad_sequences([e.sequence for e in examples], pad_id)
     length = ids.shape[1]
-    lm_from, lm_target = _lm_targets([e.sequence for e in examples], length, UNDERSTANDING_CLASSES)
+    lm_from, lm_target = lm_targets([e.sequence for e in examples], length, UNDERSTANDING_CLASSES)
     audio_index = [[row * length + p for p in e.sequence.audio_positions] for row, e in enumerate(examples)]
     return {
         "kind": "und",

@@ -83,6 +83,16 @@ class StoryRecord:
 
 
 @dataclass(frozen=True)
+class StoryText:
+    """A story without audio: what the planner alone learns from (``audiostory train planner``)."""
+
+    source: Source
+    instruction: str
+    storyline: str
+    events: tuple[PlannedEvent, ...]
+
+
+@dataclass(frozen=True)
 class QARecord:
     source: Source
     audio: Path
@@ -339,19 +349,15 @@ def _read_qa(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioPr
     return QARecord(source=source, audio=path, question=question, answer=answer)
 
 
-def _read_story(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float,
-                issues: list[Issue]) -> StoryRecord:
+def _read_story_text(obj: Mapping[str, Any], source: Source, max_seconds: float, issues: list[Issue]
+                     ) -> StoryText:
+    """The text of a story line: instruction, storyline and each event's caption, detail and duration."""
     instruction = _text(obj, "instruction", source, issues)
     storyline = storyline_of(_text(obj, "reasoning", source, issues, required=False))
     events_raw = obj.get("events")
     if not isinstance(events_raw, list) or not events_raw:
-        raise _fail(issues, source, "events must be a non-empty list of {caption, duration, audio} objects")
-    story_audio: tuple[Path, AudioInfo] | None = None
-    if obj.get("audio") is not None:
-        story_path = _audio_path(obj, source, root, issues)
-        story_audio = (story_path, _probe(probe, story_path, source, issues, ""))
-    events: list[StoryEventRecord] = []
-    cursor = 0.0
+        raise _fail(issues, source, "events must be a non-empty list of {caption, duration, ...} objects")
+    events: list[PlannedEvent] = []
     for number, raw in enumerate(events_raw, start=1):
         where = f"events[{number}]."
         if not isinstance(raw, dict):
@@ -364,6 +370,23 @@ def _read_story(obj: Mapping[str, Any], source: Source, root: Path, probe: _Audi
         if duration > max_seconds:
             raise _fail(issues, source, f"{where}duration {duration:g} s is longer than one DiT window "
                                         f"({max_seconds:g} s); split the event")
+        events.append(PlannedEvent(caption=caption, story_detail=detail, duration=duration))
+    _check_layout(storyline, events, source, issues)
+    return StoryText(source=source, instruction=instruction, storyline=storyline, events=tuple(events))
+
+
+def _read_story(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float,
+                issues: list[Issue]) -> StoryRecord:
+    text = _read_story_text(obj, source, max_seconds, issues)
+    story_audio: tuple[Path, AudioInfo] | None = None
+    if obj.get("audio") is not None:
+        story_path = _audio_path(obj, source, root, issues)
+        story_audio = (story_path, _probe(probe, story_path, source, issues, ""))
+    events: list[StoryEventRecord] = []
+    cursor = 0.0
+    for number, (raw, event) in enumerate(zip(obj["events"], text.events, strict=True), start=1):
+        where = f"events[{number}]."
+        duration = event.duration
         start = _number(raw, "start", source, issues, where=where, positive=False)
         if raw.get("audio") is not None:
             path = _audio_path(raw, source, root, issues, where=where)
@@ -377,10 +400,10 @@ def _read_story(obj: Mapping[str, Any], source: Source, root: Path, probe: _Audi
             segment = _segment(story_audio[0], story_audio[1], begin, duration, source, issues, where)
         else:
             raise _fail(issues, source, f"{where}audio is missing and the story has no long 'audio' with event times")
-        events.append(StoryEventRecord(caption=caption, story_detail=detail, duration=duration, audio=segment))
+        events.append(StoryEventRecord(caption=event.caption, story_detail=event.story_detail, duration=duration,
+                                       audio=segment))
         cursor = segment.start + duration
-    _check_layout(storyline, [e.planned() for e in events], source, issues)
-    return StoryRecord(source=source, instruction=instruction, storyline=storyline, events=tuple(events))
+    return StoryRecord(source=source, instruction=text.instruction, storyline=text.storyline, events=tuple(events))
 
 
 def _check_layout(reasoning: str, events: Sequence[PlannedEvent], source: Source, issues: list[Issue]) -> None:
@@ -442,3 +465,39 @@ def load_manifests(specs: Sequence[ManifestSpec], *, max_event_seconds: float = 
             "(run `audiostory train check-data FILE` for the full report)"
         )
     return data
+
+
+def load_story_texts(path: Path, *, max_event_seconds: float = DEFAULT_MAX_EVENT_SECONDS) -> list[StoryText]:
+    """The text of every story line of ``path`` (any ``audio`` keys are ignored and not checked); any bad line
+    raises one ``TrainingError`` naming each problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"stories file {path} not found; pass a JSONL file of stories")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TrainingError(f"stories file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    stories: list[StoryText] = []
+    errors: list[Issue] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        source = Source(path, number)
+        issues: list[Issue] = []
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict) or detect_kind(obj) != "stories":
+                raise _fail(issues, source, "expected a story line (instruction + events)")
+            stories.append(_read_story_text(obj, source, max_event_seconds, issues))
+        except json.JSONDecodeError as exc:
+            issues.append(Issue(source, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+        except _LineError:
+            pass
+        errors += issues
+    if errors:
+        shown = "; ".join(str(e) for e in errors[:_MAX_LISTED])
+        more = f"; and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else ""
+        raise TrainingError(f"{len(errors)} problem(s) in {path}: {shown}{more}")
+    if not stories:
+        raise TrainingError(f"{path} holds no stories")
+    return stories
