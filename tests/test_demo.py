@@ -71,6 +71,8 @@ def test_init_folder_then_vae_pretraining(foley_data, tmp_path):
     runtime = make_runtime("cpu")
     before = load_model_folder(init, runtime)
     assert before.dims.reasoner.vocab_size == len(tokenizer) == len(before.tokenizer)
+    vae_biases = [p for n, p in before.vae.named_parameters() if n.endswith(".bias")]
+    assert vae_biases and all(not p.any() for p in vae_biases)  # zero-initialised (see init_model_folder)
 
     result = pretrain_vae(VAETrainConfig(model=init, clips=foley_data.clips, out=tmp_path / "vae", steps=2,
                                          batch_size=1, segment_seconds=0.1, device="cpu"))
@@ -94,6 +96,24 @@ def test_vae_config_is_validated(tmp_path):
         VAETrainConfig(model=tmp_path, clips=tmp_path / "c.jsonl", out=tmp_path / "o", steps=0).check()
     with pytest.raises(UsageError, match="--out"):
         VAETrainConfig(model=tmp_path, clips=tmp_path / "c.jsonl", out=tmp_path).check()
+    with pytest.raises(UsageError, match="--log-floor"):
+        VAETrainConfig(model=tmp_path, clips=tmp_path / "c.jsonl", out=tmp_path / "o", log_floor=0.0).check()
+
+
+def test_stft_loss_is_zero_for_a_match_and_finite_against_silence():
+    from audiostory_cli.train.vae import multi_resolution_stft_loss
+
+    torch.manual_seed(0)
+    quiet = 0.003 * torch.randn(2, 2, 4096)
+    assert float(multi_resolution_stft_loss(quiet, quiet)) == pytest.approx(0.0, abs=1e-6)
+    silent = torch.zeros_like(quiet, requires_grad=True)
+    loss = multi_resolution_stft_loss(silent + 1e-8 * torch.randn_like(quiet), quiet)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(silent.grad).all()
+    # the floor bounds what near-silent bins can contribute: a floor of 1e-2 weighs them far less than 1e-5
+    low = multi_resolution_stft_loss(quiet * 0.5, quiet, log_floor=1e-5)
+    high = multi_resolution_stft_loss(quiet * 0.5, quiet, log_floor=1e-2)
+    assert float(high) < float(low)
 
 
 def test_recipes_are_valid():

@@ -216,6 +216,9 @@ def vae(
     segment_seconds: Annotated[float, typer.Option(help="Length of each random crop in seconds.")] = 1.0,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-4,
     kl_weight: Annotated[float, typer.Option(help="Weight of the KL term.")] = 1e-4,
+    log_floor: Annotated[float, typer.Option(help="Added to STFT magnitudes before the log (quiet clips).")] = 1e-2,
+    sample_latents: Annotated[bool, typer.Option(
+        "--sample-latents", help="Decode a posterior sample instead of the mean.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the crops and the sampling noise.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
 ) -> None:
@@ -223,7 +226,8 @@ def vae(
     from ..train.vae import VAETrainConfig, pretrain_vae
 
     config = VAETrainConfig(model=model, clips=clips, out=out, steps=steps, batch_size=batch_size,
-                            segment_seconds=segment_seconds, lr=lr, kl_weight=kl_weight, seed=seed, device=device)
+                            segment_seconds=segment_seconds, lr=lr, kl_weight=kl_weight, log_floor=log_floor,
+                            sample_latents=sample_latents, seed=seed, device=device)
     config.check()
     with RichProgress() as progress:
         result = pretrain_vae(config, progress=progress, log=_note(progress))
@@ -274,7 +278,7 @@ def demo(
         "--resume", help="Go on with an interrupted build in --work: finished steps are kept, a stage continues "
         "from its last checkpoint.")] = False,
 ) -> None:
-    """Reproduce the `demo` model from scratch: foley data, corpus tokenizer, VAE pretraining, stages 1-warm..3."""
+    """Reproduce the `demo` model from scratch: foley data, tokenizer, planner and VAE pretraining, stages 1-warm..3."""
     from ..demo import DemoRecipe, build_demo, folder_size, quick_recipe
 
     recipe = quick_recipe() if quick else DemoRecipe()
