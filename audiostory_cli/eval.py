@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 # Captions are matched to classes by substring, more specific classes first ("door knocking" is knocking, not a
 # door slam; "rain against a window" is rain, not breaking glass); words that only describe distance are dropped.
-_CLASS_PRIORITY = ("knocking", "phone_ring", "rain", "glass_break", "tyre_skid")
+_CLASS_PRIORITY = ("knocking", "phone_ring", "rain", "glass_break", "tyre_skid", "siren")  # "fire engine siren"
 _IGNORED_WORDS = ("microphone",)
 MAX_STORIES = 10_000
 LENGTH_TOLERANCE_FRAMES = 1

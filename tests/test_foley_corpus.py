@@ -141,6 +141,25 @@ def test_splits_are_disjoint_in_phrasing_and_class_order():
     assert not {s.instruction.split(":")[0] for s in train} & {s.instruction.split(":")[0] for s in test}
 
 
+_STOP_WORDS = frozenset("a an the of to in on and is are someone something from with into out up over its it by at"
+                        .split())
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]+", text.lower()) if w not in _STOP_WORDS}
+
+
+def test_held_out_clauses_use_words_the_world_teaches():
+    """Held-out phrasings are unseen as narrative clauses, but every one of them shares a content word with its
+    class's caption vocabulary, so a model trained only on this world can learn what the words mean."""
+    from audiostory_cli.foley.captions import VOCAB
+
+    for name in CLASS_NAMES:
+        taught = set().union(*(_content_words(noun) for noun in VOCAB[name].nouns))
+        for clause, *_ in CLAUSES[name][1]:
+            assert _content_words(clause) & taught, (name, clause)
+
+
 def test_write_manifests_round_trip(tmp_path):
     sr = 16_000
     options = StoryOptions(min_events=2, max_events=3, min_total=3.0, max_total=4.0, min_event=1.0)

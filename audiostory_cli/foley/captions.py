@@ -85,7 +85,7 @@ def template_slots(template: str) -> set[str]:
 VOCAB: dict[str, CaptionVocab] = {
     "rain": CaptionVocab(
         keywords=("rain",),
-        nouns=("rain", "rainfall", "rain shower"),
+        nouns=("rain", "rainfall", "rain shower", "rain downpour", "rain from open clouds"),
         slots={
             "intensity": words("light|gentle|soft|sparse", "steady|moderate", "heavy|pouring|torrential"),
             "tempo": words("steady|even", "|", "gusty|wind-driven|sweeping"),
@@ -102,7 +102,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "thunder": CaptionVocab(
         keywords=("thunder",),
-        nouns=("thunder", "thunder rumbling", "rolling thunder"),
+        nouns=("thunder", "thunder rumbling", "rolling thunder", "thunder roaring in the heavens"),
         slots={
             "intensity": words("soft|quiet|gentle", "|steady", "loud|powerful|violent"),
             "tempo": words("a single roll|one lone clap|one long roll", "|",
@@ -119,7 +119,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "footsteps": CaptionVocab(
         keywords=("footsteps", "steps", "footfalls"),
-        nouns=("footsteps", "steps", "footfalls"),
+        nouns=("footsteps", "steps", "footfalls", "footsteps of a stranger strolling past"),
         slots={
             "intensity": words("light|soft|quiet", "|", "heavy|stomping|loud"),
             "tempo": words("slow|leisurely|unhurried", "walking|steady", "fast|running|hurried"),
@@ -136,7 +136,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "door_slam": CaptionVocab(
         keywords=("door",),
-        nouns=("door slam", "door slamming shut", "door banging shut"),
+        nouns=("door slam", "door slamming shut", "door banging shut", "door slammed in a fury"),
         slots={
             "intensity": words("gently|softly|lightly", "|firmly", "violently|hard|forcefully"),
             "tempo": words("once|a single time", "|", "repeatedly|again and again|several times"),
@@ -152,7 +152,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "knocking": CaptionVocab(
         keywords=("knock",),
-        nouns=("knocking on a door", "knocks at the door", "door knocking"),
+        nouns=("knocking on a door", "knocks at the door", "door knocking", "knocking of knuckles at the entrance"),
         slots={
             "intensity": words("soft|timid|polite", "|", "loud|insistent|urgent"),
             "tempo": words("slow|patient|spaced-out", "|", "rapid|quick|impatient"),
@@ -168,7 +168,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "car_engine": CaptionVocab(
         keywords=("engine", "motor"),
-        nouns=("car engine", "engine", "motor"),
+        nouns=("car engine", "engine", "motor", "old truck engine rumbling"),
         slots={
             "intensity": words("quietly|softly|gently", "|", "loudly|hard|roaring"),
             "tempo": words("idling|ticking over|running steadily", "running|humming", "revving|revving up and down"),
@@ -184,7 +184,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "tyre_skid": CaptionVocab(
         keywords=("skid", "screech"),
-        nouns=("tyre skid", "tyre screech", "car skid"),
+        nouns=("tyre skid", "tyre screech", "car skid", "skid of wheels squealing round a corner"),
         slots={
             "intensity": words("brief soft|mild", "|", "loud|violent|harsh"),
             "tempo": words("one long|a drawn-out|a sustained", "|", "short repeated|several quick"),
@@ -200,7 +200,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "siren": CaptionVocab(
         keywords=("siren",),
-        nouns=("siren", "emergency siren", "police siren", "ambulance siren"),
+        nouns=("siren", "emergency siren", "police siren", "ambulance siren", "fire engine siren screaming"),
         slots={
             "intensity": words("faint|quiet", "|", "loud|blaring|piercing"),
             "tempo": words("slowly wailing|with a long wail|slowly rising and falling", "wailing|sweeping",
@@ -217,7 +217,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "dog_bark": CaptionVocab(
         keywords=("dog", "bark"),
-        nouns=("dog barking", "dog barks", "barking dog"),
+        nouns=("dog barking", "dog barks", "barking dog", "yapping puppy dog"),
         slots={
             "intensity": words("softly|quietly|half-heartedly", "|", "loudly|fiercely|furiously"),
             "tempo": words("occasionally|now and then|slowly", "|steadily", "rapidly|non-stop|frantically"),
@@ -233,7 +233,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "birdsong": CaptionVocab(
         keywords=("bird",),
-        nouns=("birdsong", "bird chirps", "birds singing", "birds tweeting"),
+        nouns=("birdsong", "bird chirps", "birds singing", "birds tweeting", "birdsong of sparrows in a hedge"),
         slots={
             "intensity": words("sparse|quiet|faint", "|", "lively|busy|abundant"),
             "tempo": words("unhurried|lazy|occasional", "|", "rapid|busy|excited"),
@@ -249,7 +249,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "wind": CaptionVocab(
         keywords=("wind", "breeze"),
-        nouns=("wind", "breeze", "wind blowing"),
+        nouns=("wind", "breeze", "wind blowing", "wind swaying the trees"),
         slots={
             "intensity": words("gentle|light|soft", "|steady", "strong|fierce|powerful"),
             "tempo": words("steady|calm, even", "|", "gusty|buffeting|sudden gusts of"),
@@ -265,7 +265,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "glass_break": CaptionVocab(
         keywords=("glass", "window"),
-        nouns=("glass breaking", "a window shattering", "glass smashing"),
+        nouns=("glass breaking", "a window shattering", "glass smashing", "glass bottle exploding into shards"),
         slots={
             "intensity": words("a small|a light", "a|a sudden", "a big|a violent|a loud"),
             "tempo": words("slowly scattering|lingering", "", "in a sudden burst|all at once"),
@@ -281,7 +281,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "bell": CaptionVocab(
         keywords=("bell",),
-        nouns=("bell", "bell ringing", "bell chiming"),
+        nouns=("bell", "bell ringing", "bell chiming", "campanile bell of the village"),
         slots={
             "intensity": words("softly|gently|quietly", "|", "loudly|strongly|powerfully"),
             "tempo": words("slow, solemn|slowly tolling|slow", "steady|regular", "fast|rapid|quickly repeated"),
@@ -297,7 +297,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "clock_ticks": CaptionVocab(
         keywords=("clock", "tick"),
-        nouns=("clock ticking", "clock ticks", "ticking clock"),
+        nouns=("clock ticking", "clock ticks", "ticking clock", "clock ticking away the seconds"),
         slots={
             "intensity": words("faint|soft|quiet", "|", "loud|prominent"),
             "tempo": words("slow|leisurely", "|steady", "fast|rapid|hurried"),
@@ -313,7 +313,10 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "crowd_murmur": CaptionVocab(
         keywords=("crowd", "people", "chatter"),
-        nouns=("crowd murmuring", "people chatting", "crowd chatter", "murmuring crowd"),
+        nouns=(
+            "crowd murmuring", "people chatting", "crowd chatter", "murmuring crowd",
+            "throng of visitors, a murmuring crowd",
+        ),
         slots={
             "intensity": words("quiet|hushed|soft", "|", "loud|noisy|boisterous"),
             "tempo": words("calm|relaxed|slow", "|", "lively|animated|excited"),
@@ -329,7 +332,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "heartbeat": CaptionVocab(
         keywords=("heart",),
-        nouns=("heartbeat", "heart beating", "beating heart"),
+        nouns=("heartbeat", "heart beating", "beating heart", "heart thumping in the chest"),
         slots={
             "intensity": words("faint|soft|quiet", "|steady", "strong|pounding|loud"),
             "tempo": words("slow|calm|resting", "|", "fast|racing|rapid"),
@@ -345,7 +348,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "water_stream": CaptionVocab(
         keywords=("stream", "water", "brook"),
-        nouns=("stream", "flowing water", "babbling brook", "running water"),
+        nouns=("stream", "flowing water", "babbling brook", "running water", "water gurgling from a spring"),
         slots={
             "intensity": words("gentle|quiet|soft", "|steady", "strong|loud|powerful"),
             "tempo": words("slow|lazy|calm", "|", "fast|rushing|quick"),
@@ -361,7 +364,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "phone_ring": CaptionVocab(
         keywords=("phone",),
-        nouns=("telephone ringing", "phone ringing", "ringing phone"),
+        nouns=("telephone ringing", "phone ringing", "ringing phone", "landline phone ringing"),
         slots={
             "intensity": words("quietly|softly", "|", "loudly|insistently|shrilly"),
             "tempo": words("with long slow rings|slowly", "|", "with quick short rings|rapidly|urgently"),
@@ -377,7 +380,7 @@ VOCAB: dict[str, CaptionVocab] = {
     ),
     "fire_crackle": CaptionVocab(
         keywords=("fire", "flame"),
-        nouns=("fire crackling", "crackling campfire", "burning fire", "crackling flames"),
+        nouns=("fire crackling", "crackling campfire", "burning fire", "crackling flames", "fire embers glowing"),
         slots={
             "intensity": words("small|gentle|quiet", "|", "big|roaring|blazing"),
             "tempo": words("occasionally popping|calm|slow", "|", "constantly popping|busy|lively"),
