@@ -96,6 +96,11 @@ def test_an_interrupted_run_resumes_bitwise(init_folder, text_stories, tmp_path)
     assert (tmp_path / "broken" / CHECKPOINT_FILE).is_file()
     with pytest.raises(TrainingError, match="--resume"):
         pretrain_planner(config(tmp_path / "broken"))
+    saved = (tmp_path / "broken" / CHECKPOINT_FILE).read_bytes()
+    (tmp_path / "broken" / CHECKPOINT_FILE).write_bytes(saved[: len(saved) // 2])
+    with pytest.raises(TrainingError, match="unreadable"):
+        pretrain_planner(config(tmp_path / "broken", resume=True))
+    (tmp_path / "broken" / CHECKPOINT_FILE).write_bytes(saved)
     resumed = pretrain_planner(config(tmp_path / "broken", resume=True))
     assert resumed.resumed_from == 2
     a, b = _tensors(whole.out)["llm.safetensors"], _tensors(resumed.out)["llm.safetensors"]

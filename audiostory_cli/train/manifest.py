@@ -438,6 +438,13 @@ class TrainingData:
         return [*self.clips, *self.stories]
 
 
+def summarise_issues(errors: Sequence[Issue], where: str) -> str:
+    """One line: how many problems ``where`` has, the first few of them and how many more."""
+    shown = "; ".join(str(e) for e in errors[:_MAX_LISTED])
+    more = f"; and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else ""
+    return f"{len(errors)} problem(s) in {where}: {shown}{more}"
+
+
 def load_manifests(specs: Sequence[ManifestSpec], *, max_event_seconds: float = DEFAULT_MAX_EVENT_SECONDS
                    ) -> TrainingData:
     """Validate every manifest; any error raises one ``TrainingError`` naming each bad line."""
@@ -458,12 +465,8 @@ def load_manifests(specs: Sequence[ManifestSpec], *, max_event_seconds: float = 
             else:
                 data.qa.append(record)
     if errors:
-        shown = "; ".join(str(e) for e in errors[:_MAX_LISTED])
-        more = f"; and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else ""
-        raise TrainingError(
-            f"{len(errors)} problem(s) in the training data: {shown}{more} "
-            "(run `audiostory train check-data FILE` for the full report)"
-        )
+        raise TrainingError(f"{summarise_issues(errors, 'the training data')} "
+                            "(run `audiostory train check-data FILE` for the full report)")
     return data
 
 
@@ -495,9 +498,7 @@ def load_story_texts(path: Path, *, max_event_seconds: float = DEFAULT_MAX_EVENT
             pass
         errors += issues
     if errors:
-        shown = "; ".join(str(e) for e in errors[:_MAX_LISTED])
-        more = f"; and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else ""
-        raise TrainingError(f"{len(errors)} problem(s) in {path}: {shown}{more}")
+        raise TrainingError(summarise_issues(errors, str(path)))
     if not stories:
         raise TrainingError(f"{path} holds no stories")
     return stories

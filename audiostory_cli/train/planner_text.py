@@ -103,10 +103,27 @@ def _resumable(config: PlannerTrainConfig) -> dict[str, Any]:
             if k not in ("out", "resume", "device", "save_every")}
 
 
+def _read_checkpoint(checkpoint: Path, config: PlannerTrainConfig, device: torch.device) -> dict[str, Any]:
+    """The resumable state in ``checkpoint``; a one-line error when it is unreadable or from other options."""
+    try:
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, pickle or zip errors for a damaged file
+        raise TrainingError(f"cannot resume from {checkpoint}: the file is unreadable ({type(error).__name__}); "
+                            "delete it to start the run over, or restore it from a backup") from error
+    if not isinstance(state, dict) or not {"llm", "optimizer", "scheduler", "step", "config"} <= state.keys():
+        raise TrainingError(f"cannot resume from {checkpoint}: it is not a planner checkpoint; delete it to start "
+                            "the run over")
+    if state["config"] != _resumable(config):
+        raise TrainingError(f"cannot resume {checkpoint}: the run's options changed; resume with the same "
+                            "options or start a new --out")
+    return state
+
+
 def pretrain_planner(config: PlannerTrainConfig, *, progress: ProgressFn = no_progress,
                      log: Callable[[str], None] = lambda _m: None) -> PlannerResult:
     """Train every LLM weight of ``config.model`` on the plans of ``config.stories``; write the model to ``out``."""
     from ..model import load_model_folder, quiet_libraries
+    from ..models.checkpoint import load_state_strict
     from ..planner.tokens import resolve_special_token_ids
     from ..runtime import make_runtime
     from .checkpoint import export_model
@@ -135,6 +152,11 @@ def pretrain_planner(config: PlannerTrainConfig, *, progress: ProgressFn = no_pr
     classes = SCOPE_CLASSES["full"]
 
     llm = model.llm.float().to(runtime.device).train()
+    state = _read_checkpoint(checkpoint, config, runtime.device) if checkpoint is not None else None
+    if state is not None:
+        # before the optimizer exists: the strict loader assigns new tensors, which an optimizer built on the old
+        # ones would never update
+        load_state_strict(llm, state["llm"], prefix="llm.")
     for param in llm.parameters():
         param.requires_grad_(True)
     torch.manual_seed(config.seed)
@@ -142,12 +164,7 @@ def pretrain_planner(config: PlannerTrainConfig, *, progress: ProgressFn = no_pr
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
         step, warmup=config.warmup, total=config.steps, schedule="cosine", min_ratio=config.min_lr_ratio))
     start = 0
-    if checkpoint is not None:
-        state = torch.load(checkpoint, map_location=runtime.device, weights_only=True)
-        if state["config"] != _resumable(config):
-            raise TrainingError(f"cannot resume {checkpoint}: the run's options changed; resume with the same "
-                                "options or start a new --out")
-        llm.load_state_dict(state["llm"], strict=True)
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["step"])
