@@ -114,6 +114,7 @@ def init_model_folder(out: Path, tokenizer: Any, *, dims: ModelDims | None = Non
     from .model import AudioStoryModel, build_parts
     from .train.checkpoint import export_model
     from .train.t5_tokenizer import build_tiny_t5_tokenizer
+    from .train.vae import unit_variance_init
 
     dims = dims or demo_dims(len(tokenizer))
     if dims.reasoner.vocab_size != len(tokenizer):
@@ -127,6 +128,7 @@ def init_model_folder(out: Path, tokenizer: Any, *, dims: ModelDims | None = Non
         for name, param in parts["vae"].named_parameters():
             if name.endswith(".bias"):
                 param.data.zero_()
+        unit_variance_init(parts["vae"], seed=seed)
     model = AudioStoryModel(name=Path(out).name, dims=dims, tokenizer=tokenizer, **parts)  # type: ignore[arg-type]
     export_model(Path(out), model, build_tiny_t5_tokenizer(dims.text_encoder.vocab_size),
                  base_model=f"random init (seed {seed})", info_extra={"init_seed": seed})

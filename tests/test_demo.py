@@ -73,6 +73,11 @@ def test_init_folder_then_vae_pretraining(foley_data, tmp_path):
     assert before.dims.reasoner.vocab_size == len(tokenizer) == len(before.tokenizer)
     vae_biases = [p for n, p in before.vae.named_parameters() if n.endswith(".bias")]
     assert vae_biases and all(not p.any() for p in vae_biases)  # zero-initialised (see init_model_folder)
+    with torch.no_grad():  # unit-variance init: audio keeps its size through the random VAE (not ~1000x smaller)
+        noise = torch.randn(1, 2, 64 * before.dims.vae.hop_length, generator=torch.Generator().manual_seed(5)) * 0.05
+        latent = before.vae.float().encode(noise).latent_dist.mean
+        out = before.vae.decode(latent).sample
+    assert 0.3 < float(latent.std()) < 3 and 0.01 < float(out.std()) < 0.25
 
     result = pretrain_vae(VAETrainConfig(model=init, clips=foley_data.clips, out=tmp_path / "vae", steps=2,
                                          batch_size=1, segment_seconds=0.1, device="cpu"))

@@ -86,6 +86,61 @@ def multi_resolution_stft_loss(pred: torch.Tensor, target: torch.Tensor, sizes: 
     return total / len(sizes)
 
 
+def _signal_sizes(vae: torch.nn.Module, audio: torch.Tensor, module: torch.nn.Module,
+                  watched: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The std of ``module``'s input ("in") and of ``watched``'s output ("out") when the VAE reconstructs ``audio``."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep_output(_module: torch.nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        seen["out"] = output.std()
+
+    def keep_input(_module: torch.nn.Module, inputs: tuple) -> None:
+        seen["in"] = inputs[0].std()
+
+    hooks = [watched.register_forward_hook(keep_output), module.register_forward_pre_hook(keep_input)]
+    try:
+        vae.decode(vae.encode(audio).latent_dist.mean)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def unit_variance_init(vae: torch.nn.Module, *, audio_std: float = 0.05, branch_gain: float = 0.3,
+                       rounds: int = 2, seed: int = 0) -> None:
+    """Rescale a *randomly initialised* Oobleck VAE so that signals keep their size through it (LSUV, Mishkin &
+    Matas 2016), measured on Gaussian noise of ``audio_std``.
+
+    With PyTorch's default conv init every layer shrinks its input ~1.7x, so the demo VAE's latents start ~300x
+    smaller than the audio and its output ~1600x smaller (3e-5 for input at 0.05): pretraining then spends its
+    steps growing the weights and settles on one fixed output. Here every main-path conv (the strided ones, the
+    first and last of encoder and decoder) is scaled to output unit std, the decoder's last one to ``audio_std``,
+    and every residual branch to add ``branch_gain`` times its input's std. Only weight-norm magnitudes change.
+    Measured on the demo dims, 400 steps: recognised reconstructions 5 % -> 21 %, output input-dependent.
+    """
+    from diffusers.models.autoencoders.autoencoder_oobleck import OobleckResidualUnit
+
+    encoder, decoder = vae.encoder, vae.decoder
+    steps: list[tuple[torch.nn.Module, float | None]] = [(encoder.conv1, 1.0)]  # (module, target std | None)
+    for block in encoder.block:
+        steps += [(m, None) for m in block.modules() if isinstance(m, OobleckResidualUnit)] + [(block.conv1, 1.0)]
+    steps += [(encoder.conv2, 1.0), (decoder.conv1, 1.0)]
+    for block in decoder.block:
+        steps += [(block.conv_t1, 1.0)] + [(m, None) for m in block.modules() if isinstance(m, OobleckResidualUnit)]
+    steps.append((decoder.conv2, audio_std))
+    generator = torch.Generator().manual_seed(seed)
+    hop = int(np.prod(vae.config.downsampling_ratios))
+    noise = torch.randn(2, vae.config.audio_channels, 16 * hop, generator=generator) * audio_std
+    noise = noise.to(next(vae.parameters()).device)
+    with torch.no_grad():
+        for _ in range(rounds):
+            for module, target in steps:
+                watched = module.conv2 if target is None else module
+                seen = _signal_sizes(vae, noise, module, watched)
+                wanted = branch_gain * seen["in"] if target is None else target
+                watched.weight_g.mul_(wanted / seen["out"].clamp_min(1e-12))
+
+
 def load_clips(manifest: Path, sample_rate: int, channels: int) -> list[np.ndarray]:
     """Every clip of a clips manifest as int16 (channels, samples) at ``sample_rate`` (compact in memory)."""
     from ..audio.io import read_audio
