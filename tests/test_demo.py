@@ -80,7 +80,7 @@ def test_init_folder_then_vae_pretraining(foley_data, tmp_path):
     assert 0.3 < float(latent.std()) < 3 and 0.01 < float(out.std()) < 0.25
 
     result = pretrain_vae(VAETrainConfig(model=init, clips=foley_data.clips, out=tmp_path / "vae", steps=2,
-                                         batch_size=1, segment_seconds=0.1, device="cpu"))
+                                         batch_size=1, segment_seconds=0.1, check_clips=0, device="cpu"))
     assert result.steps == 2 and result.first_loss > 0
     after = load_model_folder(result.out, runtime)
     vae_changed = any(not torch.equal(a, b) for a, b in zip(before.vae.state_dict().values(),
@@ -103,6 +103,63 @@ def test_vae_config_is_validated(tmp_path):
         VAETrainConfig(model=tmp_path, clips=tmp_path / "c.jsonl", out=tmp_path).check()
     with pytest.raises(UsageError, match="--log-floor"):
         VAETrainConfig(model=tmp_path, clips=tmp_path / "c.jsonl", out=tmp_path / "o", log_floor=0.0).check()
+
+
+def test_vae_loss_options_are_validated(tmp_path):
+    from audiostory_cli.train.vae import VAETrainConfig, parse_level_db
+
+    def config(**kw):
+        return VAETrainConfig(model=tmp_path, clips=tmp_path / "c.jsonl", out=tmp_path / "o", **kw)
+
+    with pytest.raises(UsageError, match="nothing to reconstruct"):
+        config(l1_weight=0.0, stft_weight=0.0, mel_weight=0.0).check()
+    with pytest.raises(UsageError, match="must not be negative"):
+        config(mel_weight=-1.0).check()
+    with pytest.raises(UsageError, match="--level-db"):
+        config(level_db=(-10.0, -20.0)).check()
+    assert parse_level_db("-30,-12") == (-30.0, -12.0) and parse_level_db("off") is None
+    with pytest.raises(UsageError, match="LOW,HIGH"):
+        parse_level_db("loud")
+
+
+def test_mel_loss_and_level_scaling():
+    import numpy as np
+
+    from audiostory_cli.train.vae import multi_resolution_mel_loss, set_levels
+
+    torch.manual_seed(0)
+    noise = 0.01 * torch.randn(3, 2, 8192)
+    assert float(multi_resolution_mel_loss(noise, noise, 16_000)) == pytest.approx(0.0, abs=1e-6)
+    # a quieter copy costs more than the same copy: the log-mel loss does not reward turning the level down
+    assert float(multi_resolution_mel_loss(noise * 0.2, noise, 16_000)) > 0.3
+    scaled = set_levels(5 * noise * torch.tensor([1.0, 0.2, 3.0])[:, None, None], np.random.default_rng(0), (-30, -12))
+    levels = 20 * torch.log10(scaled.pow(2).mean(dim=(1, 2)).sqrt())
+    assert bool(((levels > -30.01) & (levels < -11.99)).all())
+
+
+def test_vae_pretraining_reports_recognised_reconstructions(foley_data, tmp_path, monkeypatch):
+    import audiostory_cli.foley.classifier as classifier
+    from audiostory_cli.train.vae import VAETrainConfig, pretrain_vae
+
+    small = classifier.train_classifier(n_per_class=2, seed=3)
+    monkeypatch.setattr(classifier, "load_or_train", lambda **_: small)
+    tokenizer = build_corpus_tokenizer(list(manifest_texts([foley_data.clips])), bpe_vocab=300)
+    init = init_model_folder(tmp_path / "init", tokenizer, dims=tiny_dims(), seed=1)
+    result = pretrain_vae(VAETrainConfig(model=init, clips=foley_data.clips, out=tmp_path / "vae", steps=1,
+                                         batch_size=1, segment_seconds=0.1, mel_weight=1.0, level_db=(-30, -12),
+                                         check_clips=5, device="cpu"))
+    assert result.recognised is not None and all(0.0 <= r <= 1.0 for r in result.recognised)
+    info = json.loads((result.out / "audiostory.json").read_text())
+    assert set(json.dumps(info).split('"recognised"')[1][:80].split('"')) >= {"originals", "reconstructions"}
+
+    base = ["train", "vae", "--model", str(init), "--clips", str(foley_data.clips), "--steps", "1",
+            "--batch-size", "1", "--segment-seconds", "0.1", "--device", "cpu"]
+    cli = runner.invoke(app, [*base, "--out", str(tmp_path / "cli"), "--mel-weight", "1", "--level-db",
+                                   "-30,-12", "--check-clips", "3"])
+    assert cli.exit_code == 0, cli.output
+    assert "reconstructions recognised" in cli.output and cli.stdout.strip().endswith("cli")
+    bad = runner.invoke(app, [*base, "--out", str(tmp_path / "bad"), "--level-db", "loud"])
+    assert bad.exit_code != 0 and "LOW,HIGH" in bad.output and "Traceback" not in bad.output
 
 
 def test_stft_loss_is_zero_for_a_match_and_finite_against_silence():

@@ -216,23 +216,35 @@ def vae(
     segment_seconds: Annotated[float, typer.Option(help="Length of each random crop in seconds.")] = 1.0,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-4,
     kl_weight: Annotated[float, typer.Option(help="Weight of the KL term.")] = 1e-4,
+    l1_weight: Annotated[float, typer.Option(help="Weight of the waveform L1.")] = 1.0,
+    stft_weight: Annotated[float, typer.Option(help="Weight of the multi-resolution STFT loss.")] = 1.0,
+    mel_weight: Annotated[float, typer.Option(help="Weight of the multi-resolution log-mel loss.")] = 0.0,
     log_floor: Annotated[float, typer.Option(help="Added to STFT magnitudes before the log (quiet clips).")] = 1e-2,
+    level_db: Annotated[str, typer.Option(metavar="LOW,HIGH", help="Scale each crop to a random RMS level in "
+                                          "this dBFS range, e.g. -30,-12; 'off' keeps clip levels.")] = "off",
     sample_latents: Annotated[bool, typer.Option(
         "--sample-latents", help="Decode a posterior sample instead of the mean.")] = False,
+    check_clips: Annotated[int, typer.Option(help="Foley clips whose reconstructions the eval classifier checks "
+                                             "at the end (0: none).")] = 40,
     seed: Annotated[int, typer.Option(help="Seed of the crops and the sampling noise.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
 ) -> None:
-    """Pretrain a model folder's VAE on clips (L1 + multi-resolution STFT + KL); other parts are kept as they are."""
-    from ..train.vae import VAETrainConfig, pretrain_vae
+    """Pretrain a model folder's VAE on clips (waveform L1, STFT and log-mel losses, KL); other parts are kept."""
+    from ..train.vae import VAETrainConfig, parse_level_db, pretrain_vae
 
     config = VAETrainConfig(model=model, clips=clips, out=out, steps=steps, batch_size=batch_size,
-                            segment_seconds=segment_seconds, lr=lr, kl_weight=kl_weight, log_floor=log_floor,
-                            sample_latents=sample_latents, seed=seed, device=device)
+                            segment_seconds=segment_seconds, lr=lr, kl_weight=kl_weight, l1_weight=l1_weight,
+                            stft_weight=stft_weight, mel_weight=mel_weight, log_floor=log_floor,
+                            level_db=parse_level_db(level_db), sample_latents=sample_latents,
+                            check_clips=check_clips, seed=seed,
+                            device=device)
     config.check()
     with RichProgress() as progress:
         result = pretrain_vae(config, progress=progress, log=_note(progress))
+    recognised = ("" if result.recognised is None else
+                  f"; reconstructions recognised {result.recognised[1]:.0%} (originals {result.recognised[0]:.0%})")
     err_console.print(f"VAE loss {result.first_loss:.4f} -> {result.final_loss:.4f} "
-                      f"({result.seconds_per_step:.2f} s/step)")
+                      f"({result.seconds_per_step:.2f} s/step){recognised}")
     out_console.print(str(result.out))
 
 
