@@ -15,6 +15,7 @@ from audiostory_cli.foley.corpus import (
     CLAUSES,
     HELD_OUT_LEADS,
     LEAD_PHRASES,
+    PATTERNS,
     SPLITS,
     StoryOptions,
     held_out_pairs,
@@ -56,7 +57,9 @@ def test_durations_sum_exactly_and_instruction_is_official_style(split):
         assert 10.0 <= story.total_duration <= 60.0
         assert 2 <= len(story.events) <= 6 and min(ds) >= 15
         assert len(set(story.classes)) == len(story.classes)
-        assert any(story.instruction.startswith(lead) for lead in LEAD_PHRASES)
+        composed = story.template_keys[0].startswith("lead:c")
+        assert composed or any(story.instruction.startswith(lead) for lead in LEAD_PHRASES)
+        assert not (composed and split == "test")
         assert story.instruction.endswith(f" The total duration is {story.total_duration:.1f} seconds.")
 
 
@@ -127,8 +130,8 @@ def test_splits_are_disjoint_in_phrasing_and_class_order():
     test = _stories("test", 200, seed=7)
     for story in train:
         assert not any(is_held_out_pair(a, b) for a, b in _pairs(story.classes))
-        lead = int(story.template_keys[0].split(":")[1])
-        assert lead not in HELD_OUT_LEADS
+        lead = story.template_keys[0].split(":")[1]
+        assert lead.startswith("c") or int(lead) not in HELD_OUT_LEADS
         assert all(k.split(":")[-2] == "0" for k in story.template_keys[1:]), story.template_keys
     for story in test:
         assert any(is_held_out_pair(a, b) for a, b in _pairs(story.classes))
@@ -147,6 +150,23 @@ _STOP_WORDS = frozenset("a an the of to in on and is are someone something from 
 
 def _content_words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]+", text.lower()) if w not in _STOP_WORDS}
+
+
+def test_train_composes_phrasing_that_is_never_held_out():
+    train = _stories("train", 300, seed=11)
+    test = _stories("test", 300, seed=11)
+    kinds = [{k.split(":")[0] for k in s.template_keys[:3] if ":c" in k} for s in train]
+    for kind in ("lead", "scene", "pattern"):  # about half of each is composed
+        assert 0.35 < sum(kind in k for k in kinds) / len(train) < 0.65, kind
+    # no held-out lead, scene or connective shows up in any train instruction
+    held_leads = [LEAD_PHRASES[i] for i in HELD_OUT_LEADS]
+    held_connectives = {c.strip(" ,;") for p in PATTERNS[1] for c in (p.first, *p.middle, p.last) if c.strip()}
+    for story in train:
+        text = story.instruction
+        assert not any(lead in text for lead in held_leads) and story.scene not in {s.scene for s in test}
+        assert not any(f" {c} " in f" {text.lower()} " for c in held_connectives if len(c.split()) > 1), text
+    assert _stories("test", 20, seed=4) == _stories("test", 20, seed=4, options=StoryOptions(composed_phrasing=False))
+    assert _stories("train", 20, seed=4) != _stories("train", 20, seed=4, options=StoryOptions(composed_phrasing=False))
 
 
 def test_held_out_clauses_use_words_the_world_teaches():
