@@ -59,7 +59,10 @@ def test_sigint_mid_render_keeps_finished_events_and_render_resumes(tmp_path):
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     with open(log_out, "wb") as stdout, open(log_err, "wb") as stderr:
-        child = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+        # default SIGINT in the child even when this test runs in a background job, which ignores SIGINT and
+        # passes that on (a Python started with SIGINT ignored never raises KeyboardInterrupt)
+        child = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             # wait until the first event is on disk (story.json says so) while others are still to render
             deadline = time.monotonic() + WINDOW_TIMEOUT_S
