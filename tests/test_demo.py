@@ -149,8 +149,9 @@ def test_vae_pretraining_reports_recognised_reconstructions(foley_data, tmp_path
                                          batch_size=1, segment_seconds=0.1, mel_weight=1.0, level_db=(-30, -12),
                                          check_clips=5, device="cpu"))
     assert result.recognised is not None and all(0.0 <= r <= 1.0 for r in result.recognised)
-    info = json.loads((result.out / "audiostory.json").read_text())
-    assert set(json.dumps(info).split('"recognised"')[1][:80].split('"')) >= {"originals", "reconstructions"}
+    sidecar = json.loads((result.out / "audiostory.json").read_text())
+    recorded = sidecar["extra"]["vae_pretraining"]["recognised"]
+    assert (recorded["originals"], recorded["reconstructions"]) == result.recognised
 
     base = ["train", "vae", "--model", str(init), "--clips", str(foley_data.clips), "--steps", "1",
             "--batch-size", "1", "--segment-seconds", "0.1", "--device", "cpu"]
@@ -160,6 +161,10 @@ def test_vae_pretraining_reports_recognised_reconstructions(foley_data, tmp_path
     assert "reconstructions recognised" in cli.output and cli.stdout.strip().endswith("cli")
     bad = runner.invoke(app, [*base, "--out", str(tmp_path / "bad"), "--level-db", "loud"])
     assert bad.exit_code != 0 and "LOW,HIGH" in bad.output and "Traceback" not in bad.output
+    broken = foley_data.clips.parent / "broken.jsonl"
+    broken.write_text(foley_data.clips.read_text().splitlines()[0] + "\n{oops\n")
+    bad = runner.invoke(app, [*base[:4], "--clips", str(broken), *base[6:], "--out", str(tmp_path / "bad2")])
+    assert bad.exit_code == 1 and "broken.jsonl:2: not valid JSON" in bad.output and "Traceback" not in bad.output
 
 
 def test_stft_loss_is_zero_for_a_match_and_finite_against_silence():

@@ -216,19 +216,29 @@ def unit_variance_init(vae: torch.nn.Module, *, audio_std: float = 0.05, branch_
                 watched.weight_g.mul_(wanted / seen["out"].clamp_min(1e-12))
 
 
-def load_clips(manifest: Path, sample_rate: int, channels: int) -> list[np.ndarray]:
-    """Every clip of a clips manifest as int16 (channels, samples) at ``sample_rate`` (compact in memory)."""
+@dataclass(frozen=True)
+class TrainingClips:
+    audio: list[np.ndarray]  # int16 (channels, samples) at the VAE's rate (compact in memory)
+    classes: list[str | None]  # each clip's foley ``class`` when the manifest names one
+    sample_rate: int
+
+
+def load_clips(manifest: Path, sample_rate: int, channels: int) -> TrainingClips:
+    """Every clip of a clips manifest at ``sample_rate`` with ``channels`` channels, and its class if named."""
     from ..audio.io import read_audio
 
     manifest = Path(manifest)
     if not manifest.is_file():
         raise UsageError(f"clips manifest {manifest} does not exist")
-    clips = []
+    clips, classes = [], []
     for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        row = json.loads(line)
-        if "audio" not in row:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TrainingError(f"{manifest}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict) or "audio" not in row:
             raise TrainingError(f"{manifest}:{number}: no \"audio\" field; the VAE trains on a clips manifest")
         audio, rate = read_audio(manifest.parent / row["audio"], what="training audio")
         if rate != sample_rate:
@@ -237,9 +247,10 @@ def load_clips(manifest: Path, sample_rate: int, channels: int) -> list[np.ndarr
         if audio.shape[0] != channels:
             audio = np.repeat(audio[:1], channels, axis=0) if audio.shape[0] == 1 else audio[:channels]
         clips.append(np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16))
+        classes.append(row.get("class") if isinstance(row.get("class"), str) else None)
     if not clips:
         raise TrainingError(f"{manifest} holds no clips")
-    return clips
+    return TrainingClips(clips, classes, sample_rate)
 
 
 def random_batch(clips: list[np.ndarray], rng: np.random.Generator, batch: int, length: int) -> torch.Tensor:
@@ -253,31 +264,28 @@ def random_batch(clips: list[np.ndarray], rng: np.random.Generator, batch: int, 
     return torch.from_numpy(out)
 
 
-def reconstruction_check(vae: torch.nn.Module, manifest: Path, channels: int, *, limit: int = 40
+def reconstruction_check(vae: torch.nn.Module, clips: TrainingClips, *, limit: int = 40
                          ) -> tuple[float, float] | None:
-    """(originals, reconstructions) recognised by the foley eval classifier, over the first ``limit`` clips of a
-    foley clips manifest (rows with a bank ``class``); None for other manifests. The number that says whether
-    a VAE is usable for the demo world: its loss alone does not."""
-    from ..audio.io import read_audio
+    """(originals, reconstructions) recognised by the foley eval classifier, over the first ``limit`` clips when
+    they all name a foley bank class; None otherwise. The number that says whether a VAE is usable for the demo
+    world: its loss alone does not."""
     from ..foley.bank import CLASS_NAMES
     from ..foley.classifier import load_or_train
 
-    manifest = Path(manifest)
-    rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()][:limit]
-    if not rows or not all(row.get("class") in CLASS_NAMES for row in rows):
+    chosen = list(zip(clips.audio, clips.classes, strict=True))[:limit]
+    if not chosen or not all(name in CLASS_NAMES for _, name in chosen):
         return None
     classifier = load_or_train()
     device = next(vae.parameters()).device
     originals = reconstructions = 0
     with torch.no_grad():
-        for row in rows:
-            audio, rate = read_audio(manifest.parent / row["audio"], what="training audio")
-            wave = np.repeat(audio[:1], channels, axis=0) if audio.shape[0] != channels else audio
-            x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None].to(device)
+        for stored, name in chosen:
+            wave = stored.astype(np.float32) / 32767.0
+            x = torch.from_numpy(wave)[None].to(device)
             recon = vae.decode(vae.encode(x).latent_dist.mean).sample[0, :, : wave.shape[1]].float().cpu().numpy()
-            originals += classifier.predict(wave, rate)[0] == row["class"]
-            reconstructions += classifier.predict(recon, rate)[0] == row["class"]
-    return originals / len(rows), reconstructions / len(rows)
+            originals += classifier.predict(wave, clips.sample_rate)[0] == name
+            reconstructions += classifier.predict(recon, clips.sample_rate)[0] == name
+    return originals / len(chosen), reconstructions / len(chosen)
 
 
 def pretrain_vae(config: VAETrainConfig, *, progress: ProgressFn = no_progress,
@@ -302,7 +310,7 @@ def pretrain_vae(config: VAETrainConfig, *, progress: ProgressFn = no_progress,
     losses: list[float] = []
     start = time.perf_counter()
     for step in range(1, config.steps + 1):
-        x = random_batch(clips, rng, config.batch_size, length)
+        x = random_batch(clips.audio, rng, config.batch_size, length)
         if config.level_db is not None:
             x = set_levels(x, rng, config.level_db)
         x = x.to(runtime.device)
@@ -329,7 +337,7 @@ def pretrain_vae(config: VAETrainConfig, *, progress: ProgressFn = no_progress,
             log(f"vae step {step}/{config.steps}: loss {np.mean(losses[-max(config.steps // 10, 1):]):.4f}")
     seconds = (time.perf_counter() - start) / config.steps
     vae.eval()
-    recognised = (reconstruction_check(vae, config.clips, dims.audio_channels, limit=config.check_clips)
+    recognised = (reconstruction_check(vae, clips, limit=config.check_clips)
                   if config.check_clips else None)
     if recognised is not None:
         log(f"eval classifier on the first clips: originals {recognised[0]:.0%}, "
