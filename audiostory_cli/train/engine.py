@@ -370,7 +370,13 @@ class _Run:
             if self.main and on_step is not None:
                 on_step(report)
         self._export(result)
+        self.accelerator.wait_for_everyone()  # no process exits while the main one still writes the model folder
         return result
+
+    def close(self) -> None:
+        """Leave the process group (a no-op in one process). A process that exits with its gloo or NCCL group
+        still alive can abort in the group's destructor ("terminate called without an active exception")."""
+        self.accelerator.end_training()
 
     def _step(self, step: int) -> StepReport:
         config, accelerator = self.config, self.accelerator
@@ -547,17 +553,21 @@ def train(
 
     with quiet_libraries():
         run = _Run(config, progress, log)
-        run.prepare_data()
-        run.prepare_model()
-    if run.main and on_start is not None:
-        on_start(RunInfo(
-            stage=config.stage, counts=run.counts, generation_examples=len(run.gen),
-            understanding_examples=len(run.und), start_step=run.start, steps=config.steps,
-            device=str(run.accelerator.device),
-            precision="bf16 autocast" if run.accelerator.mixed_precision == "bf16" else "fp32",
-            processes=run.world,
-        ))
-    return run.run(on_step)
+    try:
+        with quiet_libraries():
+            run.prepare_data()
+            run.prepare_model()
+        if run.main and on_start is not None:
+            on_start(RunInfo(
+                stage=config.stage, counts=run.counts, generation_examples=len(run.gen),
+                understanding_examples=len(run.und), start_step=run.start, steps=config.steps,
+                device=str(run.accelerator.device),
+                precision="bf16 autocast" if run.accelerator.mixed_precision == "bf16" else "fp32",
+                processes=run.world,
+            ))
+        return run.run(on_step)
+    finally:
+        run.close()
 
 
 # -- dry run -------------------------------------------------------------------------------------------------
