@@ -57,7 +57,7 @@ def test_durations_sum_exactly_and_instruction_is_official_style(split):
         assert 10.0 <= story.total_duration <= 60.0
         assert 2 <= len(story.events) <= 6 and min(ds) >= 15
         assert len(set(story.classes)) == len(story.classes)
-        composed = story.template_keys[0].startswith("lead:c")
+        composed = story.template_keys[0].startswith(("lead:c", "lead:n"))
         assert composed or any(story.instruction.startswith(lead) for lead in LEAD_PHRASES)
         assert not (composed and split == "test")
         assert story.instruction.endswith(f" The total duration is {story.total_duration:.1f} seconds.")
@@ -131,7 +131,7 @@ def test_splits_are_disjoint_in_phrasing_and_class_order():
     for story in train:
         assert not any(is_held_out_pair(a, b) for a, b in _pairs(story.classes))
         lead = story.template_keys[0].split(":")[1]
-        assert lead.startswith("c") or int(lead) not in HELD_OUT_LEADS
+        assert lead.startswith(("c", "n")) or int(lead) not in HELD_OUT_LEADS
         assert all(k.split(":")[-2] == "0" for k in story.template_keys[1:]), story.template_keys
     for story in test:
         assert any(is_held_out_pair(a, b) for a, b in _pairs(story.classes))
@@ -155,9 +155,11 @@ def _content_words(text: str) -> set[str]:
 def test_train_composes_phrasing_that_is_never_held_out():
     train = _stories("train", 300, seed=11)
     test = _stories("test", 300, seed=11)
-    kinds = [{k.split(":")[0] for k in s.template_keys[:3] if ":c" in k} for s in train]
-    for kind in ("lead", "scene", "pattern"):  # about half of each is composed
+    kinds = [{k.split(":")[0] for k in s.template_keys[:3] if ":c" in k or k.endswith(":n")} for s in train]
+    nonce = [{k.split(":")[0] for k in s.template_keys[:3] if k.endswith(":n")} for s in train]
+    for kind in ("lead", "scene", "pattern"):  # about half of each is composed, half of those nonce
         assert 0.35 < sum(kind in k for k in kinds) / len(train) < 0.65, kind
+        assert 0.15 < sum(kind in k for k in nonce) / len(train) < 0.35, kind
     # no held-out lead, scene or connective shows up in any train instruction
     held_leads = [LEAD_PHRASES[i] for i in HELD_OUT_LEADS]
     held_connectives = {c.strip(" ,;") for p in PATTERNS[1] for c in (p.first, *p.middle, p.last) if c.strip()}
@@ -167,6 +169,19 @@ def test_train_composes_phrasing_that_is_never_held_out():
         assert not any(f" {c} " in f" {text.lower()} " for c in held_connectives if len(c.split()) > 1), text
     assert _stories("test", 20, seed=4) == _stories("test", 20, seed=4, options=StoryOptions(composed_phrasing=False))
     assert _stories("train", 20, seed=4) != _stories("train", 20, seed=4, options=StoryOptions(composed_phrasing=False))
+
+
+def test_nonce_filler_is_made_up_words_around_the_real_clauses():
+    from audiostory_cli.foley.corpus import NONCE_CONSONANTS, NONCE_FUNCTION_WORDS, NONCE_VOWELS
+
+    syllable = f"[{NONCE_CONSONANTS}][{NONCE_VOWELS}]"
+    nonce_word = re.compile(f"(?:{syllable}){{1,3}}|" + "|".join(NONCE_FUNCTION_WORDS))
+    stories = [s for s in _stories("train", 200, seed=12) if "scene:0:n" in s.template_keys]
+    assert stories
+    for story in stories:
+        assert all(nonce_word.fullmatch(w) for w in story.scene.split()), story.scene
+        assert story.storyline.startswith(f"The storyline is mainly about: {story.scene}, with ")
+        assert all(e.story_detail[:-1].lower() in story.instruction.lower() for e in story.events)
 
 
 def test_held_out_clauses_use_words_the_world_teaches():

@@ -94,14 +94,46 @@ COMPOSED_PATTERN_PARTS: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...],
 )
 
 
+# Nonce filler: half of the composed leads, scenes and connectives are made-up words (consonant-vowel syllables)
+# mixed with common function words, so that nothing but the clauses and their "(X s)" marks the events. Measured
+# 2026-12-03 with a prototype of this filler (12,000 text stories, 700 planner steps, 20 held-out test stories): the event count
+# was right for 90 % (30 % without), the class for 38 % of the events (12 %), the duration error 5 % (26 %).
+NONCE_CONSONANTS, NONCE_VOWELS = "bcdfghklmnprstvwz", "aeiou"
+NONCE_FUNCTION_WORDS: tuple[str, ...] = ("the", "a", "when", "as", "of", "that", "and", "with", "while", "so", "it",
+                                         "to", "in", "on", "by")
+
+
+def _nonce_word(rng: np.random.Generator) -> str:
+    if rng.random() < 0.3:
+        return NONCE_FUNCTION_WORDS[_pick(rng, len(NONCE_FUNCTION_WORDS))]
+    syllables = int(rng.integers(1, 4))
+    return "".join(NONCE_CONSONANTS[_pick(rng, len(NONCE_CONSONANTS))] + NONCE_VOWELS[_pick(rng, len(NONCE_VOWELS))]
+                   for _ in range(syllables))
+
+
+def _nonce_words(rng: np.random.Generator, lo: int, hi: int) -> str:
+    return " ".join(_nonce_word(rng) for _ in range(int(rng.integers(lo, hi + 1))))
+
+
+def _nonce_connective(rng: np.random.Generator, *, may_be_empty: bool) -> str:
+    if may_be_empty and rng.random() < 0.4:
+        return ""
+    return _nonce_words(rng, 1, 4) + (", " if rng.random() < 0.2 else " ")
+
+
 def _composed_lead(rng: np.random.Generator) -> tuple[str, str]:
-    """(lead phrase ending with a space, template key) from ``COMPOSED_LEAD_PARTS``."""
+    """(lead phrase ending with a space, template key) from ``COMPOSED_LEAD_PARTS`` or, half of the time, nonce."""
+    if rng.random() < 0.5:
+        words = _nonce_words(rng, 3, 9)
+        return words[:1].upper() + words[1:] + " ", "lead:n"
     ids = [_pick(rng, len(part)) for part in COMPOSED_LEAD_PARTS]
     verb, thing, link = (part[i] for part, i in zip(COMPOSED_LEAD_PARTS, ids, strict=True))
     return f"{verb} {thing} {link} ", "lead:c" + "-".join(map(str, ids))
 
 
 def _composed_scene(rng: np.random.Generator) -> tuple[str, str]:
+    if rng.random() < 0.5:
+        return _nonce_words(rng, 2, 6), "scene:0:n"
     ids = [_pick(rng, len(part)) for part in COMPOSED_SCENE_PARTS]
     mood, time, place = (part[i] for part, i in zip(COMPOSED_SCENE_PARTS, ids, strict=True))
     article = "an" if mood[0] in "aeiou" else "a"
@@ -109,6 +141,11 @@ def _composed_scene(rng: np.random.Generator) -> tuple[str, str]:
 
 
 def _composed_pattern(rng: np.random.Generator) -> tuple[Pattern, str]:
+    if rng.random() < 0.5:
+        sep = COMPOSED_PATTERN_PARTS[3][_pick(rng, len(COMPOSED_PATTERN_PARTS[3]))]
+        first = _nonce_connective(rng, may_be_empty=True)
+        middle = tuple(dict.fromkeys(_nonce_connective(rng, may_be_empty=False) for _ in range(2)))
+        return Pattern(first, middle, _nonce_connective(rng, may_be_empty=False), sep), "pattern:0:n"
     first, middles, last, sep = COMPOSED_PATTERN_PARTS
     ids = [_pick(rng, len(first)), _pick(rng, len(middles)), _pick(rng, len(middles)), _pick(rng, len(last)),
            _pick(rng, len(sep))]
