@@ -230,7 +230,9 @@ class _Run:
         self.main = self.accelerator.is_main_process
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
-        if config.fsdp:
+
+    def check_world(self) -> None:
+        if self.config.fsdp:
             from .sharding import check_fsdp_world
 
             check_fsdp_world(self.world)
@@ -553,7 +555,8 @@ def train(
 
     with quiet_libraries():
         run = _Run(config, progress, log)
-    try:
+    try:  # from here on the process group exists, so every way out leaves it
+        run.check_world()
         with quiet_libraries():
             run.prepare_data()
             run.prepare_model()
