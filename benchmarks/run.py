@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/run.py --model audiostory-3b-random --scale mid --duration 20 --steps 4
     .venv/bin/python benchmarks/run.py --model audiostory-3b-random --device cuda --duration 60   # on a GPU
     .venv/bin/python benchmarks/run.py --model demo --duration 20
+    .venv/bin/python benchmarks/run.py --model path/to/model-folder --duration 20   # e.g. a `train demo` build
 
 Stages: imports (a clean subprocess), model load, plan decode (tokens/s), bridge pass, DiT (per step and total),
 VAE decode, mix/export; peak memory (CUDA max allocated, or process RSS on a CPU); the first progress line and
@@ -41,7 +42,13 @@ from audiostory_cli.planner.decoding import DecodeEngine  # noqa: E402
 from audiostory_cli.runtime import make_runtime  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.baseline import place_official, run_baseline  # noqa: E402
-from benchmarks.bench_models import MODEL_CHOICES, SCALES, count_parameters, load_bench_model  # noqa: E402
+from benchmarks.bench_models import (  # noqa: E402
+    MODEL_CHOICES,
+    RANDOM_FULL,
+    SCALES,
+    count_parameters,
+    load_bench_model,
+)
 from benchmarks.ours import StoryCase, default_events, run_ours  # noqa: E402
 from benchmarks.timing import MemoryProbe, StageClock, max_rss_bytes  # noqa: E402
 
@@ -54,7 +61,8 @@ INFERENCE_MODULES = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="tiny-random", choices=MODEL_CHOICES)
+    p.add_argument("--model", default="tiny-random", type=model_choice,
+                   help=f"{', '.join(MODEL_CHOICES)}, or a model folder (e.g. one `audiostory train demo` wrote)")
     p.add_argument("--scale", default="full", choices=SCALES, help="size of audiostory-3b-random (see bench_models)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--dtype", default=None, help="override our path's dtype (fp32, bf16, fp16)")
@@ -80,6 +88,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.duration <= 0 or args.steps < 1 or args.repeats < 0:
         p.error("--duration must be > 0, --steps >= 1 and --repeats >= 0")
     return args
+
+
+def model_choice(text: str) -> str:
+    """A benchmark model name, or the absolute path of an existing model folder."""
+    if text in MODEL_CHOICES:
+        return text
+    if Path(text).is_dir():
+        return str(Path(text).resolve())
+    raise argparse.ArgumentTypeError(f"{text!r} is neither one of {', '.join(MODEL_CHOICES)} nor a model folder")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -211,7 +228,7 @@ def import_time() -> dict[str, Any]:
 
 def tell_startup(args: argparse.Namespace, case: StoryCase, work: Path) -> dict[str, Any]:
     """``audiostory tell`` as a user runs it: seconds to its first stderr line, and to exit."""
-    model = args.model if args.model in ("tiny-random", "demo") else "tiny-random"
+    model = "tiny-random" if args.model == RANDOM_FULL else args.model  # the random full stack is not a model
     out = work / "tell"
     command = [sys.executable, "-m", "audiostory_cli", "tell", case.prompt, "--duration", f"{case.duration:g}",
                "--model", model, "--steps", str(case.steps), "--seed", str(case.seed), "--yes", "--force",

@@ -95,3 +95,25 @@ def test_results_row_appends_under_one_header(tmp_path):
     assert text.count(report.RESULTS_HEADER) == 1
     assert text.splitlines()[-2:] == ["| a |", "| b |"]
     assert report.ratio(10.0, 2.0) == 5.0 and report.ratio(None, 1.0) is None
+
+
+def test_run_accepts_a_model_folder(tmp_path):
+    from audiostory_cli.model import save_model, tiny_random_model
+
+    folder = save_model(tiny_random_model(), tmp_path / "my-build")
+    result = run.main([
+        "--model", str(folder), "--device", "cpu", "--duration", "4", "--events", "2", "--steps", "2",
+        "--repeats", "0", "--no-baseline", "--no-startup", "--no-imports", "--threads", "1",
+        "--out", str(tmp_path / "json"), "--no-record", "--workdir", str(tmp_path / "work"),
+    ])
+    assert result["model"] == "folder-my-build"
+    assert str(folder.resolve()) in result["model_notes"]
+    assert result["ours"]["median"]["stages"]["dit"]["seconds"] > 0
+    assert len(list((tmp_path / "json").glob("*-cpu-folder-my-build-4s.json"))) == 1
+
+
+def test_run_refuses_a_model_that_is_neither_known_nor_a_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run.parse_args(["--model", str(tmp_path / "missing")])
+    assert stop.value.code == 2
+    assert "neither one of tiny-random, demo" in capsys.readouterr().err
