@@ -99,13 +99,13 @@ def load_bench_model(name: str, scale: str, runtime: Runtime) -> LoadedModel:
     if name == RANDOM_FULL:
         model = random_model(bench_dims(scale), name=f"{RANDOM_FULL}-{scale}").place(runtime)
         label, notes = f"{RANDOM_FULL}-{scale}", SCALE_NOTES[scale]
-    elif name in MODEL_CHOICES:
+    else:  # a registered name or a model folder, loaded as `tell` loads it
         model = load_model(name, runtime)
-        label, notes = name, "registered model, loaded through audiostory_cli.model.load_model"
-    else:  # a model folder
-        model = load_model(name, runtime)
-        label = f"folder-{Path(name).name}"
-        notes = f"model folder {name} (dims {model.name}), loaded through audiostory_cli.model.load_model"
+        if name in MODEL_CHOICES:
+            label, notes = name, "registered model, loaded through audiostory_cli.model.load_model"
+        else:
+            label = f"folder-{Path(name).name}"
+            notes = f"model folder {name} (dims {model.name}), loaded through audiostory_cli.model.load_model"
     if runtime.device.type == "cuda":
         torch.cuda.synchronize(runtime.device)
     return LoadedModel(model=model, label=label, seconds=time.perf_counter() - start, notes=notes)

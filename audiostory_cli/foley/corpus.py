@@ -98,7 +98,8 @@ COMPOSED_PATTERN_PARTS: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...],
 # mixed with common function words, so that nothing but the clauses and their "(X s)" marks the events. Measured
 # 2026-12-03 with a prototype of this filler (12,000 text stories, 700 planner steps, 20 held-out test stories):
 # the event count was right for 90 % (30 % without), the class for 38 % of the events (12 %), the duration error
-# 5 % (26 %).
+# 5 % (26 %). On 200 held-out stories after the recipe's 1,100 steps (this filler): count 88 %, class 47 %, class
+# order 6 %, duration error 3.7 %: the structure carries over, held-out clause words do not yet.
 NONCE_CONSONANTS, NONCE_VOWELS = "bcdfghklmnprstvwz", "aeiou"
 NONCE_FUNCTION_WORDS: tuple[str, ...] = ("the", "a", "when", "as", "of", "that", "and", "with", "while", "so", "it",
                                          "to", "in", "on", "by")
