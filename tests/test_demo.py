@@ -188,6 +188,8 @@ def test_recipes_are_valid():
     quick_recipe().check()
     with pytest.raises(UsageError):
         DemoRecipe(stages=()).check()
+    with pytest.raises(UsageError, match="caption_clauses"):
+        DemoRecipe(caption_clauses=1.5).check()
 
 
 def test_train_demo_and_vae_commands_have_help():

@@ -244,3 +244,26 @@ def test_duration_hints_name_each_event_length():
         assert f"({event.duration:.1f} s)" in story.instruction
     plain = make_story(np.random.default_rng(5), split="train")
     assert "s)" not in plain.instruction.replace("seconds.", "")
+
+
+def test_caption_clauses_narrate_train_events_with_caption_words():
+    from audiostory_cli.foley.bank import get_class
+
+    options = StoryOptions(caption_clauses=1.0)
+    stories = _stories("train", 80, seed=13, options=options)
+    kinds = {"caption": 0, "masked": 0}
+    for story in stories:
+        for event, key in zip(story.events, story.template_keys[3:], strict=True):
+            name, part, kind = key.split(":")[1:]
+            assert name == event.class_name and part == "0" and kind in kinds, key
+            kinds[kind] += 1
+            clause = event.story_detail[:-1].lower()
+            assert clause in story.instruction.lower()
+            named = any(k in clause for k in get_class(name).keywords)
+            assert named == (kind == "caption"), (key, clause)  # masked clauses lose every class keyword
+    assert min(kinds.values()) > 0.3 * sum(kinds.values())
+    # the test split never narrates with captions; a share of 0 leaves train stories as they were
+    assert _stories("test", 20, seed=4) == _stories("test", 20, seed=4, options=options)
+    assert _stories("train", 20, seed=4) == _stories("train", 20, seed=4, options=StoryOptions(caption_clauses=0.0))
+    with pytest.raises(InputError, match="caption_clauses"):
+        make_story(np.random.default_rng(0), split="train", options=StoryOptions(caption_clauses=1.5))
