@@ -11,7 +11,8 @@ Splits (deterministic from the rng the caller passes):
 
 - ``train``: lead phrases 1-16, the train scenes, connective patterns and per-class clauses, and class
   sequences made only of *seen* ordered class pairs; with ``StoryOptions.composed_phrasing`` (the default) half
-  of the leads, scenes and patterns are instead composed from train-only parts (``COMPOSED_*_PARTS``).
+  of the leads, scenes and patterns are instead composed from train-only parts (``COMPOSED_*_PARTS``), and with
+  ``StoryOptions.caption_clauses`` a share of the events is narrated by a caption of its class instead of a clause.
 - ``val``: the same distribution as train (in-distribution validation), from different random draws.
 - ``test``: held out in both phrasing and order. Lead phrases 17-20, held-out scenes, connective patterns and
   clauses (none of which train ever uses), and every story contains at least one *held-out* ordered class pair
