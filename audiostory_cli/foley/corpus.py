@@ -41,6 +41,7 @@ from ..planner.layout import reasoning_text
 from ..planner.prompt import LEAD_PHRASES, build_instruction
 from ..progress import ProgressFn, no_progress
 from .bank import CLASS_NAMES, EventParams, caption_for, get_class, render_event, sample_params
+from .captions import tidy
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 _SPLIT_IDS = {"train": 1, "val": 2, "test": 3}
@@ -387,7 +388,8 @@ def _caption_clause(rng: np.random.Generator, name: str) -> tuple[str, str]:
         keywords = get_class(name).keywords
         kept = [w for w in words.split(" ") if not any(k in w.lower() for k in keywords)]
         if len(kept) >= 2:
-            return " ".join(kept).replace(" ,", ",").strip(" ,"), f"clause:{name}:0:masked"
+            masked = tidy(" ".join(kept))  # the captions' own clean-up: dangling "and", commas, "a"/"an"
+            return masked[:1].lower() + masked[1:], f"clause:{name}:0:masked"
     return words, f"clause:{name}:0:caption"
 
 
