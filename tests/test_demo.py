@@ -167,6 +167,35 @@ def test_vae_pretraining_reports_recognised_reconstructions(foley_data, tmp_path
     assert bad.exit_code == 1 and "broken.jsonl:2: not valid JSON" in bad.output and "Traceback" not in bad.output
 
 
+def test_adversarial_vae_pretraining_changes_what_the_vae_learns(foley_data, tmp_path):
+    from audiostory_cli.model import load_model_folder
+    from audiostory_cli.runtime import make_runtime
+    from audiostory_cli.train.vae import VAETrainConfig, pretrain_vae
+
+    tokenizer = build_corpus_tokenizer(list(manifest_texts([foley_data.clips])), bpe_vocab=300)
+    init = init_model_folder(tmp_path / "init", tokenizer, dims=tiny_dims(), seed=1)
+    shared = dict(model=init, clips=foley_data.clips, steps=2, batch_size=1, segment_seconds=0.1, mel_weight=1.0,
+                  check_clips=0, device="cpu")
+    plain = pretrain_vae(VAETrainConfig(out=tmp_path / "plain", **shared))
+    notes: list[str] = []
+    adversarial = pretrain_vae(VAETrainConfig(out=tmp_path / "adv", adversarial_weight=1.0, adversarial_start=1,
+                                              **shared), log=notes.append)
+    assert plain.first_loss == adversarial.first_loss  # step 1 is reconstruction only (--adversarial-start 1)
+    assert any("discriminator" in note and "feature matching" in note for note in notes)
+    runtime = make_runtime("cpu")
+    a, b = (load_model_folder(r.out, runtime).vae.state_dict() for r in (plain, adversarial))
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # step 2's adversarial terms reached the VAE
+    assert not any("discriminator" in k for k in b)  # the discriminator is not part of the model folder
+    recorded = json.loads((adversarial.out / "audiostory.json").read_text())["extra"]["vae_pretraining"]
+    assert (recorded["adversarial_weight"], recorded["adversarial_start"]) == (1.0, 1)
+
+    base = ["train", "vae", "--model", str(init), "--clips", str(foley_data.clips), "--steps", "2",
+            "--out", str(tmp_path / "cli"), "--device", "cpu"]
+    bad = runner.invoke(app, [*base, "--adversarial-weight", "1", "--adversarial-start", "2"])
+    assert bad.exit_code == 2 and "--adversarial-start 2 must be in 0..1" in bad.output
+    assert "Traceback" not in bad.output and not (tmp_path / "cli").exists()
+
+
 def test_stft_loss_is_zero_for_a_match_and_finite_against_silence():
     from audiostory_cli.train.vae import multi_resolution_stft_loss
 

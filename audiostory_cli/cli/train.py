@@ -224,19 +224,27 @@ def vae(
                                           "this dBFS range, e.g. -30,-12; 'off' keeps clip levels.")] = "off",
     sample_latents: Annotated[bool, typer.Option(
         "--sample-latents", help="Decode a posterior sample instead of the mean.")] = False,
+    adversarial_weight: Annotated[float, typer.Option(help="Weight of a multi-resolution STFT discriminator's "
+                                                     "hinge loss (0: no discriminator; for long GPU runs).")] = 0.0,
+    feature_matching_weight: Annotated[float, typer.Option(help="Weight of the discriminator feature-matching "
+                                                          "loss (with --adversarial-weight).")] = 2.0,
+    adversarial_start: Annotated[int, typer.Option(help="Reconstruction-only steps before the discriminator "
+                                                   "joins.")] = 0,
     check_clips: Annotated[int, typer.Option(help="Foley clips whose reconstructions the eval classifier checks "
                                              "at the end (0: none).")] = 40,
     seed: Annotated[int, typer.Option(help="Seed of the crops and the sampling noise.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
 ) -> None:
-    """Pretrain a model folder's VAE on clips (waveform L1, STFT and log-mel losses, KL); other parts are kept."""
+    """Pretrain a model folder's VAE on clips (waveform L1, STFT and log-mel losses, KL, optionally a
+    discriminator); other parts are kept."""
     from ..train.vae import VAETrainConfig, parse_level_db, pretrain_vae
 
     config = VAETrainConfig(model=model, clips=clips, out=out, steps=steps, batch_size=batch_size,
                             segment_seconds=segment_seconds, lr=lr, kl_weight=kl_weight, l1_weight=l1_weight,
                             stft_weight=stft_weight, mel_weight=mel_weight, log_floor=log_floor,
                             level_db=parse_level_db(level_db), sample_latents=sample_latents,
-                            check_clips=check_clips, seed=seed,
+                            adversarial_weight=adversarial_weight, feature_matching_weight=feature_matching_weight,
+                            adversarial_start=adversarial_start, check_clips=check_clips, seed=seed,
                             device=device)
     config.check()
     with RichProgress() as progress:

@@ -4,7 +4,9 @@ Loss: waveform L1 + multi-resolution STFT (spectral convergence + log-magnitude 
 optionally a multi-resolution log-mel L1 (``mel_weight``) + a small KL to the unit Gaussian, on random
 fixed-length crops of the clips (optionally each scaled to a random level, ``level_db``). Only the VAE is
 trained; every other part of the model folder is written back unchanged, so the result is a model folder the
-stages start from. Adversarial training (as Stable Audio's) is left out. At the end, for a foley clips manifest,
+stages start from. Optionally (``adversarial_weight`` > 0, after ``adversarial_start`` steps) a multi-resolution
+complex-STFT discriminator joins, with a feature-matching term, as Stable Audio's VAE was trained
+(``discriminator.py``); it is meant for long GPU runs. At the end, for a foley clips manifest,
 the eval classifier checks how many reconstructions it still recognises (``reconstruction_check``): the number
 that says whether the VAE is usable, which its loss does not.
 
@@ -53,6 +55,9 @@ class VAETrainConfig:
     log_floor: float = 1e-2  # added to STFT and mel magnitudes before the log
     level_db: tuple[float, float] | None = None  # each crop scaled to a random RMS level in this dBFS range
     sample_latents: bool = False  # decode a posterior sample instead of the mean
+    adversarial_weight: float = 0.0  # hinge loss of the multi-resolution STFT discriminator (0: no discriminator)
+    feature_matching_weight: float = 2.0  # L1 between the discriminator's activations (with the discriminator only)
+    adversarial_start: int = 0  # reconstruction-only steps before the discriminator joins
     check_clips: int = 40  # reconstructions checked by the eval classifier at the end (foley manifests; 0: none)
     seed: int = 0
     device: str = "auto"
@@ -64,9 +69,14 @@ class VAETrainConfig:
             raise UsageError(f"--segment-seconds {self.segment_seconds} must be in 0.1..30")
         if not (math.isfinite(self.lr) and 0 < self.lr < 1):
             raise UsageError(f"--lr {self.lr} must be in (0, 1)")
-        weights = (self.kl_weight, self.l1_weight, self.stft_weight, self.mel_weight)
+        weights = (self.kl_weight, self.l1_weight, self.stft_weight, self.mel_weight, self.adversarial_weight,
+                   self.feature_matching_weight)
         if not all(math.isfinite(w) and w >= 0 for w in weights):
-            raise UsageError("--kl-weight, --l1-weight, --stft-weight and --mel-weight must not be negative")
+            raise UsageError("--kl-weight, --l1-weight, --stft-weight, --mel-weight, --adversarial-weight and "
+                             "--feature-matching-weight must not be negative")
+        if self.adversarial_weight and not 0 <= self.adversarial_start < self.steps:
+            raise UsageError(f"--adversarial-start {self.adversarial_start} must be in 0..{self.steps - 1} "
+                             f"(--steps {self.steps}) so that the discriminator trains at all")
         if self.check_clips < 0:
             raise UsageError(f"--check-clips {self.check_clips} must not be negative")
         if self.l1_weight + self.stft_weight + self.mel_weight == 0:
@@ -288,6 +298,58 @@ def reconstruction_check(vae: torch.nn.Module, clips: TrainingClips, *, limit: i
     return originals / len(chosen), reconstructions / len(chosen)
 
 
+def reconstruction_loss(config: VAETrainConfig, recon: torch.Tensor, target: torch.Tensor,
+                        sample_rate: int) -> torch.Tensor:
+    """The weighted waveform L1 + multi-resolution STFT + multi-resolution log-mel losses of ``config``."""
+    loss = recon.new_zeros(())
+    if config.l1_weight:
+        loss = loss + config.l1_weight * F.l1_loss(recon, target)
+    if config.stft_weight:
+        loss = loss + config.stft_weight * multi_resolution_stft_loss(recon, target, log_floor=config.log_floor)
+    if config.mel_weight:
+        loss = loss + config.mel_weight * multi_resolution_mel_loss(recon, target, sample_rate,
+                                                                   log_floor=config.log_floor)
+    return loss
+
+
+class Adversary:
+    """The discriminator side of adversarial VAE training: ``step`` updates the discriminator on real and
+    reconstructed crops, then returns the VAE's adversarial + feature-matching loss (to add to its own)."""
+
+    def __init__(self, audio_channels: int, config: VAETrainConfig, device: torch.device) -> None:
+        from .discriminator import MultiResolutionDiscriminator
+
+        self.config = config
+        self.discriminator = MultiResolutionDiscriminator(audio_channels).to(device).train()
+        self.optimizer = torch.optim.AdamW(self.discriminator.parameters(), lr=config.lr, betas=(0.8, 0.99))
+        self.history: list[tuple[float, float, float]] = []  # (discriminator, adversarial, feature matching)
+
+    def step(self, real: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+        from .discriminator import discriminator_hinge_loss, feature_matching_loss, generator_hinge_loss
+
+        self.discriminator.requires_grad_(True)
+        d_loss = discriminator_hinge_loss(self.discriminator(real), self.discriminator(recon.detach()))
+        self.optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(), 1.0)
+        self.optimizer.step()
+        with torch.no_grad():
+            real_out = self.discriminator(real)
+        self.discriminator.requires_grad_(False)  # the VAE's loss below must not train the discriminator
+        fake_out = self.discriminator(recon)
+        adversarial = generator_hinge_loss(fake_out)
+        matching = feature_matching_loss(real_out, fake_out)
+        self.history.append((float(d_loss.item()), float(adversarial.item()), float(matching.item())))
+        return self.config.adversarial_weight * adversarial + self.config.feature_matching_weight * matching
+
+    def summary(self) -> str:
+        """Recent means of the discriminator, adversarial and feature-matching losses (empty before it joins)."""
+        if not self.history:
+            return ""
+        d_loss, adversarial, matching = np.mean(self.history[-max(self.config.steps // 10, 1):], axis=0)
+        return f" (discriminator {d_loss:.3f}, adversarial {adversarial:.3f}, feature matching {matching:.3f})"
+
+
 def pretrain_vae(config: VAETrainConfig, *, progress: ProgressFn = no_progress,
                  log: Callable[[str], None] = lambda _m: None) -> VAEResult:
     """Train the VAE of ``config.model`` on ``config.clips`` and write the whole model to ``config.out``."""
@@ -307,6 +369,7 @@ def pretrain_vae(config: VAETrainConfig, *, progress: ProgressFn = no_progress,
     rng = np.random.default_rng([config.seed, 0xAE])
     torch.manual_seed(config.seed)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, betas=(0.8, 0.99))
+    adversary = (Adversary(dims.audio_channels, config, runtime.device) if config.adversarial_weight else None)
     losses: list[float] = []
     start = time.perf_counter()
     for step in range(1, config.steps + 1):
@@ -317,14 +380,9 @@ def pretrain_vae(config: VAETrainConfig, *, progress: ProgressFn = no_progress,
         posterior = vae.encode(x).latent_dist
         latent = posterior.sample() if config.sample_latents else posterior.mean
         recon = vae.decode(latent).sample[..., :length]
-        loss = config.kl_weight * posterior.kl().mean()
-        if config.l1_weight:
-            loss = loss + config.l1_weight * F.l1_loss(recon, x)
-        if config.stft_weight:
-            loss = loss + config.stft_weight * multi_resolution_stft_loss(recon, x, log_floor=config.log_floor)
-        if config.mel_weight:
-            loss = loss + config.mel_weight * multi_resolution_mel_loss(recon, x, dims.sampling_rate,
-                                                                       log_floor=config.log_floor)
+        loss = config.kl_weight * posterior.kl().mean() + reconstruction_loss(config, recon, x, dims.sampling_rate)
+        if adversary is not None and step > config.adversarial_start:
+            loss = loss + adversary.step(x, recon)
         if not torch.isfinite(loss):
             raise TrainingError(f"VAE loss is {loss.item()} at step {step}; lower --lr")
         optimizer.zero_grad(set_to_none=True)
@@ -334,7 +392,8 @@ def pretrain_vae(config: VAETrainConfig, *, progress: ProgressFn = no_progress,
         losses.append(float(loss.item()))
         progress("vae-train", step, config.steps)
         if step % max(config.steps // 10, 1) == 0:
-            log(f"vae step {step}/{config.steps}: loss {np.mean(losses[-max(config.steps // 10, 1):]):.4f}")
+            extra = "" if adversary is None else adversary.summary()
+            log(f"vae step {step}/{config.steps}: loss {np.mean(losses[-max(config.steps // 10, 1):]):.4f}{extra}")
     seconds = (time.perf_counter() - start) / config.steps
     vae.eval()
     recognised = (reconstruction_check(vae, clips, limit=config.check_clips)
@@ -351,7 +410,10 @@ def pretrain_vae(config: VAETrainConfig, *, progress: ProgressFn = no_progress,
             "lr": config.lr, "kl_weight": config.kl_weight, "l1_weight": config.l1_weight,
             "stft_weight": config.stft_weight, "mel_weight": config.mel_weight, "log_floor": config.log_floor,
             "level_db": list(config.level_db) if config.level_db else None,
-            "sample_latents": config.sample_latents, "first_loss": losses[0], "final_loss": float(np.mean(tail)),
+            "sample_latents": config.sample_latents, "adversarial_weight": config.adversarial_weight,
+            "feature_matching_weight": config.feature_matching_weight if config.adversarial_weight else None,
+            "adversarial_start": config.adversarial_start if config.adversarial_weight else None,
+            "first_loss": losses[0], "final_loss": float(np.mean(tail)),
             "clips": str(config.clips),
             "recognised": None if recognised is None else {"originals": recognised[0],
                                                            "reconstructions": recognised[1]}}
