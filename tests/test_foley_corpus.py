@@ -246,6 +246,18 @@ def test_duration_hints_name_each_event_length():
     assert "s)" not in plain.instruction.replace("seconds.", "")
 
 
+def test_caption_clauses_describe_the_events_own_sound(monkeypatch):
+    import zlib
+
+    import audiostory_cli.foley.corpus as corpus
+
+    # each caption names the parameters it was made from; the narration must name the event's own
+    monkeypatch.setattr(corpus, "caption_for", lambda _name, params, _rng: f"tag{zlib.crc32(repr(params).encode())}")
+    for story in _stories("train", 30, seed=21, options=StoryOptions(caption_clauses=1.0)):
+        for event in story.events:
+            assert event.story_detail.lower() == event.caption + "."
+
+
 def test_caption_clauses_narrate_train_events_with_caption_words():
     from audiostory_cli.foley.bank import get_class
 

@@ -379,10 +379,11 @@ def _durations(rng: np.random.Generator, classes: list[str], total_ds: int, min_
     return [int(min_ds + p) for p in parts]
 
 
-def _caption_clause(rng: np.random.Generator, name: str) -> tuple[str, str]:
-    """(clause, template key): a fresh caption of the class in lower case, half of the time without the words that
-    hold a class keyword, so that the other caption words ("campanile", "knuckles") must carry the class."""
-    caption = caption_for(name, sample_params(rng, name), rng)
+def _caption_clause(rng: np.random.Generator, name: str, params: EventParams) -> tuple[str, str]:
+    """(clause, template key): a fresh caption of the event (its own parameters, so the narration never contradicts
+    its sound) in lower case, half of the time without the words that hold a class keyword, so that the other
+    caption words ("campanile", "knuckles") must carry the class."""
+    caption = caption_for(name, params, rng)
     words = caption[:1].lower() + caption[1:]
     if rng.random() < 0.5:
         keywords = get_class(name).keywords
@@ -452,15 +453,18 @@ def make_story(
     events: list[FoleyEvent] = []
     clauses: list[str] = []
     for name, ds in zip(classes, durations, strict=True):
+        params: EventParams | None = None
         if not held and options.caption_clauses > 0.0 and rng.random() < options.caption_clauses:
-            clause, key = _caption_clause(rng, name)
+            params = sample_params(rng, name)
+            clause, key = _caption_clause(rng, name, params)
         else:
             pool = CLAUSES[name][held]
             clause_id = _pick(rng, len(pool))
             clause, key = pool[clause_id][0], f"clause:{name}:{held}:{clause_id}"
         keys.append(key)
         clauses.append(f"{clause} ({ds / 10:.1f} s)" if options.duration_hints else clause)
-        params = sample_params(rng, name)
+        if params is None:  # drawn after the clause, as always, so clause-only stories keep their random stream
+            params = sample_params(rng, name)
         events.append(FoleyEvent(
             class_name=name, params=params, caption=caption_for(name, params, rng),
             story_detail=clause[:1].upper() + clause[1:] + ".", duration=ds / 10.0, seed=int(rng.integers(2**31)),
