@@ -33,6 +33,7 @@ def velocity_shapes(monkeypatch):
     return shapes
 
 
+@pytest.mark.slow
 def test_run_times_every_stage_and_records(tmp_path, velocity_shapes):
     results_md = tmp_path / "RESULTS.md"
     result = run.main([
