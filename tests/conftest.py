@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+pytest_plugins = ("pytester",)  # tests/test_repository.py runs the slow gate on a small suite
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``slow`` (long training or rendering) run only with ``AUDIOSTORY_SLOW=1``, as CI does."""
