@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_slow_tests_run_only_with_audiostory_slow(pytester, monkeypatch):
     pytester.makeconftest("from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n")
-    pytester.makepyfile(test_gate="""
+    pytester.makepyfile(
+        test_gate="""
         import pytest
 
         @pytest.mark.slow
@@ -19,7 +20,8 @@ def test_slow_tests_run_only_with_audiostory_slow(pytester, monkeypatch):
 
         def test_quick():
             pass
-    """)
+    """
+    )
     monkeypatch.delenv("AUDIOSTORY_SLOW", raising=False)
     default = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rs")
     default.assert_outcomes(passed=1, skipped=1)
