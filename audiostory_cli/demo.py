@@ -123,8 +123,8 @@ def init_model_folder(out: Path, tokenizer: Any, *, dims: ModelDims | None = Non
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         parts = build_parts(dims, len(tokenizer))
-        # Zero VAE biases: with default (fan-in) bias init the small random decoder's output is ~90 % one fixed
-        # pattern whatever the latent, and pretraining then settles on that pattern (measured on the demo dims).
+        # Zero VAE biases: with the default bias init the small random decoder's output is mostly one fixed
+        # pattern whatever the latent, and pretraining settles on it (docs/demo-model.md, "VAE").
         for name, param in parts["vae"].named_parameters():
             if name.endswith(".bias"):
                 param.data.zero_()
@@ -156,35 +156,26 @@ class DemoRecipe:
     n_clips: int = 600
     n_stories: int = 400  # stories with audio (stage 3)
     n_text_stories: int = 12_000  # text-only stories for the planner pretraining (no audio: cheap)
-    # Measured 2026-12-03 on 12,000 text stories: 500 steps plan train-style stories with the right classes 20 %
-    # of the time, 1,100 steps (500 + 600) 100 % (~70 min on the 2-core CPU: the build no longer fits 90 min there)
+    # 500 steps were too few on 12,000 stories; 1,100 plan train-style stories right (docs/demo-model.md)
     planner_steps: int = 1100
     planner_batch_size: int = 16
     planner_lr: float = 1e-3
     max_story_seconds: float = 30.0  # so that no event is longer than one DiT window
-    # Share of train events narrated by a caption-like description (``StoryOptions.caption_clauses``). Measured
-    # 2026-12-03 on 200 held-out test stories after 1,100 planner steps: 0.3 gets the class of 77 % of the events
-    # (47 % without), the event count 96 % (88 %), the class order 39 % (6 %), duration error 2.3 % (3.7 %).
+    # Share of train events narrated by a caption-like description (``StoryOptions.caption_clauses``): 0.3 read
+    # held-out classes best; 0 and 0.5 were worse (docs/demo-model.md)
     caption_clauses: float = 0.3
     seed: int = 0
     vae_steps: int = 1500  # about 0.4-0.6 s per step on the 2-core machine (4 crops of 0.5 s)
     vae_batch_size: int = 4
     vae_segment_seconds: float = 0.5
     vae_lr: float = 1e-3
-    # Measured 2026-12-03 (400 steps, unit-variance init): L1 + STFT 16 % recognised reconstructions, 0.1 L1 +
-    # log-mel with crops at -30..-12 dBFS 21 % (1500 steps: 13 %): within the noise of a 38-clip check, and the
-    # log-mel runs came out ~4x too quiet, so the recipe keeps L1 + STFT.
+    # L1 + STFT: the log-mel variants were no better and came out ~4x too quiet (docs/demo-model.md)
     vae_l1_weight: float = 1.0
     vae_stft_weight: float = 1.0
     vae_mel_weight: float = 0.0
     vae_level_db: tuple[float, float] | None = None
     vae_check_clips: int = 40  # reconstructions the eval classifier checks after the VAE pretraining
-    # Sized for the 90-minute budget from per-step times measured on the idle 2-core machine, features cached:
-    # 1-warm ~0.55 s (batch 16), 1 ~0.55 s (batch 8), 3 ~2.3 s per generation step (batch 4), ~0.13 s per QA
-    # step. Feature caching (VAE latents, T5 targets, Whisper) comes on top. Measured on 2026-12-02 without the
-    # planner pretraining: LoRA on a random-init LLM memorises the 400 storylines (held-out event count ~20 %,
-    # class accuracy ~0 %). With it (500 steps x 16 text stories, ~30 min): train-split phrasings count 93 %, class
-    # 79 %, duration error 3 %. The recipe as a whole is still below the bar (see README, "eval and the demo").
+    # Steps sized from per-step times on a 2-core CPU (docs/demo-model.md, "The recipe").
     stages: tuple[StageSteps, ...] = field(default_factory=lambda: (
         StageSteps("1-warm", 200, 16),
         # The paper's stage 1 trains only the boundary tokens (its LLM can already read); the demo's planner starts
@@ -245,7 +236,7 @@ def build_demo(
     from .foley.corpus import StoryOptions, write_manifests, write_story_texts
     from .train.config import TrainConfig
     from .train.engine import train
-    from .train.manifest import ManifestSpec
+    from .train.manifest import Kind, ManifestSpec
     from .train.planner_text import PlannerTrainConfig, pretrain_planner
     from .train.vae import VAETrainConfig, pretrain_vae
 
@@ -327,9 +318,10 @@ def build_demo(
             log(f"stage {spec.stage} kept from {run}")
             model = run
             continue
-        manifests = {"1-warm": [("clips", data.clips)], "1": [("clips", data.clips)],
-                     "2": [("clips", data.clips), ("qa", data.qa)],
-                     "3": [("stories", data.stories), ("qa", data.qa)]}[spec.stage]
+        by_stage: dict[str, list[tuple[Kind, Path]]] = {
+            "1-warm": [("clips", data.clips)], "1": [("clips", data.clips)],
+            "2": [("clips", data.clips), ("qa", data.qa)], "3": [("stories", data.stories), ("qa", data.qa)]}
+        manifests = by_stage[spec.stage]
         config = TrainConfig(
             stage=spec.stage, data=tuple(ManifestSpec(p, k) for k, p in manifests), out=run, model=str(model),
             steps=spec.steps, batch_size=spec.batch_size, lr_llm=spec.lr_llm, lr_dit=spec.lr_dit,

@@ -26,10 +26,11 @@ if TYPE_CHECKING:
     import torch
     from diffusers import AutoencoderOobleck
     from torch import nn
-    from transformers import T5EncoderModel
+    from transformers import Qwen2ForCausalLM, T5EncoderModel
 
     from .generator.dit import AudioDiT
     from .planner.api import Planner
+    from .planner.audio_encoder import AudioEncoder
     from .planner.bridge import Bridge
 
 @contextlib.contextmanager
@@ -57,12 +58,12 @@ class AudioStoryModel:
     name: str
     dims: ModelDims
     tokenizer: Any
-    llm: nn.Module
+    llm: Qwen2ForCausalLM
     bridge: Bridge
     dit: AudioDiT
     text_encoder: T5EncoderModel
     vae: AutoencoderOobleck
-    audio_encoder: nn.Module | None = None
+    audio_encoder: AudioEncoder | None = None
     revision: str | None = None
     resampler_trained: bool = False  # whether audio_encoder.resampler holds trained weights
     extra: dict[str, Any] = field(default_factory=dict)
@@ -97,18 +98,22 @@ class AudioStoryModel:
         return self
 
     def _place(self, runtime: Runtime) -> None:
-        for module in (self.llm, self.bridge, self.dit):
+        # Typed as nn.Module: transformers wraps PreTrainedModel.to with functools.wraps, which mypy misreads.
+        main: tuple[nn.Module, ...] = (self.llm, self.bridge, self.dit)
+        for module in main:
             module.to(device=runtime.device, dtype=runtime.dtype)
-        self.text_encoder.to(device=runtime.device, dtype=runtime.text_encoder_dtype)
+        text_encoder: nn.Module = self.text_encoder
+        text_encoder.to(device=runtime.device, dtype=runtime.text_encoder_dtype)
         self.vae.to(device=runtime.device, dtype=runtime.vae_dtype)
         if self.audio_encoder is not None:
             self.audio_encoder.to(device=runtime.device, dtype=runtime.vae_dtype)
-        for module in self.parts().values():
-            module.eval()
+        for part in self.parts().values():
+            part.eval()
 
     def offload_llm(self) -> None:
         """Free accelerator memory before the DiT runs (low-memory mode)."""
-        self.llm.to("cpu")
+        llm: nn.Module = self.llm  # see _place
+        llm.to("cpu")
 
 
 def build_parts(dims: ModelDims, vocab_size: int, *, dtype: torch.dtype | None = None) -> dict[str, nn.Module]:
@@ -203,7 +208,7 @@ def load_model_folder(path: Path, runtime: Runtime, *, name: str | None = None) 
     model.tokenizer = tokenizer
     dtypes = {part: _part_dtype(part, runtime) for part in model.parts()}
     load_parts_strict(Path(path), model.parts(), device=runtime.device, dtype=dtypes)
-    reset_rotary_buffers(model.llm)  # type: ignore[arg-type]
+    reset_rotary_buffers(model.llm)
     model.revision = meta.sources[0].revision if meta.sources else None
     model.resampler_trained = bool(meta.extra.get("resampler_trained", False))
     model.extra = dict(meta.extra)

@@ -20,6 +20,7 @@ from .story.plan import MAX_TOTAL_SECONDS, Event, RenderSettings, Story
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
     from .model import AudioStoryModel
     from .runtime import Runtime
@@ -250,17 +251,17 @@ def _source_conditioning(folder: StoryFolder, story: Story, model: AudioStoryMod
 
 
 def _decode(
-    model: AudioStoryModel, latents: object, num_samples: int, progress: ProgressFn, skip_frames: int = 0
+    model: AudioStoryModel, latents: torch.Tensor, num_samples: int, progress: ProgressFn, skip_frames: int = 0
 ) -> np.ndarray:
     import torch
 
     from .generator.vae import DEFAULT_OVERLAP_FRAMES, decode
 
     if skip_frames > DEFAULT_OVERLAP_FRAMES:  # the decoder only sees this far back: keep just that much context
-        latents = latents[skip_frames - DEFAULT_OVERLAP_FRAMES :]  # type: ignore[index]
+        latents = latents[skip_frames - DEFAULT_OVERLAP_FRAMES :]
         skip_frames = DEFAULT_OVERLAP_FRAMES
     with torch.inference_mode():
-        audio = decode(  # type: ignore[arg-type]
+        audio = decode(
             model.vae, latents, num_samples=num_samples, skip_frames=skip_frames, progress=progress
         )
     return audio.float().cpu().numpy()

@@ -113,7 +113,7 @@ def audio_tokens(model: AudioStoryModel, audio: npt.NDArray[np.float32], sample_
     window = round(WHISPER_WINDOW_SECONDS * sample_rate)
     mono = audio[:, -window:].mean(axis=0)
     with torch.inference_mode():
-        tokens: torch.Tensor = encoder.embed(mono, sample_rate)  # type: ignore[operator]
+        tokens: torch.Tensor = encoder.embed(mono, sample_rate)
     return tokens
 
 

@@ -10,8 +10,9 @@ Stages: imports (a clean subprocess), model load, plan decode (tokens/s), bridge
 VAE decode, mix/export; peak memory (CUDA max allocated, or process RSS on a CPU); the first progress line and
 the whole process of ``audiostory tell`` (a subprocess). Our path runs once cold, then ``--repeats`` times warm
 (median). ``--baseline`` (on by default) then runs the official structure (``benchmarks/baseline.py``) on the
-same weights and reports baseline/ours per stage. Prints a table on stdout, writes
-``benchmarks/results/<date>-<device>-<model>.json`` and appends a row to ``benchmarks/RESULTS.md``.
+same weights and reports baseline/ours per stage. Prints a table on stdout and writes
+``<date>-<device>-<model>.json`` to ``--out`` (default ``$AUDIOSTORY_CACHE/benchmarks``, outside the checkout);
+``--results-md benchmarks/RESULTS.md`` also appends a row there, for a run worth keeping.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from audiostory_cli.planner.decoding import DecodeEngine  # noqa: E402
+from audiostory_cli.resources import cache_dir  # noqa: E402
 from audiostory_cli.runtime import make_runtime  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.baseline import place_official, run_baseline  # noqa: E402
@@ -80,11 +82,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-startup", dest="startup", action="store_false", help="skip the `tell` subprocess")
     p.add_argument("--no-imports", dest="imports", action="store_false", help="skip the import-time subprocess")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for the JSON")
-    p.add_argument("--results-md", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
-    p.add_argument("--no-record", dest="record", action="store_false", help="do not append to RESULTS.md")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for the JSON (default: $AUDIOSTORY_CACHE/benchmarks; benchmarks/results to keep it)")
+    p.add_argument("--results-md", type=Path, default=None,
+                   help="append a summary row to this file (e.g. benchmarks/RESULTS.md); default: no row")
+    p.add_argument("--no-record", dest="record", action="store_false", help="do not append to --results-md")
     p.add_argument("--workdir", type=Path, default=None, help="where stories are written (default: a temp dir)")
     args = p.parse_args(argv)
+    if args.out is None:  # results of a casual run stay out of the checkout (and out of git status)
+        args.out = cache_dir() / "benchmarks"
     if args.duration <= 0 or args.steps < 1 or args.repeats < 0:
         p.error("--duration must be > 0, --steps >= 1 and --repeats >= 0")
     return args
@@ -267,7 +273,7 @@ def write_outputs(result: dict[str, Any], args: argparse.Namespace) -> None:
     path = args.out / f"{stamp}-{device}-{result['model']}-{result['case']['duration']:g}s.json"
     path.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"json: {path}")
-    if args.record:
+    if args.record and args.results_md is not None:
         report.append_results_row(args.results_md, report.results_row(result))
         print(f"row appended to {args.results_md}")
 

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+pytest_plugins = ("pytester",)  # tests/test_repository.py runs the slow gate on a small suite
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (long training or rendering) run only with ``AUDIOSTORY_SLOW=1``, as CI does."""
+    if os.environ.get("AUDIOSTORY_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: set AUDIOSTORY_SLOW=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

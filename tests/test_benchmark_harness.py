@@ -7,6 +7,7 @@ No timing is asserted: only that the numbers exist and the structure is right.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -32,6 +33,7 @@ def velocity_shapes(monkeypatch):
     return shapes
 
 
+@pytest.mark.slow
 def test_run_times_every_stage_and_records(tmp_path, velocity_shapes):
     results_md = tmp_path / "RESULTS.md"
     result = run.main([
@@ -97,19 +99,37 @@ def test_results_row_appends_under_one_header(tmp_path):
     assert report.ratio(10.0, 2.0) == 5.0 and report.ratio(None, 1.0) is None
 
 
-def test_run_accepts_a_model_folder(tmp_path):
+def test_run_accepts_a_model_folder_and_writes_outside_the_checkout(tmp_path):
     from audiostory_cli.model import save_model, tiny_random_model
 
+    checkout = Path(run.__file__).resolve().parents[1]
+    before = _benchmark_files(checkout)
     folder = save_model(tiny_random_model(), tmp_path / "my-build")
-    result = run.main([
+    result = run.main([  # no --out, no --results-md: the JSON goes to the cache, nothing into the checkout
         "--model", str(folder), "--device", "cpu", "--duration", "4", "--events", "2", "--steps", "2",
         "--repeats", "0", "--no-baseline", "--no-startup", "--no-imports", "--threads", "1",
-        "--out", str(tmp_path / "json"), "--no-record", "--workdir", str(tmp_path / "work"),
+        "--workdir", str(tmp_path / "work"),
     ])
     assert result["model"] == "folder-my-build"
     assert str(folder.resolve()) in result["model_notes"]
     assert result["ours"]["median"]["stages"]["dit"]["seconds"] > 0
-    assert len(list((tmp_path / "json").glob("*-cpu-folder-my-build-4s.json"))) == 1
+    cache = tmp_path / "_cache" / "benchmarks"  # $AUDIOSTORY_CACHE, set by conftest
+    assert len(list(cache.glob("*-cpu-folder-my-build-4s.json"))) == 1
+    assert _benchmark_files(checkout) == before
+
+
+def _benchmark_files(checkout: Path) -> dict[str, int]:
+    """Every file under the checkout's benchmarks/ folder with its modification time (ns)."""
+    return {str(p): p.stat().st_mtime_ns for p in (checkout / "benchmarks").rglob("*") if p.is_file()
+            and "__pycache__" not in p.parts}
+
+
+def test_run_defaults_keep_results_out_of_the_checkout():
+    args = run.parse_args([])
+    checkout = Path(run.__file__).resolve().parents[1]
+    assert args.results_md is None
+    assert not args.out.resolve().is_relative_to(checkout)
+    assert run.parse_args(["--out", "benchmarks/results"]).out == Path("benchmarks/results")
 
 
 def test_run_refuses_a_model_that_is_neither_known_nor_a_folder(tmp_path, capsys):

@@ -60,6 +60,7 @@ def test_corpus_tokenizer_has_the_audiostory_layout(foley_data):
     assert again(sample)["input_ids"] == tokenizer(sample)["input_ids"]  # deterministic
 
 
+@pytest.mark.slow
 def test_init_folder_then_vae_pretraining(foley_data, tmp_path):
     from audiostory_cli.model import load_model_folder
     from audiostory_cli.runtime import make_runtime
@@ -137,6 +138,7 @@ def test_mel_loss_and_level_scaling():
     assert bool(((levels > -30.01) & (levels < -11.99)).all())
 
 
+@pytest.mark.slow
 def test_vae_pretraining_reports_recognised_reconstructions(foley_data, tmp_path, monkeypatch):
     import audiostory_cli.foley.classifier as classifier
     from audiostory_cli.train.vae import VAETrainConfig, pretrain_vae
@@ -167,6 +169,7 @@ def test_vae_pretraining_reports_recognised_reconstructions(foley_data, tmp_path
     assert bad.exit_code == 1 and "broken.jsonl:2: not valid JSON" in bad.output and "Traceback" not in bad.output
 
 
+@pytest.mark.slow
 def test_adversarial_vae_pretraining_changes_what_the_vae_learns(foley_data, tmp_path):
     from audiostory_cli.model import load_model_folder
     from audiostory_cli.runtime import make_runtime
@@ -256,6 +259,7 @@ def test_a_16khz_model_folder_plans_and_renders_exact_lengths(foley_data, tmp_pa
         assert audio.shape[1] >= round(event.duration * rate)
 
 
+@pytest.mark.slow
 def test_an_interrupted_demo_build_resumes_to_the_same_model(tmp_path):
     """--resume keeps the finished steps, redoes the unfinished one, and ends with the model of an unbroken run."""
     import shutil

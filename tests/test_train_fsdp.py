@@ -50,6 +50,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+@pytest.mark.slow
 def test_fsdp_matches_ddp_and_resumes_bitwise(tmp_path, manifests):
     features = tmp_path / "features"
     _launch(tmp_path / "ddp", manifests, features)

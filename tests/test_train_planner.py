@@ -63,6 +63,7 @@ def _tensors(folder):
     return {p.name: load_file(p) for p in sorted(folder.glob("*.safetensors"))}
 
 
+@pytest.mark.slow
 def test_pretraining_trains_only_the_llm_and_lowers_the_loss(init_folder, text_stories, tmp_path):
     result = pretrain_planner(PlannerTrainConfig(model=init_folder, stories=text_stories, out=tmp_path / "p",
                                                  steps=25, batch_size=2, lr=3e-3, warmup=2, device="cpu"))
@@ -77,6 +78,7 @@ def test_pretraining_trains_only_the_llm_and_lowers_the_loss(init_folder, text_s
     assert sidecar["extra"]["planner_pretraining"]["n_stories"] == 6
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_bitwise(init_folder, text_stories, tmp_path):
     def config(out, **kw):
         return PlannerTrainConfig(model=init_folder, stories=text_stories, out=out, steps=4, batch_size=2,
@@ -109,6 +111,7 @@ def test_an_interrupted_run_resumes_bitwise(init_folder, text_stories, tmp_path)
         pretrain_planner(config(tmp_path / "broken", resume=True))
 
 
+@pytest.mark.slow
 def test_train_planner_command(init_folder, text_stories, tmp_path):
     out = tmp_path / "cli"
     result = runner.invoke(app, ["train", "planner", "--model", str(init_folder), "--stories", str(text_stories),

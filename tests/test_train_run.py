@@ -106,7 +106,8 @@ def test_stage_1_overfits_and_writes_a_run_folder(stage1: Path) -> None:
     assert all(r["tokens_per_s"] > 0 and r["lr/llm"] == pytest.approx(2e-2) for r in steps if "loss/loss" in r)
 
 
-@pytest.mark.parametrize(("stage", "steps"), [("1-warm", 30), ("2", 45), ("3", 45)])
+@pytest.mark.parametrize(("stage", "steps"), [
+    ("1-warm", 30), pytest.param("2", 45, marks=pytest.mark.slow), pytest.param("3", 45, marks=pytest.mark.slow)])
 def test_each_stage_overfits(world: World, stage: str, steps: int) -> None:
     data = {"1-warm": [ManifestSpec(world.clips, "clips")],
             "2": [ManifestSpec(world.clips, "clips"), ManifestSpec(world.qa, "qa")],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from rich.progress import (
     BarColumn,
@@ -65,7 +65,7 @@ class RichProgress:
         self._tasks: dict[str, TaskID] = {}
         self._unknown_totals = unknown_totals
 
-    def __enter__(self) -> RichProgress:
+    def __enter__(self) -> Self:
         self._progress.start()
         return self
 

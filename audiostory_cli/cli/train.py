@@ -114,7 +114,7 @@ def _config(options: dict[str, Any]) -> TrainConfig:
 
     specs = [ManifestSpec(Path(p), None) for p in options["data"] or []]
     for kind in ("clips", "qa", "stories"):
-        specs += [ManifestSpec(Path(p), kind) for p in options[kind] or []]  # type: ignore[arg-type]
+        specs += [ManifestSpec(Path(p), kind) for p in options[kind] or []]
     weights = resolve_loss_weights(options["loss_weights"], lm=options["w_lm"], bridge=options["w_bridge"],
                                    flow=options["w_flow"])
     skip = {"ctx", "data", "clips", "qa", "stories", "loss_weights", "w_lm", "w_bridge", "w_flow", "dry_run",
@@ -187,10 +187,10 @@ def check_data(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Validate a manifest line by line (JSON, fields, durations, audio files); exit 1 if any error."""
-    from ..train.manifest import check_manifest
+    from ..train.manifest import KINDS, check_manifest
 
-    report = check_manifest(manifest, kind=kind)  # type: ignore[arg-type]
-    counts = {k: report.count(k) for k in ("clips", "qa", "stories")}  # type: ignore[arg-type]
+    report = check_manifest(manifest, kind=kind)
+    counts = {k: report.count(k) for k in KINDS}
     if as_json:
         out_console.print_json(json.dumps({
             "manifest": str(manifest), "lines": report.lines, "valid": counts,

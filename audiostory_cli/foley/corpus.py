@@ -68,11 +68,9 @@ class Pattern:
     sep: str
 
 
-# Train-only parts that compose further leads, scenes and connective patterns. Four patterns, ten scenes and
-# sixteen leads are too few for a planner trained from scratch: measured 2026-12-03, it copied clauses and
-# durations perfectly from train-style instructions (1,100 steps: class 100 %) but not from held-out wording
-# (class 24 %): it had learned the templates, not to skip unknown filler. Composed phrasing (half of the train
-# and val stories) teaches that skill; none of these parts, and no composition of them, is a held-out phrasing.
+# Train-only parts that compose further leads, scenes and connective patterns, so that a planner trained from
+# scratch learns to skip wording it does not know instead of the few fixed templates (docs/demo-model.md).
+# None of these parts, and no composition of them, is a held-out phrasing.
 COMPOSED_LEAD_PARTS: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = (
     ("Create", "Make", "Compose", "Produce", "Render", "Build", "Write", "Put together", "Assemble", "Mix",
      "Please make", "Could you create"),
@@ -97,11 +95,7 @@ COMPOSED_PATTERN_PARTS: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...],
 
 
 # Nonce filler: half of the composed leads, scenes and connectives are made-up words (consonant-vowel syllables)
-# mixed with common function words, so that nothing but the clauses and their "(X s)" marks the events. Measured
-# 2026-12-03 with a prototype of this filler (12,000 text stories, 700 planner steps, 20 held-out test stories):
-# the event count was right for 90 % (30 % without), the class for 38 % of the events (12 %), the duration error
-# 5 % (26 %). On 200 held-out stories after the recipe's 1,100 steps (this filler): count 88 %, class 47 %, class
-# order 6 %, duration error 3.7 %: the structure carries over, held-out clause words do not yet.
+# mixed with common function words, so that nothing but the clauses and their "(X s)" marks the events.
 NONCE_CONSONANTS, NONCE_VOWELS = "bcdfghklmnprstvwz", "aeiou"
 NONCE_FUNCTION_WORDS: tuple[str, ...] = ("the", "a", "when", "as", "of", "that", "and", "with", "while", "so", "it",
                                          "to", "in", "on", "by")
@@ -150,11 +144,11 @@ def _composed_pattern(rng: np.random.Generator) -> tuple[Pattern, str]:
         first = _nonce_connective(rng, may_be_empty=True)
         middle = tuple(dict.fromkeys(_nonce_connective(rng, may_be_empty=False) for _ in range(2)))
         return Pattern(first, middle, _nonce_connective(rng, may_be_empty=False), sep), "pattern:0:n"
-    first, middles, last, sep = COMPOSED_PATTERN_PARTS
-    ids = [_pick(rng, len(first)), _pick(rng, len(middles)), _pick(rng, len(middles)), _pick(rng, len(last)),
-           _pick(rng, len(sep))]
-    pattern = Pattern(first[ids[0]], tuple(dict.fromkeys((middles[ids[1]], middles[ids[2]]))), last[ids[3]],
-                      sep[ids[4]])
+    firsts, middles, lasts, seps = COMPOSED_PATTERN_PARTS
+    ids = [_pick(rng, len(firsts)), _pick(rng, len(middles)), _pick(rng, len(middles)), _pick(rng, len(lasts)),
+           _pick(rng, len(seps))]
+    pattern = Pattern(firsts[ids[0]], tuple(dict.fromkeys((middles[ids[1]], middles[ids[2]]))), lasts[ids[3]],
+                      seps[ids[4]])
     return pattern, "pattern:0:c" + "-".join(map(str, ids))
 
 
@@ -274,12 +268,9 @@ class StoryOptions:
     # (``COMPOSED_*_PARTS``), so that a planner learns to skip wording it does not know. The test split is the same
     # either way.
     composed_phrasing: bool = True
-    # Train and val only: the share of events narrated by a caption-like description of the sound (a fresh caption
-    # of the class, its class keywords dropped half of the time) instead of a clause. Captions hold the words that
-    # held-out wording uses ("campanile", "landline", "embers"), but only after the class is decided; narrating
-    # with them teaches the planner to read those words in an instruction. Measured 2026-12-03 (0.3, 1,100 planner
-    # steps, 200 held-out test stories): held-out event classes 77 % right (47 % without), e.g. "a puppy yaps at the
-    # gate" 0 % -> 79 %, "the landline demands attention" 18 % -> 85 %. A share of 0.5 was worse (class 65 %).
+    # Train and val only: the share of events narrated by a caption-like description of the sound (its class
+    # keywords dropped half of the time) instead of a clause, so that the planner learns to read caption words
+    # ("campanile", "landline") in an instruction, not only after the class is decided (docs/demo-model.md).
     caption_clauses: float = 0.0
 
     def check(self) -> None:

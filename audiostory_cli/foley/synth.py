@@ -128,7 +128,7 @@ def regular_onsets(
     rng: Rng, n: int, sr: int, interval: float, *, start: float, jitter: float = 0.0, max_count: int = 100_000
 ) -> np.ndarray:
     """Onsets every ``interval`` seconds (relative ``jitter``), the first at ``start`` seconds."""
-    times = []
+    times: list[float] = []
     t = start
     while t < n / sr and len(times) < max_count:
         times.append(t)
@@ -453,8 +453,9 @@ def crowd_murmur(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
         syll = smooth_random(rng, n, sr, (2.0 + 7.0 * p.tempo) * rng.uniform(0.8, 1.2))
         babble += buzz * np.clip(2.5 * syll - 1.0, 0.0, None) * rng.uniform(0.5, 1.0)  # syllables with gaps
     scale = 0.75 + 0.6 * p.pitch
-    voiced = sum(g * bandpass(babble, sr, f * scale * 0.75, f * scale * 1.3) for f, g in ((550, 1.0), (1500, 0.6),
-                                                                                          (2600, 0.3)))
+    voiced = sum((g * bandpass(babble, sr, f * scale * 0.75, f * scale * 1.3) for f, g in ((550, 1.0), (1500, 0.6),
+                                                                                           (2600, 0.3))),
+                 np.zeros(n))
     air = bandpass(rng.standard_normal(n), sr, 300.0, 3500.0) * (0.6 + 0.4 * smooth_random(rng, n, sr, 2.0))
     return unit_rms(voiced) + (0.1 + 0.15 * p.texture) * unit_rms(air)
 

@@ -65,9 +65,16 @@ class DurationEmbedder(nn.Module):
         self.max_duration = float(max_duration)
 
     def forward(self, seconds: torch.Tensor) -> torch.Tensor:
-        dtype = self.time_positional_embedding[1].weight.dtype
+        dtype = _linear(self.time_positional_embedding, 1).weight.dtype
         normalized = (seconds.clamp(0.0, self.max_duration) / self.max_duration).to(dtype)
         return self.time_positional_embedding(normalized).view(-1, 1, self.embed_dim)
+
+
+def _linear(layers: nn.Sequential, index: int) -> nn.Linear:
+    """Layer ``index`` of ``layers``, a Linear by construction (its weight gives the part's dtype and device)."""
+    layer = layers[index]
+    assert isinstance(layer, nn.Linear)
+    return layer
 
 
 class AudioDiT(nn.Module):
@@ -97,11 +104,11 @@ class AudioDiT(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.fc[0].weight.dtype
+        return _linear(self.fc, 0).weight.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.fc[0].weight.device
+        return _linear(self.fc, 0).weight.device
 
     def forward(
         self,

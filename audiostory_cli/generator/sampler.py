@@ -42,15 +42,17 @@ def euler_sample(
     if (known is None) != (known_mask is None):
         raise ValueError("known and known_mask go together")
     noise = noise.float()
-    mask = None if known_mask is None else known_mask[..., None].to(noise.device)
-    x0 = None if known is None else known.float().to(noise.device)
+    fixed = None  # (mask, x0): the frames held at the known latents
+    if known is not None and known_mask is not None:
+        fixed = (known_mask[..., None].to(noise.device), known.float().to(noise.device))
     cfg = guidance > 1.0
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000)
     scheduler.set_timesteps(sigmas=flow_sigmas(steps).tolist(), device=noise.device)
     x = noise
     for i, t in enumerate(scheduler.timesteps):
         sigma = float(scheduler.sigmas[i])
-        if mask is not None:
+        if fixed is not None:
+            mask, x0 = fixed
             x = torch.where(mask, (1.0 - sigma) * x0 + sigma * noise, x)
         v = velocity(torch.cat([x, x]) if cfg else x, sigma).float()
         if cfg:
@@ -59,6 +61,7 @@ def euler_sample(
         x = scheduler.step(v, t, x, return_dict=False)[0].float()
         if on_step is not None:
             on_step(i + 1, steps)
-    if mask is not None:
+    if fixed is not None:
+        mask, x0 = fixed
         x = torch.where(mask, x0, x)
     return x

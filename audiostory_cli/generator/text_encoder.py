@@ -35,7 +35,6 @@ def t5_config(dims: TextEncoderDims) -> T5Config:
         feed_forward_proj=dims.feed_forward_proj,
         pad_token_id=T5_PAD_ID,
         eos_token_id=T5_EOS_ID,
-        decoder_start_token_id=T5_PAD_ID,
         is_encoder_decoder=False,
         use_cache=False,
     )

@@ -94,7 +94,7 @@ class HfHubClient:
 
     def fetch(self, remote: RemoteFile, out: BinaryIO, *, offset: int, on_bytes: Callable[[int], None]) -> None:
         from huggingface_hub.file_download import http_get
-        from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
+        from huggingface_hub.utils import build_hf_headers
 
         with self._translated(remote.repo_id, remote.path, remote.revision):
             http_get(remote.url, out, resume_size=offset, headers=build_hf_headers(token=self.token),

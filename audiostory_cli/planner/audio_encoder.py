@@ -54,6 +54,13 @@ class WhisperResampler(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.aud_projector(self.pool(hidden))
 
+    @property
+    def input_weight(self) -> torch.Tensor:
+        """The first projection's weight: the Whisper states must match its dtype and device."""
+        first = self.aud_projector[0]
+        assert isinstance(first, nn.Linear)
+        return first.weight
+
 
 class AudioEncoder(nn.Module):
     """``whisper`` (transformers ``WhisperEncoder``) + ``resampler`` (``WhisperResampler``)."""
@@ -91,7 +98,7 @@ class AudioEncoder(nn.Module):
 
     def forward(self, input_features: torch.Tensor) -> torch.Tensor:
         """(B, num_mel_bins, 3000) log-mels → (B, num_tokens, llm_dim)."""
-        weight = self.resampler.aud_projector[0].weight
+        weight = self.resampler.input_weight
         hidden = self.whisper(input_features.to(device=weight.device, dtype=weight.dtype)).last_hidden_state
         return self.resampler(hidden)
 

@@ -224,7 +224,7 @@ def reference_generate(
         out = llm.generate(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
-            generation_config=GenerationConfig(**options),  # type: ignore[no-untyped-call]
+            generation_config=GenerationConfig(**options),
             logits_processor=LogitsProcessorList([*processors, grammar]),
         )
     generated = [int(t) for t in out.sequences[0, input_ids.shape[1] :].tolist()]

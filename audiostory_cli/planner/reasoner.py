@@ -88,7 +88,7 @@ def build_llm(
     """
     config = qwen2_config(dims, vocab_size)
     with torch.device(device):
-        model = Qwen2ForCausalLM._from_config(  # type: ignore[no-untyped-call]
+        model = Qwen2ForCausalLM._from_config(
             config, dtype=dtype, attn_implementation="sdpa"
         )
     return cast(Qwen2ForCausalLM, model.eval())

@@ -289,7 +289,7 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
     )
     backend.train_from_iterator(texts, trainer)
     backend.add_special_tokens(list(QWEN_CHAT_SPECIALS))
-    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+    tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, eos_token=IM_END, pad_token=ENDOFTEXT, unk_token=None
     )
     add_audiostory_tokens(tokenizer)

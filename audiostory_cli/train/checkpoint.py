@@ -23,13 +23,16 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import TrainingError
 from ..fsutil import write_json_atomic
 from ..models.registry import SIDECAR_NAME
+
+if TYPE_CHECKING:
+    from .module import TrainModule
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
@@ -73,7 +76,7 @@ def _adapter_state(llm: Any, state_dict: dict[str, torch.Tensor] | None = None) 
 
 
 def trainable_state(
-    module: torch.nn.Module, gathered: dict[str, torch.Tensor] | None = None
+    module: TrainModule, gathered: dict[str, torch.Tensor] | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(adapter state in peft's format, every other trainable tensor by parameter name).
 
@@ -84,7 +87,7 @@ def trainable_state(
     llm_state = None
     if gathered is not None:
         llm_state = {name.removeprefix("llm."): t for name, t in gathered.items() if name.startswith("llm.")}
-    adapter = _adapter_state(module.llm, llm_state)  # type: ignore[attr-defined]
+    adapter = _adapter_state(module.llm, llm_state)
     rest = {name: tensors[name].detach().to("cpu").contiguous() for name in names if not _peft_managed(name)}
     return adapter, rest
 
@@ -93,7 +96,7 @@ def _peft_managed(name: str) -> bool:
     return "lora_" in name or "modules_to_save" in name
 
 
-def save_checkpoint(folder: Path, module: torch.nn.Module, optimizer_state: dict[str, Any],
+def save_checkpoint(folder: Path, module: TrainModule, optimizer_state: dict[str, Any],
                     scheduler_state: dict[str, Any], state: dict[str, Any], *, keep: int = 0,
                     gathered: dict[str, torch.Tensor] | None = None) -> Path:
     """Write a checkpoint atomically (temporary sibling folder, then rename); keep the newest ``keep`` (0: all).
@@ -109,7 +112,7 @@ def save_checkpoint(folder: Path, module: torch.nn.Module, optimizer_state: dict
     try:
         adapter, rest = trainable_state(module, gathered)
         save_file(adapter, str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
-        peft_config = module.llm.peft_config["default"].to_dict()  # type: ignore[attr-defined, index]
+        peft_config = module.llm.peft_config["default"].to_dict()
         write_json_atomic(tmp / ADAPTER_CONFIG, _jsonable(peft_config))
         save_file(rest, str(tmp / TRAINABLE_FILE), metadata={"format": "pt"})
         torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
@@ -151,7 +154,7 @@ def read_state(folder: Path) -> dict[str, Any]:
     return dict(state)
 
 
-def load_weights(folder: Path, module: torch.nn.Module) -> dict[str, Any]:
+def load_weights(folder: Path, module: TrainModule) -> dict[str, Any]:
     """Restore the trainable weights of an unsharded ``module`` from ``folder`` strictly; returns its state."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
@@ -162,9 +165,10 @@ def load_weights(folder: Path, module: torch.nn.Module) -> dict[str, Any]:
     adapter = load_file(str(folder / ADAPTER_FILE), device=str(device))
     expected_adapter, expected_rest = trainable_state(module)
     _same_keys(set(expected_adapter), set(adapter), folder / ADAPTER_FILE)
-    result = set_peft_model_state_dict(module.llm, adapter)  # type: ignore[attr-defined]
-    if getattr(result, "unexpected_keys", None):
-        raise TrainingError(f"{folder / ADAPTER_FILE} has keys the model lacks: {result.unexpected_keys[:5]}")
+    result = set_peft_model_state_dict(module.llm, adapter)
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        raise TrainingError(f"{folder / ADAPTER_FILE} has keys the model lacks: {unexpected[:5]}")
     rest = load_file(str(folder / TRAINABLE_FILE), device=str(device))
     _same_keys(set(expected_rest), set(rest), folder / TRAINABLE_FILE)
     params = dict(module.named_parameters())

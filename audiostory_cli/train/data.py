@@ -93,10 +93,10 @@ def build_examples(
         if encoder is None:
             raise TrainingError(f"model {featurizer.model.name} has no audio encoder; it cannot learn the QA data")
         whisper = featurizer.ensure_whisper([r.audio for r in data.qa])
-        for record in data.qa:
-            sequence = qa_sequence(tokenizer, special, record.question, record.answer, encoder.dims.num_tokens)
-            _check_length(sequence, max_tokens, str(record.source))
-            und.append(UndExample(source=str(record.source), sequence=sequence, whisper_key=whisper[record.audio]))
+        for qa in data.qa:
+            sequence = qa_sequence(tokenizer, special, qa.question, qa.answer, encoder.dims.num_tokens)
+            _check_length(sequence, max_tokens, str(qa.source))
+            und.append(UndExample(source=str(qa.source), sequence=sequence, whisper_key=whisper[qa.audio]))
     return gen, und
 
 

@@ -23,6 +23,8 @@ DiscriminatorOutput = list[tuple[torch.Tensor, list[torch.Tensor]]]
 class STFTDiscriminator(nn.Module):
     """Conv net over one complex spectrogram: (B, C, T) audio -> logits per (frame, frequency) patch."""
 
+    window: torch.Tensor  # a buffer
+
     def __init__(self, n_fft: int, audio_channels: int, width: int = 32) -> None:
         super().__init__()
         self.n_fft = n_fft

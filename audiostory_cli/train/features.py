@@ -187,7 +187,7 @@ class Featurizer:
         for n, path in enumerate(todo, start=1):
             audio, rate = read_audio(path, what="training audio")
             features = encoder.features(audio.mean(axis=0), rate)
-            weight = encoder.resampler.aud_projector[0].weight
+            weight = encoder.resampler.input_weight
             with torch.no_grad():
                 hidden = encoder.whisper(features.to(device=weight.device, dtype=weight.dtype)).last_hidden_state
             self.cache.store("whisper", keys[path], hidden[0])

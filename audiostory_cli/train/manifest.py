@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +29,7 @@ from ..errors import PlanValidationError, TrainingError, UsageError
 from ..planner.layout import PlannedEvent, check_serialisable, find_special_token
 
 Kind = Literal["clips", "qa", "stories"]
-KINDS: tuple[str, ...] = ("clips", "qa", "stories")
+KINDS: tuple[Kind, ...] = ("clips", "qa", "stories")
 DEFAULT_MAX_EVENT_SECONDS = 29.95  # one DiT window of the released model (645 latent frames)
 LENGTH_TOLERANCE = 0.05  # seconds an audio file may fall short of the segment it should hold
 _FIRST_EVENT_LINE = re.compile(r"\bEvent\s+1\s*:", re.IGNORECASE)
@@ -192,10 +192,20 @@ def storyline_of(reasoning: str) -> str:
     return (reasoning[: match.start()] if match else reasoning).strip()
 
 
+def parse_kind(text: str | None) -> Kind | None:
+    """``--kind``: one of ``KINDS``, or None to detect the kind per line."""
+    if text is None:
+        return None
+    for kind in KINDS:
+        if text == kind:
+            return kind
+    raise UsageError(f"--kind {text!r} is not one of {', '.join(KINDS)}")
+
+
 def check_manifest(
     path: Path,
     *,
-    kind: Kind | None = None,
+    kind: str | None = None,
     max_event_seconds: float = DEFAULT_MAX_EVENT_SECONDS,
 ) -> ManifestReport:
     """Read and validate every line of ``path``; problems are collected, never raised (except a missing file).
@@ -203,8 +213,7 @@ def check_manifest(
     ``kind`` forces every line to be of that kind; ``None`` detects it per line (``detect_kind``).
     """
     path = Path(path)
-    if kind is not None and kind not in KINDS:
-        raise UsageError(f"--kind {kind!r} is not one of {', '.join(KINDS)}")
+    kind = parse_kind(kind)
     if not path.is_file():
         raise TrainingError(f"manifest {path} not found; pass a JSONL file (see `audiostory train --help`)")
     report = ManifestReport(path=path)
@@ -249,7 +258,9 @@ def _read_line(
         wanted = {"clips": "audio + caption", "qa": "audio + question + answer", "stories": "instruction + events"}
         issues.append(Issue(source, f"expected a {kind} line ({wanted[kind]}), found a {found} line"))
         raise _LineError
-    reader = {"clips": _read_clip, "qa": _read_qa, "stories": _read_story}[found]
+    readers: dict[Kind, Callable[..., ClipRecord | QARecord | StoryRecord]] = {
+        "clips": _read_clip, "qa": _read_qa, "stories": _read_story}
+    reader = readers[found]
     record = reader(obj, source, root, probe, max_seconds, issues)
     if any(i.severity == "error" for i in issues):
         return None

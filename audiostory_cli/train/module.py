@@ -20,13 +20,20 @@ Understanding batch: the resampler's tokens (from cached Whisper states) replace
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .stages import LossWeights, Stage
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+
+    from ..generator.dit import AudioDiT
+    from ..planner.audio_encoder import WhisperResampler
+    from ..planner.bridge import Bridge
 
 SIGMA_GRID = 1000  # the official scheduler's num_train_timesteps
 
@@ -39,12 +46,14 @@ class FlowOptions:
 
 
 class TrainModule(nn.Module):
+    uncond: torch.Tensor  # a buffer
+
     def __init__(
         self,
-        llm: nn.Module,
-        bridge: nn.Module,
-        dit: nn.Module,
-        resampler: nn.Module | None,
+        llm: PeftModel,
+        bridge: Bridge,
+        dit: AudioDiT,
+        resampler: WhisperResampler | None,
         uncond: torch.Tensor,
         *,
         stage: Stage,
@@ -61,7 +70,8 @@ class TrainModule(nn.Module):
         self.weights = weights
         self.flow_options = flow
 
-    def _causal_lm(self) -> Any:
+    def causal_lm(self) -> Any:
+        """The Qwen2ForCausalLM inside the peft wrapper."""
         return self.llm.get_base_model()
 
     def forward(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -72,7 +82,7 @@ class TrainModule(nn.Module):
     # -- generation ------------------------------------------------------------------------------------------
 
     def _generation(self, batch: dict[str, Any], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
-        causal_lm = self._causal_lm()
+        causal_lm = self.causal_lm()
         hidden = causal_lm.model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
         ).last_hidden_state
@@ -124,11 +134,11 @@ class TrainModule(nn.Module):
     def _understanding(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         if self.resampler is None:
             raise RuntimeError("an understanding batch needs the audio resampler")
-        causal_lm = self._causal_lm()
+        causal_lm = self.causal_lm()
         ids = batch["input_ids"]
         embeds = causal_lm.model.embed_tokens(ids)
         width = embeds.shape[-1]
-        weight = self.resampler.aud_projector[0].weight
+        weight = self.resampler.input_weight
         audio = self.resampler(batch["whisper"].to(weight.dtype))  # (M, N, H)
         flat = embeds.reshape(-1, width).index_copy(
             0, batch["audio_index"].reshape(-1), audio.reshape(-1, width).to(embeds.dtype)

@@ -206,9 +206,10 @@ def pretrain_planner(config: PlannerTrainConfig, *, progress: ProgressFn = no_pr
         part.cpu()
     t5_tokenizer, _ = resolve_t5_tokenizer(str(config.model), model.dims.text_encoder.vocab_size)
     tail = losses[-max(len(losses) // 10, 1):]
+    first_loss = losses[0] if start == 0 else None
+    final_loss = sum(tail) / len(tail)
     info = {"steps": config.steps, "batch_size": config.batch_size, "lr": config.lr, "stories": str(config.stories),
-            "n_stories": len(stories), "first_loss": losses[0] if start == 0 else None,
-            "final_loss": sum(tail) / len(tail)}
+            "n_stories": len(stories), "first_loss": first_loss, "final_loss": final_loss}
     extra = {k: v for k, v in model.extra.items() if k not in ("training", "training_history")}
     model.extra = {**extra, "planner_pretraining": info}
     model.name = Path(config.out).name
@@ -216,5 +217,5 @@ def pretrain_planner(config: PlannerTrainConfig, *, progress: ProgressFn = no_pr
                  info_extra={"planner_pretraining": info})
     (Path(config.out) / CHECKPOINT_FILE).unlink(missing_ok=True)
     log(f"planner pretrained on {len(stories)} stories: loss {info['final_loss']:.4f}; model folder {config.out}")
-    return PlannerResult(out=Path(config.out), steps=config.steps, resumed_from=start, first_loss=info["first_loss"],
-                         final_loss=info["final_loss"], seconds_per_step=seconds)
+    return PlannerResult(out=Path(config.out), steps=config.steps, resumed_from=start, first_loss=first_loss,
+                         final_loss=final_loss, seconds_per_step=seconds)

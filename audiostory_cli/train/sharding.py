@@ -13,12 +13,15 @@ FSDP2 runs on CUDA (NCCL) and on CPU processes (gloo): the CPU path is what the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from .module import TrainModule
 
 
 def check_fsdp_world(world_size: int) -> None:
@@ -30,14 +33,14 @@ def check_fsdp_world(world_size: int) -> None:
         )
 
 
-def shard_units(module: nn.Module) -> list[nn.Module]:
+def shard_units(module: TrainModule) -> list[nn.Module]:
     """The blocks sharded as their own FSDP units: decoder layers of the LLM, double and single DiT blocks."""
-    causal_lm = module.llm.get_base_model()  # type: ignore[operator, union-attr]
-    transformer = module.dit.transformer  # type: ignore[union-attr]
+    causal_lm = module.causal_lm()
+    transformer = module.dit.transformer
     return [*causal_lm.model.layers, *transformer.transformer_blocks, *transformer.single_transformer_blocks]
 
 
-def shard_module(module: nn.Module, device: torch.device, world_size: int) -> nn.Module:
+def shard_module(module: TrainModule, device: torch.device, world_size: int) -> TrainModule:
     """Shard ``module`` in place over one mesh of ``world_size`` processes on ``device``'s type."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
@@ -64,7 +67,8 @@ def gather_trainable(module: nn.Module) -> dict[str, torch.Tensor]:
     """Every trainable tensor, whole, by parameter name, on rank 0 (an empty dict elsewhere). Collective."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    state = get_model_state_dict(module, options=_options(trainable_only=True))
+    # full_state_dict=True: every value is a whole tensor
+    state = cast(dict[str, torch.Tensor], get_model_state_dict(module, options=_options(trainable_only=True)))
     names = {name for name, p in module.named_parameters() if p.requires_grad}
     return {name: tensor for name, tensor in state.items() if name in names}
 
@@ -73,7 +77,7 @@ def gather_model(module: nn.Module) -> dict[str, torch.Tensor]:
     """The module's whole state dict on rank 0 (empty elsewhere). Collective."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    return dict(get_model_state_dict(module, options=_options(trainable_only=False)))
+    return cast(dict[str, torch.Tensor], dict(get_model_state_dict(module, options=_options(trainable_only=False))))
 
 
 def gather_optimizer(module: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def build_tiny_t5_tokenizer(vocab_size: int = 256) -> Any:
     backend.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", T5_EOS_ID)],
     )
-    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+    tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
     )
     check_t5_tokenizer(tokenizer, vocab_size)
