@@ -480,6 +480,8 @@ def run_job(
     folder = StoryFolder(Path(out) / job.name)
     record = JobRecord.pending(job)
     record.rank = rank
+    if previous and folder.exists():  # batch.json keeps the seed and model a story was made with until it is remade
+        record.seed, record.model = previous.get("seed", job.seed), previous.get("model", job.model)
     started, loading = time.perf_counter(), models.load_seconds
     try:
         state = inspect_job(job, out, previous)

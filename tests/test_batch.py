@@ -139,6 +139,8 @@ def test_batch_isolates_failures_and_resumes_with_render_semantics(tmp_path):
     result = batch(str(jobs), "--out", str(out))
     assert result.exit_code == 1
     assert "whose duration, seed differ from this line" in records(out)["a"]["error"]  # the seed derives from it
+    result = batch(str(jobs), "--out", str(out))  # and stays refused on the next run
+    assert result.exit_code == 1 and "whose duration, seed differ" in records(out)["a"]["error"]
     assert StoryFolder(out / "a").load().total_duration == 3
 
 
@@ -243,3 +245,29 @@ def test_two_processes_give_the_one_process_audio(tmp_path):
         for file in one_audio:
             np.testing.assert_array_equal(one_audio[file], two_audio[file], err_msg=f"{name}/{file}")
         assert (tmp_path / "one" / name / "mix.wav").read_bytes() == (tmp_path / "two" / name / "mix.wav").read_bytes()
+
+
+def test_interrupted_batch_keeps_finished_work_and_resumes(tmp_path, monkeypatch):
+    from audiostory_cli import pipeline
+
+    jobs = write_jobs(tmp_path / "jobs.jsonl", {"prompt": "rain, thunder", "name": "a", **FAST},
+                      {"prompt": "wind, birds", "name": "b", **FAST})
+    out = tmp_path / "out"
+    real_store, stored = pipeline._store_event, []
+
+    def interrupt_in_b(folder, story, event, audio):
+        if folder.root.name == "b" and stored.count("b") == 1:
+            raise KeyboardInterrupt
+        stored.append(folder.root.name)
+        real_store(folder, story, event, audio)
+
+    monkeypatch.setattr(pipeline, "_store_event", interrupt_in_b)
+    result = batch(str(jobs), "--out", str(out))
+    assert result.exit_code == 130 and "run the same command again" in result.stderr
+    found = records(out)
+    assert (found["a"]["status"], found["b"]["status"]) == ("done", "pending")  # written on the way out
+    monkeypatch.setattr(pipeline, "_store_event", real_store)
+    result = batch(str(jobs), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    found = records(out)
+    assert (found["a"]["skipped"], found["b"]["rendered"], found["b"]["status"]) == (True, 1, "done")
