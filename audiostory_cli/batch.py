@@ -170,6 +170,7 @@ def _parse_line(text: str, number: int, default_model: str) -> tuple[Job, bool]:
     prompt = _field(obj, "prompt", str, required=True)
     name = _field(obj, "name", str)
     duration = _number(obj, "duration", required=True)
+    assert duration is not None  # required: _number raised otherwise
     seed = _integer(obj, "seed")
     options = PlanOptions(total_duration=duration, preset=_field(obj, "preset", str) or "broadcast",
                           style=_field(obj, "style", str), seed=seed, steps=_integer(obj, "steps"),

@@ -29,8 +29,7 @@ def batch(
 ) -> None:
     """Render every job of a JSONL file into its own story folder, loading each model once per process.
 
-    Under `torchrun --nproc_per_node N -m audiostory_cli batch ...` (or `accelerate launch`) the jobs are split
-    between the processes, one GPU each; rank 0 shows the progress and writes DIR/batch.json.
+    Split between `torchrun`/`accelerate launch` processes (one GPU each); rank 0 shows progress, writes batch.json.
     """
     from ..batch import check_batch, launch_from_env, read_jobs
 
@@ -138,7 +137,7 @@ def _report_check(report: CheckReport, *, as_json: bool, main: bool) -> None:
             out_console.print(f"{name}:{error.line}: error: {error.message}", markup=False, highlight=False)
         todo = ""
         if states:
-            counts = {s: states.count(s) for s in ("new", "render", "export", "done")}  # type: ignore[arg-type]
+            counts = {s: states.count(s) for s in ("new", "render", "export", "done")}
             todo = (f"; {counts['new']} to make, {counts['render'] + counts['export']} to finish, "
                     f"{counts['done']} done")
         err_console.print(f"{report.jobs.lines} line(s): {len(report.jobs.jobs)} valid job(s); "
