@@ -1,14 +1,16 @@
 """From prompt to delivered story: plan, render (only what is missing or stale), regenerate chosen events.
 
-The CLI commands ``tell``, ``render`` and ``regen`` are thin shells over these functions.
+The CLI commands ``tell``, ``render``, ``regen`` and ``batch`` are thin shells over these functions; ``tell()``
+is the whole of ``audiostory tell --yes`` (``check_tell_inputs``, ``start_story``, ``deliver_story``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from .export import ExportOptions, ExportResult
     from .model import AudioStoryModel
     from .runtime import Runtime
 
@@ -82,6 +85,100 @@ def check_preset(name: str) -> None:
     from .audio.presets import load_preset
 
     load_preset(name)
+
+
+def check_tell_inputs(prompt: str, options: PlanOptions, *, cues: Sequence[str], model: str) -> tuple[str, ...]:
+    """Every cheap check of a ``tell`` (no model loaded, nothing written): prompt, ranges, preset, style, cue
+    sheets and the model name. Returns the validated cue sheet names."""
+    from .audio.cues import check_cue_names
+    from .models.registry import resolve_model_ref
+
+    check_prompt(prompt)
+    check_plan_options(options)
+    check_preset(options.preset)
+    if options.style:
+        from .styles import get_style
+
+        get_style(options.style)
+    cue_names = check_cue_names(tuple(cues))
+    resolve_model_ref(model)
+    return cue_names
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(root: Path) -> Iterator[None]:
+    """A folder created inside the block is removed again if the block fails before anything is in it."""
+    created = not Path(root).exists()
+    try:
+        yield
+    except BaseException:
+        if created and Path(root).is_dir() and not any(Path(root).iterdir()):
+            Path(root).rmdir()
+        raise
+
+
+def start_story(
+    folder: StoryFolder, prompt: str, options: PlanOptions, model: AudioStoryModel, *,
+    progress: ProgressFn = no_progress,
+) -> Story:
+    """Plan a new story into ``folder`` (already prepared with ``StoryFolder.prepare_new``) and save story.json."""
+    story = plan_story(prompt, options, model, progress=progress)
+    folder.save(story, keep_previous=True)
+    return story
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What ``deliver_story`` did: the events rendered now, and the exported mix, stems, cues and QC."""
+
+    story: Story
+    render: RenderReport
+    export: ExportResult
+
+
+def deliver_story(
+    folder: StoryFolder,
+    model: AudioStoryModel,
+    runtime: Runtime,
+    *,
+    export_options: ExportOptions,
+    progress: ProgressFn = no_progress,
+    offload: bool = False,
+) -> Delivery:
+    """Render what is missing or stale, then export (``audiostory render``); a continued story's new part too."""
+    from .export import export_story
+
+    report = render_story(folder, model, runtime, progress=progress, offload=offload)
+    result = export_story(folder, export_options, progress)
+    story = folder.load()
+    if story.source and (folder.root / "continuation.wav").is_file():
+        from .continuation import write_new_part
+
+        write_new_part(folder)  # keep the new-part file in step with the refreshed mix
+    return Delivery(story=story, render=report, export=result)
+
+
+def tell(
+    prompt: str,
+    options: PlanOptions,
+    folder: StoryFolder,
+    model: AudioStoryModel,
+    runtime: Runtime,
+    *,
+    export_options: ExportOptions,
+    progress: ProgressFn = no_progress,
+    offload: bool = False,
+    force: bool = False,
+) -> Delivery:
+    """``audiostory tell --yes`` without the terminal: a new story folder planned, rendered and delivered.
+
+    The folder must be missing or empty (or hold a story, with ``force``); one that this call creates is removed
+    again if planning fails before anything is written. An interrupted render resumes with ``deliver_story``.
+    """
+    with removed_if_left_empty(folder.root):
+        folder.prepare_new(force=force)
+        start_story(folder, prompt, options, model, progress=progress)
+    return deliver_story(folder, model, runtime, export_options=export_options, progress=progress, offload=offload)
 
 
 def render_settings(options: PlanOptions) -> RenderSettings:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from . import batch as batch_cmd
 from . import continue_ as continue_cmd
 from . import describe as describe_cmd
 from . import doctor, plan, regen, render, tell
@@ -53,6 +54,7 @@ app.command(name="export")(export_cmd.export)
 app.command(name="continue")(continue_cmd.continue_)
 app.command(name="describe")(describe_cmd.describe)
 app.command(name="eval")(eval_cmd.eval_command)
+app.command(name="batch")(batch_cmd.batch)
 app.add_typer(plan.app, name="plan")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(train_cmd.app, name="train")

@@ -52,18 +52,13 @@ def render_and_export(
     as_json: bool,
 ) -> None:
     """Render what is missing, export, and print the results (paths, or JSON with --json) on stdout."""
-    from ..export import export_story
-    from ..pipeline import render_story
+    from ..pipeline import deliver_story
     from .progress_view import RichProgress
 
     with RichProgress() as progress:
-        report = render_story(folder, model, runtime, progress=progress, offload=offload)
-        result = export_story(folder, export_options, progress)
-    story = folder.load()
-    if story.source and (folder.root / "continuation.wav").is_file():
-        from ..continuation import write_new_part
-
-        write_new_part(folder)  # keep the new-part file in step with the refreshed mix
+        delivery = deliver_story(folder, model, runtime, export_options=export_options, progress=progress,
+                                 offload=offload)
+    story, report, result = delivery.story, delivery.render, delivery.export
     if as_json:
         summary = {
             "story": str(folder.story_path),

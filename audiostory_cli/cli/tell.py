@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -50,24 +48,15 @@ def tell(
     as_json: JsonOpt = False,
 ) -> None:
     """Plan a story from PROMPT, show the plan, then render every event and deliver mix, stems and cues."""
-    from ..audio.cues import check_cue_names
-    from ..models.registry import resolve_model_ref
-    from ..pipeline import PlanOptions, check_plan_options, check_preset, check_prompt, default_out_dir, plan_story
+    from ..pipeline import PlanOptions, check_tell_inputs, default_out_dir, removed_if_left_empty, start_story
     from ..story import StoryFolder
 
     options = PlanOptions(total_duration=duration, preset=preset, style=style, seed=seed, steps=steps,
                           guidance=guidance)
-    check_prompt(prompt)  # every cheap check first: a bad flag is one line and creates nothing
-    check_plan_options(options)
-    check_preset(preset)
-    if style:
-        from ..styles import get_style
-
-        get_style(style)
-    cue_names = check_cue_names(parse_cues(cues))
-    resolve_model_ref(model)
+    # every cheap check first: a bad flag is one line and creates nothing
+    cue_names = check_tell_inputs(prompt, options, cues=parse_cues(cues), model=model)
     folder = StoryFolder(out or default_out_dir(prompt))
-    with _removed_on_failure(folder.root):
+    with removed_if_left_empty(folder.root):
         folder.prepare_new(force=force)
         err_console.print(f"[dim]audiostory tell: {duration:g} s, model {model}[/]")  # the first line, before imports
         from ..export import ExportOptions
@@ -77,8 +66,7 @@ def tell(
 
         loaded, runtime = load_for_command(model, device)
         with RichProgress() as progress:
-            story = plan_story(prompt, options, loaded, progress=progress)
-        folder.save(story, keep_previous=True)
+            story = start_story(folder, prompt, options, loaded, progress=progress)
     err_console.print(plan_table(story))
     export_options = ExportOptions(loudness=preset, stems=stems, cues=cue_names, force=True)
     if plan_only:
@@ -91,18 +79,6 @@ def tell(
         return
     render_and_export(folder, loaded, runtime, export_options=export_options,
                       offload=wants_offload(offload, runtime), as_json=as_json)
-
-
-@contextlib.contextmanager
-def _removed_on_failure(root: Path) -> Iterator[None]:
-    """A folder this command creates is removed again if loading or planning fails before anything is in it."""
-    created = not root.exists()
-    try:
-        yield
-    except BaseException:
-        if created and root.is_dir() and not any(root.iterdir()):
-            root.rmdir()
-        raise
 
 
 def _confirm_render(folder: object, *, ask: bool) -> bool:
