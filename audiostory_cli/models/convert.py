@@ -200,8 +200,10 @@ def convert_official(
     return meta
 
 
-def load_mapped_strict(parts: Mapping[str, nn.Module], mapped: MappedCheckpoint) -> None:
-    """Load every part strictly; a mapped part the model lacks (or the reverse) is an error too."""
+def load_mapped_strict(parts: Mapping[str, nn.Module], mapped: MappedCheckpoint, *,
+                       key_check_only: bool = False) -> None:
+    """Load every part strictly; a mapped part the model lacks (or the reverse) is an error too.
+    ``key_check_only``: the mapped tensors are on the meta device (names and shapes only)."""
     errors: list[CheckpointKeyError] = []
     extra = sorted(mapped.parts - set(parts))
     if extra:
@@ -210,7 +212,7 @@ def load_mapped_strict(parts: Mapping[str, nn.Module], mapped: MappedCheckpoint)
         errors[-1].unexpected = [f"{p}.*" for p in extra]  # type: ignore[attr-defined]
     for name, module in parts.items():
         try:
-            load_state_strict(module, mapped.part_state(name), prefix=f"{name}.")
+            load_state_strict(module, mapped.part_state(name), prefix=f"{name}.", key_check_only=key_check_only)
         except CheckpointKeyError as exc:
             errors.append(exc)
     if errors:
