@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import ModelDims, tiny_dims
+from .config import CANVAS_FIXED, ModelDims, tiny_dims
 from .errors import ModelError
 from .progress import ProgressFn, no_progress
 from .runtime import Runtime
@@ -80,6 +80,16 @@ class AudioStoryModel:
     @property
     def sample_rate(self) -> int:
         return self.dims.vae.sampling_rate
+
+    @property
+    def canvas(self) -> str:
+        """The DiT canvas these weights were trained for (``config.CANVASES``)."""
+        from .config import model_canvas
+
+        try:
+            return model_canvas(self.extra)
+        except ValueError as exc:
+            raise ModelError(f"model {self.name!r}: {exc}; fix 'canvas' in its audiostory.json") from exc
 
     def planner(self) -> Planner:
         """The reasoner and bridge as the planner API (built once)."""
@@ -164,6 +174,7 @@ def tiny_random_model(seed: int = 0) -> AudioStoryModel:
         torch.manual_seed(seed)
         parts = build_parts(dims, len(tokenizer))
     model = AudioStoryModel(name=TINY_RANDOM, dims=dims, tokenizer=tokenizer, **parts)  # type: ignore[arg-type]
+    model.extra["canvas"] = CANVAS_FIXED  # the released architecture's stand-in renders like it
     for module in model.parts().values():
         module.eval()
     return model

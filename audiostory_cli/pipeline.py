@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config import CANVAS_FIXED, CANVASES
 from .errors import InputError, UsageError
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
@@ -43,6 +44,7 @@ class PlanOptions:
     crossfade: float | None = None  # None: the style's, else 1.5 s
     temperature: float = 0.0  # 0 = greedy planning, like the official inference
     top_p: float = 1.0
+    canvas: str | None = None  # None: the model's (fixed for the official checkpoint); "sized" is an opt-in
 
 
 def check_prompt(prompt: str) -> str:
@@ -75,6 +77,8 @@ def check_plan_options(options: PlanOptions) -> None:
         raise UsageError(f"--temperature {options.temperature:g} must be 0 (greedy) or positive")
     if not 0 < options.top_p <= 1:
         raise UsageError(f"--top-p {options.top_p:g} must be in (0, 1]")
+    if options.canvas is not None and options.canvas not in CANVASES:
+        raise UsageError(f"--canvas {options.canvas!r} must be one of {', '.join(CANVASES)}")
 
 
 def check_preset(name: str) -> None:
@@ -83,7 +87,9 @@ def check_preset(name: str) -> None:
     load_preset(name)
 
 
-def render_settings(options: PlanOptions) -> RenderSettings:
+def render_settings(options: PlanOptions, model_canvas: str = CANVAS_FIXED) -> RenderSettings:
+    """The settings stored with a new plan: flags, else the style's, else the defaults; the canvas is the
+    model's unless ``--canvas`` says otherwise."""
     from .styles import get_style
 
     style = get_style(options.style) if options.style else None
@@ -91,6 +97,7 @@ def render_settings(options: PlanOptions) -> RenderSettings:
         steps=options.steps if options.steps is not None else (style.steps if style else 50),
         guidance=options.guidance if options.guidance is not None else (style.guidance if style else 4.0),
         crossfade=options.crossfade if options.crossfade is not None else (style.crossfade if style else 1.5),
+        canvas=options.canvas or model_canvas,
     )
 
 
@@ -114,7 +121,7 @@ def plan_story(
 
     prompt = check_prompt(prompt)
     check_plan_options(options)
-    settings = render_settings(options)
+    settings = render_settings(options, model.canvas)
     lead = get_style(options.style).lead if options.style else None
     planner = model.planner()
     sampling = SamplingOptions(temperature=options.temperature, top_p=options.top_p, seed=options.seed or 0)
@@ -220,7 +227,7 @@ def render_story(
         with torch.inference_mode():
             latents = render_latents(
                 model.dit, conditions, steps=story.settings.steps, guidance=story.settings.guidance,
-                uncond=uncond, runtime=runtime, progress=progress, geometry=geometry,
+                uncond=uncond, runtime=runtime, progress=progress, geometry=geometry, canvas=story.settings.canvas,
             )
         for event, condition, event_latents in zip(chunk, conditions, latents, strict=True):
             # 4. decode (a prefix gives left context, then is dropped), write the event and the plan

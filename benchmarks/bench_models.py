@@ -88,6 +88,7 @@ def random_model(dims: ModelDims, *, name: str, seed: int = 0) -> AudioStoryMode
         parts = build_parts(dims, vocab)
     model = AudioStoryModel(name=name, dims=dims, tokenizer=tokenizer, **parts)  # type: ignore[arg-type]
     model.extra["random_weights"] = True  # plan_story then scripts the plan from the prompt
+    model.extra["canvas"] = "fixed"  # it stands in for the converted official checkpoint
     for module in model.parts().values():
         module.eval()
     return model

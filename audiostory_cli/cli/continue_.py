@@ -11,6 +11,7 @@ import typer
 from .common import err_console, is_interactive, out_console
 from .options import (
     ALL_CUES,
+    CanvasOpt,
     CuesOpt,
     DeviceOpt,
     GuidanceOpt,
@@ -45,6 +46,7 @@ def continue_(
     seed: SeedOpt = None,
     steps: StepsOpt = None,
     guidance: GuidanceOpt = None,
+    canvas: CanvasOpt = None,
     stems: StemsOpt = False,
     cues: CuesOpt = ALL_CUES,
     only_new: Annotated[
@@ -74,7 +76,7 @@ def continue_(
 
     # 1. everything that can be wrong is found before the model loads
     options = PlanOptions(total_duration=duration, preset=preset, style=style, seed=seed, steps=steps,
-                          guidance=guidance)
+                          guidance=guidance, canvas=canvas)
     source = read_input_audio(audio)
     instruction = check_continue_inputs(source, instruction, options)
     check_preset(preset)

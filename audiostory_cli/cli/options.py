@@ -23,6 +23,14 @@ StyleOpt = Annotated[
 SeedOpt = Annotated[int | None, typer.Option(help="Base seed: event N gets seed+N-1 (default: a random one).")]
 StepsOpt = Annotated[int | None, typer.Option(help="Sampling steps per event (default 50, or the style's).")]
 GuidanceOpt = Annotated[float | None, typer.Option(help="Classifier-free guidance (default 4.0, or the style's).")]
+CanvasOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--canvas",
+        help="DiT canvas: fixed (the whole 30 s window, then trimmed: the official inference) or sized (each "
+        "event's own length: faster, but not validated on the released weights). Default: the model's.",
+    ),
+]
 StemsOpt = Annotated[bool, typer.Option("--stems", help="Also export one stem per event (stems sum to the mix).")]
 CuesOpt = Annotated[
     str, typer.Option(help="Cue sheets, comma-separated: story, reaper, audacity, edl (qc.json always).")

@@ -12,6 +12,7 @@ import typer
 from .common import err_console, is_interactive, out_console
 from .options import (
     ALL_CUES,
+    CanvasOpt,
     CuesOpt,
     DeviceOpt,
     GuidanceOpt,
@@ -39,6 +40,7 @@ def tell(
     seed: SeedOpt = None,
     steps: StepsOpt = None,
     guidance: GuidanceOpt = None,
+    canvas: CanvasOpt = None,
     stems: StemsOpt = False,
     cues: CuesOpt = ALL_CUES,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Render without asking (always so without a TTY).")] = False,
@@ -56,7 +58,7 @@ def tell(
     from ..story import StoryFolder
 
     options = PlanOptions(total_duration=duration, preset=preset, style=style, seed=seed, steps=steps,
-                          guidance=guidance)
+                          guidance=guidance, canvas=canvas)
     check_prompt(prompt)  # every cheap check first: a bad flag is one line and creates nothing
     check_plan_options(options)
     check_preset(preset)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import ModelDims, full_dims
+from ..config import CANVAS_FIXED, ModelDims, full_dims
 from ..errors import CheckpointKeyError, InputError, ModelError, UsageError, WeightsError
 from ..progress import ProgressFn, no_progress
 from .checkpoint import ModelFolderMeta, ModelInfo, SourceRef, load_state_strict, merge_key_errors, save_model_folder
@@ -188,7 +188,7 @@ def convert_official(
     part_dtypes = {p: torch.float32 for p in NEVER_FP16} if dtype == "fp16" else {}
     info = ModelInfo(
         name=name, vocab_size=vocab_size, sources=tuple(_source_ref(k, Path(v)) for k, v in sources.items()),
-        extra={"converted_from": "official", "official_config": _config_summary(config),
+        extra={"converted_from": "official", "canvas": CANVAS_FIXED, "official_config": _config_summary(config),
                "ignored": dict(mapped.ignored), "notes": list(mapped.notes)},
     )
     progress("convert", 5, steps)

@@ -16,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..config import CANVASES
 from ..errors import PlanValidationError
 
 SCHEMA_VERSION = 1
@@ -27,6 +28,7 @@ MAX_TOTAL_SECONDS = 3600.0
 MIN_EVENT_SECONDS = 0.5
 TIME_EPS = 1e-6  # seconds; tolerance for float round-off in start/end comparisons
 _STEM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+FADE_SHAPES: tuple[str, ...] = ("linear", "equal-power")
 
 
 @dataclass
@@ -36,6 +38,10 @@ class RenderSettings:
     steps: int = 50
     guidance: float = 4.0
     crossfade: float = 1.5  # seconds, default per boundary
+    # The defaults of the two below are what stories written before they existed were rendered with; new plans
+    # take them from the model (``pipeline.render_settings``): fixed + linear for the official checkpoint.
+    canvas: str = "sized"  # DiT canvas: "fixed" (the whole window, trimmed; official) or "sized" (the event's)
+    crossfade_shape: str = "equal-power"  # "linear" (the official join) or "equal-power"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,6 +122,8 @@ class Story:
             steps=_int(settings_raw.get("steps", 50), "settings.steps"),
             guidance=_float(settings_raw.get("guidance", 4.0), "settings.guidance"),
             crossfade=_float(settings_raw.get("crossfade", 1.5), "settings.crossfade"),
+            canvas=_str(settings_raw.get("canvas", "sized"), "settings.canvas"),
+            crossfade_shape=_str(settings_raw.get("crossfade_shape", "equal-power"), "settings.crossfade_shape"),
         )
         story = cls(
             prompt=_str(data.get("prompt"), "prompt"),
@@ -168,6 +176,15 @@ class Story:
         if not (math.isfinite(s.crossfade) and 0.0 <= s.crossfade <= 10.0):
             raise PlanValidationError(
                 f"settings.crossfade {s.crossfade} must be in 0..10 seconds", field="settings.crossfade"
+            )
+        if s.canvas not in CANVASES:
+            raise PlanValidationError(
+                f"settings.canvas {s.canvas!r} must be one of {', '.join(CANVASES)}", field="settings.canvas"
+            )
+        if s.crossfade_shape not in FADE_SHAPES:
+            raise PlanValidationError(
+                f"settings.crossfade_shape {s.crossfade_shape!r} must be one of {', '.join(FADE_SHAPES)}",
+                field="settings.crossfade_shape",
             )
         if self.sample_rate <= 0:
             raise PlanValidationError("sample_rate must be positive", field="sample_rate")
@@ -255,6 +272,8 @@ class Story:
             "sample_rate": self.sample_rate,
             "style": self.style,
         }
+        if self.settings.canvas != "sized":  # absent from older stories' hashes, which were all rendered sized
+            payload["canvas"] = self.settings.canvas
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:16]
 
