@@ -17,7 +17,7 @@ from .config import CANVAS_FIXED, CANVASES
 from .errors import InputError, UsageError
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
-from .story.plan import MAX_TOTAL_SECONDS, Event, RenderSettings, Story
+from .story.plan import MAX_TOTAL_SECONDS, Event, GeneratedPlan, RenderSettings, Story
 
 if TYPE_CHECKING:
     import numpy as np
@@ -155,6 +155,12 @@ def plan_story(
         reasoning=output.reasoning, settings=settings, sample_rate=model.sample_rate,
     )
     _fit_last_event(story)
+    if output.event_blocks and len(output.event_blocks) == len(events):  # render conditions on these tokens
+        story.generated = GeneratedPlan(
+            token_ids=list(output.token_ids), event_blocks=list(output.event_blocks),
+            instruction=story.instruction, reasoning=story.reasoning,
+            events=[GeneratedPlan.fingerprint(e) for e in story.events],
+        )
     story.validate()
     return story
 

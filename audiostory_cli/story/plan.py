@@ -48,6 +48,26 @@ class RenderSettings:
 
 
 @dataclass
+class GeneratedPlan:
+    """What the reasoner wrote when it planned the story, kept so that rendering conditions every unedited event on
+    exactly those tokens (as the official inference does), not on a re-serialised plan.
+
+    ``events`` are the planned events' (caption, story_detail, duration) as first stored: an event still equal to
+    its entry, after an unchanged instruction, reasoning and unchanged earlier events, is "unedited".
+    """
+
+    token_ids: list[int]
+    event_blocks: list[int]  # per planned event: its 0-based <|gen|> block in token_ids
+    instruction: str
+    reasoning: str
+    events: list[dict[str, Any]]
+
+    @staticmethod
+    def fingerprint(event: Event) -> dict[str, Any]:
+        return {"caption": event.caption, "story_detail": event.story_detail, "duration": round(event.duration, 6)}
+
+
+@dataclass
 class Event:
     index: int  # 1-based, contiguous
     start: float
@@ -84,6 +104,7 @@ class Story:
     settings: RenderSettings = field(default_factory=RenderSettings)
     sample_rate: int = 44_100  # rate of the raw event renders
     source: str | None = None  # for `continue`: the input audio copied into the folder
+    generated: GeneratedPlan | None = None  # the reasoner's own tokens (None: older or hand-made stories)
     schema_version: int = SCHEMA_VERSION
 
     # -- serialisation -------------------------------------------------------------------------------------
@@ -138,6 +159,7 @@ class Story:
             settings=settings,
             sample_rate=_int(data.get("sample_rate", 44_100), "sample_rate"),
             source=_opt_str(data.get("source"), "source"),
+            generated=_generated_from_dict(data.get("generated")),
         )
         story.validate()
         return story
@@ -253,6 +275,25 @@ class Story:
         wanted = self.settings.crossfade if event.crossfade is None else event.crossfade
         return max(0.0, min(wanted, event.duration, nxt.duration))
 
+    def planned_events(self) -> list[Event]:
+        """The events the reasoner planned (a continuation's source event 0 is not one of them)."""
+        return [e for e in self.events if e.status != "source"]
+
+    def unedited_events(self) -> int:
+        """How many leading planned events still match what the reasoner wrote (``generated``): their bridge
+        states come from its own tokens; the rest come from the re-serialised, edited plan."""
+        generated = self.generated
+        if generated is None or generated.instruction != self.instruction or generated.reasoning != self.reasoning:
+            return 0
+        if len(generated.event_blocks) != len(generated.events):
+            return 0
+        count = 0
+        for event, recorded in zip(self.planned_events(), generated.events, strict=False):
+            if GeneratedPlan.fingerprint(event) != recorded:
+                break
+            count += 1
+        return count
+
     def render_length(self, event: Event) -> float:
         """Seconds to render for ``event``: its duration plus the crossfade tail into the next event."""
         return event.duration + self.crossfade_after(event)
@@ -340,6 +381,26 @@ def _int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PlanValidationError(f"{name} must be a whole number, got {value!r}", field=name)
     return value
+
+
+def _generated_from_dict(raw: Any) -> GeneratedPlan | None:
+    if raw is None:
+        return None
+    where = "generated"
+    if not isinstance(raw, dict):
+        raise PlanValidationError(f"{where} must be a table", field=where)
+    _reject_unknown(raw, {f.name for f in dataclasses.fields(GeneratedPlan)}, f"{where}.")
+    ids, blocks, events = raw.get("token_ids"), raw.get("event_blocks"), raw.get("events")
+    for name, value in (("token_ids", ids), ("event_blocks", blocks)):
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                  for v in value):
+            raise PlanValidationError(f"{where}.{name} must be a list of whole numbers >= 0", field=f"{where}.{name}")
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise PlanValidationError(f"{where}.events must be a list of tables", field=f"{where}.events")
+    return GeneratedPlan(
+        token_ids=list(ids), event_blocks=list(blocks), instruction=_str(raw.get("instruction", ""), where),
+        reasoning=_str(raw.get("reasoning", ""), where), events=[dict(e) for e in events],
+    )
 
 
 def _event_from_dict(raw: Any, position: int) -> Event:
