@@ -50,6 +50,7 @@ def quiet_libraries() -> Iterator[None]:
 
 PART_NAMES = ("llm", "bridge", "dit", "text_encoder", "vae", "audio_encoder")
 TINY_RANDOM = "tiny-random"
+OFFICIAL_JOIN = {"crossfade": 3.0, "shape": "linear"}  # evaluate/inference.py: --crossfade_sec 3, linspace fades
 
 
 @dataclass
@@ -80,6 +81,31 @@ class AudioStoryModel:
     @property
     def sample_rate(self) -> int:
         return self.dims.vae.sampling_rate
+
+    @property
+    def repetition_penalty(self) -> float:
+        """The planner's repetition penalty by default: the base LLM's generation config (1.05 for the released
+        model, as the official ``generate`` applies it even when greedy); 1.0 when the folder records none."""
+        value = self.extra.get("generation", {}).get("repetition_penalty", 1.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ModelError(f"model {self.name!r}: generation.repetition_penalty {value!r} must be a positive "
+                             "number; fix it in its audiostory.json")
+        return float(value)
+
+    @property
+    def join(self) -> tuple[float, str]:
+        """Default crossfade (seconds, shape) between events: the official join for the official checkpoint (each
+        non-final clip conditioned on duration + 3 s and joined with a 3 s linear crossfade), else 1.5 s
+        equal-power; a folder's ``join`` field says otherwise."""
+        default = OFFICIAL_JOIN if self.extra.get("converted_from") == "official" else {"crossfade": 1.5,
+                                                                                         "shape": "equal-power"}
+        join = {**default, **self.extra.get("join", {})}
+        seconds, shape = join["crossfade"], join["shape"]
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 10 or shape not in (
+                "linear", "equal-power"):
+            raise ModelError(f"model {self.name!r}: join {join!r} needs crossfade 0..10 s and shape 'linear' or "
+                             "'equal-power'; fix it in its audiostory.json")
+        return float(seconds), str(shape)
 
     @property
     def canvas(self) -> str:

@@ -12,6 +12,7 @@ from .common import err_console, is_interactive, out_console
 from .options import (
     ALL_CUES,
     CanvasOpt,
+    CrossfadeShapeOpt,
     CuesOpt,
     DeviceOpt,
     GuidanceOpt,
@@ -19,6 +20,7 @@ from .options import (
     ModelOpt,
     OffloadOpt,
     PresetOpt,
+    RepetitionPenaltyOpt,
     SeedOpt,
     StemsOpt,
     StepsOpt,
@@ -47,6 +49,8 @@ def continue_(
     steps: StepsOpt = None,
     guidance: GuidanceOpt = None,
     canvas: CanvasOpt = None,
+    repetition_penalty: RepetitionPenaltyOpt = None,
+    crossfade_shape: CrossfadeShapeOpt = None,
     stems: StemsOpt = False,
     cues: CuesOpt = ALL_CUES,
     only_new: Annotated[
@@ -76,7 +80,8 @@ def continue_(
 
     # 1. everything that can be wrong is found before the model loads
     options = PlanOptions(total_duration=duration, preset=preset, style=style, seed=seed, steps=steps,
-                          guidance=guidance, canvas=canvas)
+                          guidance=guidance, canvas=canvas,
+                          repetition_penalty=repetition_penalty, crossfade_shape=crossfade_shape)
     source = read_input_audio(audio)
     instruction = check_continue_inputs(source, instruction, options)
     check_preset(preset)

@@ -13,6 +13,7 @@ from .common import err_console, is_interactive, out_console
 from .options import (
     ALL_CUES,
     CanvasOpt,
+    CrossfadeShapeOpt,
     CuesOpt,
     DeviceOpt,
     GuidanceOpt,
@@ -20,6 +21,7 @@ from .options import (
     ModelOpt,
     OffloadOpt,
     PresetOpt,
+    RepetitionPenaltyOpt,
     SeedOpt,
     StemsOpt,
     StepsOpt,
@@ -41,6 +43,8 @@ def tell(
     steps: StepsOpt = None,
     guidance: GuidanceOpt = None,
     canvas: CanvasOpt = None,
+    repetition_penalty: RepetitionPenaltyOpt = None,
+    crossfade_shape: CrossfadeShapeOpt = None,
     stems: StemsOpt = False,
     cues: CuesOpt = ALL_CUES,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Render without asking (always so without a TTY).")] = False,
@@ -58,7 +62,8 @@ def tell(
     from ..story import StoryFolder
 
     options = PlanOptions(total_duration=duration, preset=preset, style=style, seed=seed, steps=steps,
-                          guidance=guidance, canvas=canvas)
+                          guidance=guidance, canvas=canvas,
+                          repetition_penalty=repetition_penalty, crossfade_shape=crossfade_shape)
     check_prompt(prompt)  # every cheap check first: a bad flag is one line and creates nothing
     check_plan_options(options)
     check_preset(preset)
@@ -73,7 +78,7 @@ def tell(
         folder.prepare_new(force=force)
         err_console.print(f"[dim]audiostory tell: {duration:g} s, model {model}[/]")  # the first line, before imports
         from ..export import ExportOptions
-        from ..story.table import plan_table
+        from ..story.table import plan_table, render_notes
         from .progress_view import RichProgress
         from .session import load_for_command, render_and_export, wants_offload
 
@@ -82,6 +87,8 @@ def tell(
             story = plan_story(prompt, options, loaded, progress=progress)
         folder.save(story, keep_previous=True)
     err_console.print(plan_table(story))
+    for line in render_notes(story):
+        err_console.print(line, highlight=False)
     export_options = ExportOptions(loudness=preset, stems=stems, cues=cue_names, force=True)
     if plan_only:
         err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
