@@ -40,6 +40,10 @@ def test_tell_records_the_models_canvas_and_the_override(tmp_path) -> None:
     assert story.render_hash(story.events[0]) != fixed.render_hash(fixed.events[0])  # the canvas changes audio
     result = runner.invoke(app, ["tell", "rain", "--out", str(tmp_path / "c"), "--canvas", "wide", *base])
     assert result.exit_code == 2 and "--canvas 'wide'" in result.output
+    result = runner.invoke(app, ["tell", "rain", "--out", str(tmp_path / "d"), "--repetition-penalty", "0", *base])
+    assert result.exit_code == 2 and "--repetition-penalty 0 is out of range" in result.output
+    result = runner.invoke(app, ["tell", "rain", "--out", str(tmp_path / "e"), "--crossfade-shape", "cosine", *base])
+    assert result.exit_code == 2 and "--crossfade-shape 'cosine'" in result.output
 
 
 def test_older_story_files_keep_their_canvas_and_hash(tmp_path) -> None:

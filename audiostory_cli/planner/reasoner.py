@@ -131,8 +131,9 @@ def apply_lora(llm: Qwen2ForCausalLM, dims: ReasonerDims) -> Any:
 class SamplingOptions:
     """How the plan is decoded. The default is greedy like the official inference.
 
-    ``temperature > 0`` samples (with ``top_p`` and ``seed``). ``repetition_penalty`` is explicit: the stock
-    Qwen2.5 ``generation_config.json`` silently adds 1.05, even to greedy decoding; we apply only what is set.
+    ``temperature > 0`` samples (with ``top_p`` and ``seed``). ``repetition_penalty`` is explicit here (1.0 = none);
+    ``pipeline.plan_story`` sets it from the model's generation config, i.e. the 1.05 that the stock Qwen2.5
+    ``generation_config.json`` adds to the official greedy decoding, unless ``--repetition-penalty`` says otherwise.
     The ``max_*`` budgets bound the output so that decoding always ends with a complete plan.
     """
 
