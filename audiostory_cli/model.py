@@ -15,9 +15,10 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .config import CANVAS_FIXED, ModelDims, tiny_dims
+from .config import CANVAS_FIXED, ModelDims, model_canvas, tiny_dims
 from .errors import ModelError
 from .progress import ProgressFn, no_progress
 from .runtime import Runtime
@@ -50,7 +51,8 @@ def quiet_libraries() -> Iterator[None]:
 
 PART_NAMES = ("llm", "bridge", "dit", "text_encoder", "vae", "audio_encoder")
 TINY_RANDOM = "tiny-random"
-OFFICIAL_JOIN = {"crossfade": 3.0, "shape": "linear"}  # evaluate/inference.py: --crossfade_sec 3, linspace fades
+OFFICIAL_JOIN = MappingProxyType({"crossfade": 3.0, "shape": "linear"})  # inference.py: --crossfade_sec 3, linspace
+DEFAULT_JOIN = MappingProxyType({"crossfade": 1.5, "shape": "equal-power"})
 
 
 @dataclass
@@ -97,21 +99,18 @@ class AudioStoryModel:
         """Default crossfade (seconds, shape) between events: the official join for the official checkpoint (each
         non-final clip conditioned on duration + 3 s and joined with a 3 s linear crossfade), else 1.5 s
         equal-power; a folder's ``join`` field says otherwise."""
-        default = OFFICIAL_JOIN if self.extra.get("converted_from") == "official" else {"crossfade": 1.5,
-                                                                                         "shape": "equal-power"}
-        join = {**default, **self.extra.get("join", {})}
-        seconds, shape = join["crossfade"], join["shape"]
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 10 or shape not in (
-                "linear", "equal-power"):
+        official = self.extra.get("converted_from") == "official"
+        join = {**(OFFICIAL_JOIN if official else DEFAULT_JOIN), **self.extra.get("join", {})}
+        seconds, shape = join.get("crossfade"), join.get("shape")
+        valid_seconds = isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 <= seconds <= 10
+        if not valid_seconds or shape not in ("linear", "equal-power"):
             raise ModelError(f"model {self.name!r}: join {join!r} needs crossfade 0..10 s and shape 'linear' or "
                              "'equal-power'; fix it in its audiostory.json")
-        return float(seconds), str(shape)
+        return float(seconds), str(shape)  # type: ignore[arg-type]
 
     @property
     def canvas(self) -> str:
         """The DiT canvas these weights were trained for (``config.CANVASES``)."""
-        from .config import model_canvas
-
         try:
             return model_canvas(self.extra)
         except ValueError as exc:

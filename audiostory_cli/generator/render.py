@@ -1,5 +1,5 @@
-"""Render the latents of many events at once: batched over events, each sized to its own duration, each with its
-own seeded noise, with optional clean latent prefixes (continuation) and long events chained window by window.
+"""Render the latents of many events at once: batched over events, each on the model's canvas, each with its own
+seeded noise, with optional clean latent prefixes (continuation) and long events chained window by window.
 
 Per event: ``L = ceil(round(seconds × sr) / hop)`` new frames. The canvas (``config.CANVASES``) decides how many
 frames the DiT denoises: ``fixed`` (the official inference, and what the released weights were trained on) always
@@ -202,7 +202,8 @@ def _sample_group(
     runtime: Runtime,
     report: Callable[[int, int], None],
 ) -> list[torch.Tensor]:
-    """One DiT batch: pad to the longest window, mask the padding, inpaint the prefixes."""
+    """One DiT batch: pad to the longest canvas (none to pad on the fixed canvas), mask the padding, inpaint the
+    prefixes."""
     device = runtime.device
     size, length, channels = len(group), max(j.noise.shape[0] for j in group), dit.dims.in_channels
     noise = torch.zeros(size, length, channels)

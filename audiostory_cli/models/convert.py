@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import CANVAS_FIXED, ModelDims, full_dims
 from ..errors import CheckpointKeyError, InputError, ModelError, UsageError, WeightsError
+from ..model import OFFICIAL_JOIN
 from ..progress import ProgressFn, no_progress
 from .checkpoint import ModelFolderMeta, ModelInfo, SourceRef, load_state_strict, merge_key_errors, save_model_folder
 from .download import PART_MANIFEST, converted_path, model_path, read_part_manifest, sha256_file
@@ -201,7 +202,7 @@ def convert_official(
     info = ModelInfo(
         name=name, vocab_size=vocab_size, sources=tuple(_source_ref(k, Path(v)) for k, v in sources.items()),
         extra={"converted_from": "official", "canvas": CANVAS_FIXED, "generation": generation,
-               "join": {"crossfade": 3.0, "shape": "linear"},
+               "join": dict(OFFICIAL_JOIN),
                "official_config": _config_summary(config),
                "ignored": dict(mapped.ignored), "notes": list(mapped.notes)},
     )
