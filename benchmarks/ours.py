@@ -40,7 +40,7 @@ class StoryCase:
     events: int
     steps: int
     guidance: float = 4.0
-    crossfade: float = 1.5
+    crossfade: float | None = None  # None: the model's join (3 s linear for audiostory-3b, as officially)
     seed: int = 1234
     preset: str = "broadcast"
     canvas: str | None = None  # None: the model's (fixed for the official checkpoint); "sized" is the opt-in
