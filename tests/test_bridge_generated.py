@@ -69,3 +69,15 @@ def test_plan_show_says_where_the_bridge_comes_from(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "bridge: re-serialised plan for every event (the plan was edited after planning)" in result.output
     assert "canvas: fixed" in result.output
+
+
+def test_a_malformed_generated_entry_is_reported_with_its_field(planned) -> None:
+    from audiostory_cli.errors import PlanValidationError
+
+    _, story = planned
+    data = story.to_dict()
+    data["generated"]["token_ids"] = ["x"]
+    with pytest.raises(PlanValidationError, match="generated.token_ids must be a list of whole numbers"):
+        Story.from_dict(data)
+    notes = render_notes(story)
+    assert all(len(line) <= 80 for line in notes[1:])

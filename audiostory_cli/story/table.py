@@ -62,7 +62,8 @@ def render_notes(story: Story) -> list[str]:
                   f"{last_kept + 1} on (edited after planning)")
     settings = story.settings
     canvas = ("fixed: the whole 30 s DiT window, trimmed (official)" if settings.canvas == "fixed"
-              else "sized to each event (opt-in speed-up, not validated on the released weights)")
-    shape = "linear (official)" if settings.crossfade_shape == "linear" else "equal-power"
+              else "sized to each event (opt-in; not validated on the released weights)")
+    shape = "linear" if settings.crossfade_shape == "linear" else "equal-power"
+    official = " (official)" if (settings.crossfade, shape) == (3.0, "linear") else ""
     return [f"bridge: {bridge}", f"canvas: {canvas}",
-            f"join: {settings.crossfade:g} s {shape} crossfade, each clip conditioned on duration + crossfade"]
+            f"join: {settings.crossfade:g} s {shape} crossfade{official}; clips include the crossfade tail"]
