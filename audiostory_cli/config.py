@@ -14,6 +14,23 @@ from typing import Any
 FULL_SAMPLE_RATE = 44_100
 FULL_HOP = 2048
 
+# The DiT canvas: a property of each model folder (``extra["canvas"]`` in its audiostory.json).
+CANVAS_FIXED = "fixed"  # denoise the whole audio_seq_len window, then trim (the official inference; TangoFlux and
+#                         AudioStory trained only on zero-padded 30 s windows without a loss mask)
+CANVAS_SIZED = "sized"  # a canvas sized to each event (how `audiostory train` trains: masked, variable length)
+CANVASES = (CANVAS_FIXED, CANVAS_SIZED)
+
+
+def model_canvas(extra: dict[str, Any]) -> str:
+    """The canvas a model folder's weights expect: its ``canvas`` field; folders written before the field existed
+    are ``fixed`` when converted from the official checkpoint, else ``sized`` (what training used)."""
+    value = extra.get("canvas")
+    if value is None:
+        return CANVAS_FIXED if extra.get("converted_from") == "official" else CANVAS_SIZED
+    if value not in CANVASES:
+        raise ValueError(f"canvas {value!r} must be one of {', '.join(CANVASES)}")
+    return str(value)
+
 
 @dataclass(frozen=True)
 class ReasonerDims:

@@ -43,7 +43,7 @@ import numpy as np
 from .errors import InputError, StoryError, UsageError
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
-from .story.plan import MAX_TOTAL_SECONDS, TIME_EPS, Event, Story
+from .story.plan import MAX_TOTAL_SECONDS, TIME_EPS, Event, GeneratedPlan, Story
 
 if TYPE_CHECKING:
     import torch
@@ -156,8 +156,12 @@ def attach_source(planned: Story, name: str, frames: int) -> Story:
         story_detail="input audio (not rendered)", seed=0, stem=SOURCE_STEM, crossfade=SEAM_CROSSFADE,
         status="source", file=SOURCE_FILE,
     )
+    generated = planned.generated
+    if generated is not None:  # the shift is not an edit: the events are still what the reasoner wrote
+        generated = replace(generated, events=[GeneratedPlan.fingerprint(e) for e in events])
     story = replace(
-        planned, events=[source_event, *events], total_duration=total, source=f"{SOURCE_DIR}/{name}"
+        planned, events=[source_event, *events], total_duration=total, source=f"{SOURCE_DIR}/{name}",
+        generated=generated,
     )
     story.validate()
     return story

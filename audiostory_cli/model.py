@@ -15,9 +15,10 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .config import ModelDims, tiny_dims
+from .config import CANVAS_FIXED, ModelDims, model_canvas, tiny_dims
 from .errors import ModelError
 from .progress import ProgressFn, no_progress
 from .runtime import Runtime
@@ -51,6 +52,8 @@ def quiet_libraries() -> Iterator[None]:
 
 PART_NAMES = ("llm", "bridge", "dit", "text_encoder", "vae", "audio_encoder")
 TINY_RANDOM = "tiny-random"
+OFFICIAL_JOIN = MappingProxyType({"crossfade": 3.0, "shape": "linear"})  # inference.py: --crossfade_sec 3, linspace
+DEFAULT_JOIN = MappingProxyType({"crossfade": 1.5, "shape": "equal-power"})
 
 
 @dataclass
@@ -81,6 +84,38 @@ class AudioStoryModel:
     @property
     def sample_rate(self) -> int:
         return self.dims.vae.sampling_rate
+
+    @property
+    def repetition_penalty(self) -> float:
+        """The planner's repetition penalty by default: the base LLM's generation config (1.05 for the released
+        model, as the official ``generate`` applies it even when greedy); 1.0 when the folder records none."""
+        value = self.extra.get("generation", {}).get("repetition_penalty", 1.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ModelError(f"model {self.name!r}: generation.repetition_penalty {value!r} must be a positive "
+                             "number; fix it in its audiostory.json")
+        return float(value)
+
+    @property
+    def join(self) -> tuple[float, str]:
+        """Default crossfade (seconds, shape) between events: the official join for the official checkpoint (each
+        non-final clip conditioned on duration + 3 s and joined with a 3 s linear crossfade), else 1.5 s
+        equal-power; a folder's ``join`` field says otherwise."""
+        official = self.extra.get("converted_from") == "official"
+        join = {**(OFFICIAL_JOIN if official else DEFAULT_JOIN), **self.extra.get("join", {})}
+        seconds, shape = join.get("crossfade"), join.get("shape")
+        valid_seconds = isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 <= seconds <= 10
+        if not valid_seconds or shape not in ("linear", "equal-power"):
+            raise ModelError(f"model {self.name!r}: join {join!r} needs crossfade 0..10 s and shape 'linear' or "
+                             "'equal-power'; fix it in its audiostory.json")
+        return float(seconds), str(shape)  # type: ignore[arg-type]
+
+    @property
+    def canvas(self) -> str:
+        """The DiT canvas these weights were trained for (``config.CANVASES``)."""
+        try:
+            return model_canvas(self.extra)
+        except ValueError as exc:
+            raise ModelError(f"model {self.name!r}: {exc}; fix 'canvas' in its audiostory.json") from exc
 
     def planner(self) -> Planner:
         """The reasoner and bridge as the planner API (built once)."""
@@ -169,6 +204,7 @@ def tiny_random_model(seed: int = 0) -> AudioStoryModel:
         torch.manual_seed(seed)
         parts = build_parts(dims, len(tokenizer))
     model = AudioStoryModel(name=TINY_RANDOM, dims=dims, tokenizer=tokenizer, **parts)  # type: ignore[arg-type]
+    model.extra["canvas"] = CANVAS_FIXED  # the released architecture's stand-in renders like it
     for module in model.parts().values():
         module.eval()
     return model

@@ -15,10 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config import CANVAS_FIXED, CANVASES
 from .errors import InputError, UsageError
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
-from .story.plan import MAX_TOTAL_SECONDS, Event, RenderSettings, Story
+from .story.plan import FADE_SHAPES, MAX_TOTAL_SECONDS, Event, GeneratedPlan, RenderSettings, Story
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,6 +48,9 @@ class PlanOptions:
     crossfade: float | None = None  # None: the style's, else 1.5 s
     temperature: float = 0.0  # 0 = greedy planning, like the official inference
     top_p: float = 1.0
+    canvas: str | None = None  # None: the model's (fixed for the official checkpoint); "sized" is an opt-in
+    repetition_penalty: float | None = None  # None: the model's generation config (1.05 for the released model)
+    crossfade_shape: str | None = None  # None: the model's join (linear for the official checkpoint)
 
 
 def check_prompt(prompt: str) -> str:
@@ -79,6 +83,13 @@ def check_plan_options(options: PlanOptions) -> None:
         raise UsageError(f"--temperature {options.temperature:g} must be 0 (greedy) or positive")
     if not 0 < options.top_p <= 1:
         raise UsageError(f"--top-p {options.top_p:g} must be in (0, 1]")
+    penalty = options.repetition_penalty
+    if penalty is not None and not (math.isfinite(penalty) and 0 < penalty <= 10):
+        raise UsageError(f"--repetition-penalty {penalty:g} is out of range; use a number in (0, 10] (1 = none)")
+    if options.crossfade_shape is not None and options.crossfade_shape not in FADE_SHAPES:
+        raise UsageError(f"--crossfade-shape {options.crossfade_shape!r} must be one of {', '.join(FADE_SHAPES)}")
+    if options.canvas is not None and options.canvas not in CANVASES:
+        raise UsageError(f"--canvas {options.canvas!r} must be one of {', '.join(CANVASES)}")
 
 
 def check_preset(name: str) -> None:
@@ -181,14 +192,22 @@ def tell(
     return deliver_story(folder, model, runtime, export_options=export_options, progress=progress, offload=offload)
 
 
-def render_settings(options: PlanOptions) -> RenderSettings:
+def render_settings(
+    options: PlanOptions, model_canvas: str = CANVAS_FIXED, model_join: tuple[float, str] = (1.5, "equal-power")
+) -> RenderSettings:
+    """The settings stored with a new plan: flags, else the style's, else the model's (canvas and join: the
+    official ones for the official checkpoint), else the defaults."""
     from .styles import get_style
 
     style = get_style(options.style) if options.style else None
+    join_seconds, join_shape = model_join
     return RenderSettings(
         steps=options.steps if options.steps is not None else (style.steps if style else 50),
         guidance=options.guidance if options.guidance is not None else (style.guidance if style else 4.0),
-        crossfade=options.crossfade if options.crossfade is not None else (style.crossfade if style else 1.5),
+        crossfade=options.crossfade if options.crossfade is not None else (
+            style.crossfade if style else join_seconds),
+        canvas=options.canvas or model_canvas,
+        crossfade_shape=options.crossfade_shape or join_shape,
     )
 
 
@@ -212,13 +231,16 @@ def plan_story(
 
     prompt = check_prompt(prompt)
     check_plan_options(options)
-    settings = render_settings(options)
+    settings = render_settings(options, model.canvas, model.join)
     lead = get_style(options.style).lead if options.style else None
     planner = model.planner()
-    sampling = SamplingOptions(temperature=options.temperature, top_p=options.top_p, seed=options.seed or 0)
+    penalty = model.repetition_penalty if options.repetition_penalty is None else options.repetition_penalty
+    sampling = SamplingOptions(temperature=options.temperature, top_p=options.top_p, seed=options.seed or 0,
+                               repetition_penalty=penalty)
     processors: tuple[Any, ...] = ()
     if model.name == "tiny-random" or model.extra.get("random_weights"):  # steer random weights with a script
         sampling, script = demo_sampling(planner, prompt, options.total_duration)
+        sampling = replace(sampling, repetition_penalty=penalty)
         processors = (script,)
     if instruction is None and audio_embeds is None:
         output = planner.plan(
@@ -246,6 +268,12 @@ def plan_story(
         reasoning=output.reasoning, settings=settings, sample_rate=model.sample_rate,
     )
     _fit_last_event(story)
+    if output.event_blocks and len(output.event_blocks) == len(events):  # render conditions on these tokens
+        story.generated = GeneratedPlan(
+            token_ids=list(output.token_ids), event_blocks=list(output.event_blocks),
+            instruction=story.instruction, reasoning=story.reasoning,
+            events=[GeneratedPlan.fingerprint(e) for e in story.events],
+        )
     story.validate()
     return story
 
@@ -318,7 +346,7 @@ def render_story(
         with torch.inference_mode():
             latents = render_latents(
                 model.dit, conditions, steps=story.settings.steps, guidance=story.settings.guidance,
-                uncond=uncond, runtime=runtime, progress=progress, geometry=geometry,
+                uncond=uncond, runtime=runtime, progress=progress, geometry=geometry, canvas=story.settings.canvas,
             )
         for event, condition, event_latents in zip(chunk, conditions, latents, strict=True):
             # 4. decode (a prefix gives left context, then is dropped), write the event and the plan

@@ -31,7 +31,7 @@ from audiostory_cli.config import (
     VAEDims,
     full_dims,
 )
-from audiostory_cli.model import AudioStoryModel, build_parts, load_model
+from audiostory_cli.model import OFFICIAL_JOIN, AudioStoryModel, build_parts, load_model
 from audiostory_cli.runtime import Runtime
 
 RANDOM_FULL = "audiostory-3b-random"
@@ -88,6 +88,8 @@ def random_model(dims: ModelDims, *, name: str, seed: int = 0) -> AudioStoryMode
         parts = build_parts(dims, vocab)
     model = AudioStoryModel(name=name, dims=dims, tokenizer=tokenizer, **parts)  # type: ignore[arg-type]
     model.extra["random_weights"] = True  # plan_story then scripts the plan from the prompt
+    # it stands in for the converted official checkpoint: render and plan with its defaults
+    model.extra.update(canvas="fixed", join=dict(OFFICIAL_JOIN), generation={"repetition_penalty": 1.05})
     for module in model.parts().values():
         module.eval()
     return model

@@ -40,9 +40,10 @@ class StoryCase:
     events: int
     steps: int
     guidance: float = 4.0
-    crossfade: float = 1.5
+    crossfade: float | None = None  # None: the model's join (3 s linear for audiostory-3b, as officially)
     seed: int = 1234
     preset: str = "broadcast"
+    canvas: str | None = None  # None: the model's (fixed for the official checkpoint); "sized" is the opt-in
 
     @property
     def prompt(self) -> str:
@@ -79,7 +80,7 @@ def run_ours(
         shutil.rmtree(workdir)
     options = PlanOptions(
         total_duration=case.duration, preset=case.preset, seed=case.seed, steps=case.steps,
-        guidance=case.guidance, crossfade=case.crossfade,
+        guidance=case.guidance, crossfade=case.crossfade, canvas=case.canvas,
     )
     # 1. plan
     with clock.section("plan"):

@@ -165,7 +165,8 @@ def results_row(result: dict[str, Any]) -> str:
         result["date"][:10],
         result["commit"],
         result["device_name"],
-        result["model"] + engine_note(result["ours"].get("decode_engine") or {}),
+        result["model"] + engine_note(result["ours"].get("decode_engine") or {})
+        + (" (sized canvas)" if case.get("canvas") == "sized" else ""),
         f"{case['duration']:g} s / {case['events']} ev",
         str(case["steps"]),
         result["load_average"],

@@ -72,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--events", type=int, default=None, help="events in the story (default: about one per 10 s)")
     p.add_argument("--steps", type=int, default=50, help="Euler steps (official: 50)")
     p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--canvas", choices=("fixed", "sized"), default=None,
+                   help="our DiT canvas (default: the model's; fixed for audiostory-3b-random, as officially)")
     p.add_argument("--repeats", type=int, default=3, help="warm runs after the cold one (median)")
     p.add_argument("--baseline-repeats", type=int, default=None, help="default: --repeats")
     p.add_argument("--no-baseline", dest="baseline", action="store_false")
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     runtime = make_runtime(args.device, args.dtype)
     case = StoryCase(duration=args.duration, events=args.events or default_events(args.duration), steps=args.steps,
-                     guidance=args.guidance)
+                     guidance=args.guidance, canvas=args.canvas)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="audiostory-bench-"))
     log(f"device {runtime.describe()}, torch threads {torch.get_num_threads()}, story {case.duration:g} s in "
         f"{case.events} events, {case.steps} steps")

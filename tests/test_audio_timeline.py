@@ -99,3 +99,17 @@ def test_resampled_pieces_land_where_resampling_the_whole_track_puts_them(offset
     out_frames = round(frames * to_rate / RATE)
     moved = on_timeline(clip_piece(resample_piece(clip_piece(piece, frames), RATE, to_rate), out_frames), out_frames)
     np.testing.assert_allclose(moved, whole[:, :out_frames], atol=2e-6)
+
+
+def test_linear_join_is_the_official_equal_gain_crossfade():
+    story = make_story([4.0, 4.0], crossfade=3.0)
+    story.settings.crossfade_shape = "linear"
+    first, second = event_spans(story, RATE)
+    assert first.fade_shape == second.fade_shape == "linear" and first.fade_out == 3 * RATE
+    a = shape_event(np.ones((2, first.render_frames), dtype=np.float32), first, RATE)
+    b = shape_event(np.ones((2, second.render_frames), dtype=np.float32), second, RATE)
+    mix = mix_pieces([a, b], total_frames(story, RATE))
+    # equal gain: a constant signal stays constant through the join (an equal-power join would bulge to √2)
+    np.testing.assert_allclose(mix[:, first.end : first.end + first.fade_out], 1.0, atol=1e-6)
+    out = a.audio[0, first.end - first.start :]
+    np.testing.assert_allclose(out, 1.0 - (np.arange(out.size) + 0.5) / out.size, atol=1e-6)

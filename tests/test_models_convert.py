@@ -147,3 +147,80 @@ def test_cli_convert_from_source_folders(tmp_path, fx, tokenizer, monkeypatch) -
     assert read_sidecar(out).parts["bridge"].dtype == "bfloat16"
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and "--force" in again.stderr
+
+
+def test_converted_official_model_plans_and_renders_like_the_official_inference(tmp_path, fx, tokenizer,
+                                                                                 monkeypatch) -> None:
+    from audiostory_cli.model import load_model_folder
+    from audiostory_cli.pipeline import PlanOptions, plan_story
+    from audiostory_cli.planner.api import Planner
+    from audiostory_cli.runtime import cpu_runtime
+
+    sources = write_sources(tmp_path / "src", fx)
+    (sources["qwen"] / "generation_config.json").write_text(json.dumps({"repetition_penalty": 1.05, "top_k": 20}))
+    out = tmp_path / "converted"
+    convert_official(sources, out, dtype="fp32", **_builders(tokenizer))
+    extra = read_sidecar(out).extra
+    assert extra["canvas"] == "fixed" and extra["generation"] == {"repetition_penalty": 1.05}
+    model = load_model_folder(out, cpu_runtime())
+    assert (model.canvas, model.repetition_penalty, model.join) == ("fixed", 1.05, (3.0, "linear"))
+    model.extra["random_weights"] = True  # random weights: the plan is scripted from the prompt
+    penalties: list[float] = []
+    original = Planner.plan
+
+    def spy(self, *args, **kwargs):
+        penalties.append(kwargs["sampling"].repetition_penalty)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Planner, "plan", spy)
+    story = plan_story("rain, then thunder, then a dog barks", PlanOptions(total_duration=12.0, seed=1), model)
+    settings = story.settings
+    assert penalties == [1.05]
+    assert (settings.canvas, settings.crossfade, settings.crossfade_shape) == ("fixed", 3.0, "linear")
+    assert story.generated is not None and story.unedited_events() == len(story.events)
+    first = story.events[0]
+    assert story.render_length(first) == pytest.approx(first.duration + 3.0)  # duration + 3 s conditioning
+    told = PlanOptions(total_duration=12.0, seed=1, canvas="sized", repetition_penalty=1.0,
+                       crossfade_shape="equal-power", style="cartoon")
+    story = plan_story("rain, then thunder, then a dog barks", told, model)
+    from audiostory_cli.styles import get_style
+
+    assert penalties[-1] == 1.0
+    assert (story.settings.canvas, story.settings.crossfade_shape) == ("sized", "equal-power")
+    assert story.settings.crossfade == get_style("cartoon").crossfade  # a style may change the join
+
+
+def test_whisper_without_resampler_keys_converts_with_a_note(tmp_path, fx, tokenizer) -> None:
+    from audiostory_cli.models.convert import NOTE_NO_RESAMPLER, RESAMPLER_PREFIX
+
+    lacking = {k: v for k, v in fx.official.items() if not k.startswith(RESAMPLER_PREFIX)}
+    assert len(lacking) < len(fx.official)
+    fixture = OfficialFixture(dims=fx.dims, official=lacking, whisper=fx.whisper, vae=fx.vae, reference=fx.reference)
+    sources = write_sources(tmp_path / "src", fixture)
+    meta = convert_official(sources, tmp_path / "out", dtype="fp32", **_builders(tokenizer))
+    assert "audio_encoder" not in meta.parts and meta.dims.audio_encoder is None
+    assert NOTE_NO_RESAMPLER in read_sidecar(meta.path).extra["notes"]
+    # present resampler keys still load strictly: one of the four missing is an error naming it
+    partial = {k: v for k, v in fx.official.items() if not k.endswith("aud_projector.0.bias")}
+    sources = write_sources(tmp_path / "src2", OfficialFixture(fx.dims, partial, fx.whisper, fx.vae, fx.reference))
+    from audiostory_cli.errors import CheckpointKeyError
+
+    with pytest.raises(CheckpointKeyError, match="aud_projector.0.bias"):
+        convert_official(sources, tmp_path / "out2", dtype="fp32", **_builders(tokenizer))
+
+
+def test_the_conversion_notes_are_printed(tmp_path, fx, tokenizer, monkeypatch) -> None:
+    from audiostory_cli.cli import app
+    from audiostory_cli.models.convert import RESAMPLER_PREFIX
+
+    lacking = {k: v for k, v in fx.official.items() if not k.startswith(RESAMPLER_PREFIX)}
+    sources = write_sources(tmp_path / "src", OfficialFixture(fx.dims, lacking, fx.whisper, fx.vae, fx.reference))
+    builders = _builders(tokenizer)
+    monkeypatch.setattr(convert_module, "_full_tokenizer", builders["build_tokenizer"])
+    monkeypatch.setattr(convert_module, "full_dims", tiny_dims)
+    args = ["models", "convert", "--out", str(tmp_path / "model")]
+    for folder in sources.values():
+        args += ["--source", str(folder)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "note: the AudioStory checkpoint has no whisper_resampler_llava weights" in " ".join(result.stderr.split())

@@ -1,4 +1,4 @@
-"""Placing event renders on the story timeline: sample positions, equal-power crossfades, pieces and mixing.
+"""Placing event renders on the story timeline: sample positions, crossfades, pieces and mixing.
 
 The convention (sample-exact at any rate ``sr``):
 
@@ -8,7 +8,8 @@ The convention (sample-exact at any rate ``sr``):
   ``e_i - s_i + x_i`` frames (duration plus tail);
 * on ``[e_i, e_i + x_i)`` event ``i``'s tail fades out with ``cos(π/2·t)`` while event ``i+1``'s head (its first
   ``x_i`` frames, already at its planned start) fades in with ``sin(π/2·t)``, ``t = (k + ½)/x_i``: equal power,
-  and nothing moves, because the fade lies *after* the boundary, inside the next event's span;
+  and nothing moves, because the fade lies *after* the boundary, inside the next event's span; with the story's
+  ``crossfade_shape = "linear"`` (the official join) the fades are ``1 − t`` and ``t`` (equal gain) instead;
 * an edge without a crossfade (story start, before or after a gap, story end) gets a 5 ms raised-cosine
   de-click inside the event's own span; gaps stay digital silence;
 * the mix is ``round(total_duration·sr)`` frames long.
@@ -39,6 +40,7 @@ class EventSpan:
     fade_in: int  # crossfade frames at the start (shared with the previous event's tail)
     fade_out: int  # crossfade tail frames after ``end``
     keep_head: bool = False  # the user's own source audio: its first samples are delivered untouched
+    fade_shape: str = "equal-power"  # or "linear" (the official join), the story's settings.crossfade_shape
 
     @property
     def render_frames(self) -> int:
@@ -74,7 +76,8 @@ def event_spans(story: Story, rate: int) -> list[EventSpan]:
         else:
             end = round(event.end * rate)
         tail = round(story.crossfade_after(event) * rate)
-        spans.append(EventSpan(event.index, start, end, previous_tail, tail, keep_head=event.status == "source"))
+        spans.append(EventSpan(event.index, start, end, previous_tail, tail, keep_head=event.status == "source",
+                               fade_shape=story.settings.crossfade_shape))
         previous_tail = tail
     return spans
 
@@ -83,6 +86,21 @@ def equal_power_fade(frames: int) -> tuple[FloatArray, FloatArray]:
     """``(fade_out, fade_in)`` of ``frames`` samples: ``cos`` and ``sin`` of ``π/2·(k+½)/frames``; squares sum to 1."""
     t = (np.arange(frames, dtype=np.float64) + 0.5) / max(frames, 1)
     return np.cos(0.5 * np.pi * t).astype(np.float32), np.sin(0.5 * np.pi * t).astype(np.float32)
+
+
+def linear_fade(frames: int) -> tuple[FloatArray, FloatArray]:
+    """``(fade_out, fade_in)`` of ``frames`` samples: ``1 − t`` and ``t``, ``t = (k+½)/frames``; they sum to 1
+    (the official join's equal-gain ``linspace`` fades, sampled at the same midpoints as the equal-power ones)."""
+    t = (np.arange(frames, dtype=np.float64) + 0.5) / max(frames, 1)
+    return (1.0 - t).astype(np.float32), t.astype(np.float32)
+
+
+def crossfade_curves(frames: int, shape: str) -> tuple[FloatArray, FloatArray]:
+    if shape == "linear":
+        return linear_fade(frames)
+    if shape == "equal-power":
+        return equal_power_fade(frames)
+    raise ValueError(f"crossfade shape {shape!r} must be 'linear' or 'equal-power'")
 
 
 def declick_ramp(frames: int) -> FloatArray:
@@ -99,11 +117,11 @@ def shape_event(raw: FloatArray, span: EventSpan, rate: int) -> Piece:
     own = span.end - span.start
     declick = min(max(1, round(DECLICK_SECONDS * rate)), max(1, own // 2))
     if span.fade_in:
-        audio[:, : span.fade_in] *= equal_power_fade(span.fade_in)[1]
+        audio[:, : span.fade_in] *= crossfade_curves(span.fade_in, span.fade_shape)[1]
     elif not span.keep_head:
         audio[:, :declick] *= declick_ramp(declick)
     if span.fade_out:
-        audio[:, own:] *= equal_power_fade(span.fade_out)[0]
+        audio[:, own:] *= crossfade_curves(span.fade_out, span.fade_shape)[0]
     else:
         audio[:, own - declick : own] *= declick_ramp(declick)[::-1]
     return Piece(span.start, audio)

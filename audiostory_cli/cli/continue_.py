@@ -11,6 +11,8 @@ import typer
 from .common import err_console, is_interactive, out_console
 from .options import (
     ALL_CUES,
+    CanvasOpt,
+    CrossfadeShapeOpt,
     CuesOpt,
     DeviceOpt,
     GuidanceOpt,
@@ -18,6 +20,7 @@ from .options import (
     ModelOpt,
     OffloadOpt,
     PresetOpt,
+    RepetitionPenaltyOpt,
     SeedOpt,
     StemsOpt,
     StepsOpt,
@@ -45,6 +48,9 @@ def continue_(
     seed: SeedOpt = None,
     steps: StepsOpt = None,
     guidance: GuidanceOpt = None,
+    canvas: CanvasOpt = None,
+    repetition_penalty: RepetitionPenaltyOpt = None,
+    crossfade_shape: CrossfadeShapeOpt = None,
     stems: StemsOpt = False,
     cues: CuesOpt = ALL_CUES,
     only_new: Annotated[
@@ -74,7 +80,8 @@ def continue_(
 
     # 1. everything that can be wrong is found before the model loads
     options = PlanOptions(total_duration=duration, preset=preset, style=style, seed=seed, steps=steps,
-                          guidance=guidance)
+                          guidance=guidance, canvas=canvas,
+                          repetition_penalty=repetition_penalty, crossfade_shape=crossfade_shape)
     source = read_input_audio(audio)
     instruction = check_continue_inputs(source, instruction, options)
     check_preset(preset)

@@ -91,6 +91,7 @@ def download_cmd(
         with RichProgress() as steps:
             path = convert_model(spec, dtype=dtype, force=True, progress=steps).path
         err_console.print(f"{spec.name}: converted (LoRA merged, every key checked) into {path}")
+        _print_notes(path)
     elif (target / "audiostory.json").is_file():
         path = target
     else:
@@ -192,4 +193,13 @@ def convert_cmd(
     with RichProgress() as progress:
         meta = convert_official(sources, target, dtype=dtype, force=force, name=label, progress=progress)
     err_console.print(f"converted {label}: {', '.join(meta.parts)} ({meta.dtype})")
+    _print_notes(meta.path)
     out_console.print(str(meta.path), soft_wrap=True)
+
+
+def _print_notes(folder: Path) -> None:
+    """The conversion's notes (LoRA merged, parts dropped and why), from the folder's sidecar, on stderr."""
+    from ..models.checkpoint import read_sidecar
+
+    for note in read_sidecar(folder).extra.get("notes", []):
+        err_console.print(f"note: {note}", highlight=False)

@@ -23,6 +23,30 @@ StyleOpt = Annotated[
 SeedOpt = Annotated[int | None, typer.Option(help="Base seed: event N gets seed+N-1 (default: a random one).")]
 StepsOpt = Annotated[int | None, typer.Option(help="Sampling steps per event (default 50, or the style's).")]
 GuidanceOpt = Annotated[float | None, typer.Option(help="Classifier-free guidance (default 4.0, or the style's).")]
+RepetitionPenaltyOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--repetition-penalty",
+        help="Planner repetition penalty (1 = none). Default: the model's generation config (1.05 for "
+        "audiostory-3b, as the official inference applies it even when greedy).",
+    ),
+]
+CrossfadeShapeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--crossfade-shape",
+        help="Crossfade between events: linear (the official join) or equal-power. Default: the model's "
+        "(linear, 3 s, for audiostory-3b); a --style sets the length.",
+    ),
+]
+CanvasOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--canvas",
+        help="DiT canvas: fixed (the whole 30 s window, then trimmed: the official inference) or sized (each "
+        "event's own length: faster, but not validated on the released weights). Default: the model's.",
+    ),
+]
 StemsOpt = Annotated[bool, typer.Option("--stems", help="Also export one stem per event (stems sum to the mix).")]
 CuesOpt = Annotated[
     str, typer.Option(help="Cue sheets, comma-separated: story, reaper, audacity, edl (qc.json always).")

@@ -22,7 +22,7 @@ def show(
 ) -> None:
     """Print the plan as a table: index, start–end, timecode, duration, caption, story detail, seed, status."""
     from ..story import StoryFolder
-    from ..story.table import plan_table
+    from ..story.table import plan_table, render_notes
     from ..story.timecode import frame_rate
 
     story = StoryFolder(story_dir).load()
@@ -31,6 +31,8 @@ def show(
         return
     frame_rate(fps)  # validates --fps
     out_console.print(plan_table(story, fps=fps))
+    for line in render_notes(story):
+        out_console.print(line, highlight=False)
 
 
 @app.command("edit")

@@ -10,6 +10,8 @@ import typer
 from .common import err_console, is_interactive, out_console
 from .options import (
     ALL_CUES,
+    CanvasOpt,
+    CrossfadeShapeOpt,
     CuesOpt,
     DeviceOpt,
     GuidanceOpt,
@@ -17,6 +19,7 @@ from .options import (
     ModelOpt,
     OffloadOpt,
     PresetOpt,
+    RepetitionPenaltyOpt,
     SeedOpt,
     StemsOpt,
     StepsOpt,
@@ -37,6 +40,9 @@ def tell(
     seed: SeedOpt = None,
     steps: StepsOpt = None,
     guidance: GuidanceOpt = None,
+    canvas: CanvasOpt = None,
+    repetition_penalty: RepetitionPenaltyOpt = None,
+    crossfade_shape: CrossfadeShapeOpt = None,
     stems: StemsOpt = False,
     cues: CuesOpt = ALL_CUES,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Render without asking (always so without a TTY).")] = False,
@@ -52,7 +58,8 @@ def tell(
     from ..story import StoryFolder
 
     options = PlanOptions(total_duration=duration, preset=preset, style=style, seed=seed, steps=steps,
-                          guidance=guidance)
+                          guidance=guidance, canvas=canvas,
+                          repetition_penalty=repetition_penalty, crossfade_shape=crossfade_shape)
     # every cheap check first: a bad flag is one line and creates nothing
     cue_names = check_tell_inputs(prompt, options, cues=parse_cues(cues), model=model)
     folder = StoryFolder(out or default_out_dir(prompt))
@@ -60,7 +67,7 @@ def tell(
         folder.prepare_new(force=force)
         err_console.print(f"[dim]audiostory tell: {duration:g} s, model {model}[/]")  # the first line, before imports
         from ..export import ExportOptions
-        from ..story.table import plan_table
+        from ..story.table import plan_table, render_notes
         from .progress_view import RichProgress
         from .session import load_for_command, render_and_export, wants_offload
 
@@ -68,6 +75,8 @@ def tell(
         with RichProgress() as progress:
             story = start_story(folder, prompt, options, loaded, progress=progress)
     err_console.print(plan_table(story))
+    for line in render_notes(story):
+        err_console.print(line, highlight=False)
     export_options = ExportOptions(loudness=preset, stems=stems, cues=cue_names, force=True)
     if plan_only:
         err_console.print(f"plan saved; render it with: audiostory render {folder.root}")

@@ -1,11 +1,14 @@
-"""Render the latents of many events at once: batched over events, each sized to its own duration, each with its
-own seeded noise, with optional clean latent prefixes (continuation) and long events chained window by window.
+"""Render the latents of many events at once: batched over events, each on the model's canvas, each with its own
+seeded noise, with optional clean latent prefixes (continuation) and long events chained window by window.
 
-Per event: ``L = ceil(round(seconds × sr) / hop)`` new frames. Noise for every DiT window comes from
-``torch.Generator("cpu").manual_seed(seed)`` with shape (window frames, C), drawn on the CPU independently of what
-else is in the batch and then moved to the device, so a given (tokens, seconds, seed, prefix) renders the same
-latents alone or in any batch (bitwise across runs on one machine; within ~1e-5 across batch compositions, since
-padded batches use masked attention and differently shaped matmuls).
+Per event: ``L = ceil(round(seconds × sr) / hop)`` new frames. The canvas (``config.CANVASES``) decides how many
+frames the DiT denoises: ``fixed`` (the official inference, and what the released weights were trained on) always
+denoises the whole ``audio_seq_len`` window and keeps the first frames; ``sized`` denoises only the window's own
+frames (faster; what ``train`` trains; not validated on the released weights). Noise for every DiT window comes
+from ``torch.Generator("cpu").manual_seed(seed)`` with shape (canvas frames, C), drawn on the CPU independently of
+what else is in the batch and then moved to the device, so a given (tokens, seconds, seed, prefix) renders the
+same latents alone or in any batch (bitwise across runs on one machine; within ~1e-5 across batch compositions,
+since padded batches use masked attention and differently shaped matmuls).
 
 Long events (more new frames than fit one DiT window) are outpainted: window k > 0 takes the last
 ``overlap_frames`` frames rendered so far as a fixed prefix (flow inpainting) and adds up to
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..config import CANVAS_FIXED, CANVASES
 from ..errors import ModelError, UsageError
 from ..progress import ProgressFn, no_progress
 from ..runtime import Runtime
@@ -124,10 +128,13 @@ def render_latents(
     geometry: LatentGeometry | None = None,
     overlap_frames: int | None = None,
     max_batch: int | None = None,
+    canvas: str = CANVAS_FIXED,
 ) -> list[torch.Tensor]:
     """Latents (P_i + L_i, C) for every event, fp32 on the CPU, in the order given.
 
     ``uncond`` (S, D): T5("") tokens (``text_encoder.unconditional_tokens``), needed when ``guidance > 1``.
+    ``canvas``: ``fixed`` denoises every window on the full ``audio_seq_len`` frames and trims; ``sized`` only
+    on the frames the window needs (see the module docstring).
     ``max_batch`` caps events per DiT call (CFG doubles the rows); ``None`` puts each round in one call.
     Progress: ``progress("dit", step, total)`` over all DiT calls.
     """
@@ -135,6 +142,9 @@ def render_latents(
     window = dit.dims.audio_seq_len
     overlap = default_overlap_frames(window) if overlap_frames is None else overlap_frames
     _check_options(steps, guidance, uncond, max_batch)
+    if canvas not in CANVASES:
+        raise UsageError(f"--canvas {canvas!r} must be one of {', '.join(CANVASES)}")
+    canvas_frames = window if canvas == CANVAS_FIXED else None
     _check_events(dit, events, uncond, guidance)
     chains = [
         _Chain(e, plan_windows(geometry.frames(e.seconds), _prefix_len(e), window, overlap)) for e in events
@@ -152,7 +162,7 @@ def render_latents(
 
     with torch.no_grad():
         for r in range(rounds):
-            jobs = [_next_job(c, r, dit, geometry) for c in chains if len(c.windows) > r]
+            jobs = [_next_job(c, r, dit, geometry, canvas_frames) for c in chains if len(c.windows) > r]
             jobs.sort(key=lambda job: -job.spec.frames)
             for start in range(0, len(jobs), batch_cap):
                 group = jobs[start : start + batch_cap]
@@ -168,7 +178,7 @@ def _prefix_len(event: EventCondition) -> int:
     return 0 if event.prefix is None else int(event.prefix.shape[0])
 
 
-def _next_job(chain: _Chain, r: int, dit: AudioDiT, geometry: LatentGeometry) -> _Job:
+def _next_job(chain: _Chain, r: int, dit: AudioDiT, geometry: LatentGeometry, canvas_frames: int | None) -> _Job:
     spec = chain.windows[r]
     event = chain.event
     prefix = None
@@ -176,7 +186,8 @@ def _next_job(chain: _Chain, r: int, dit: AudioDiT, geometry: LatentGeometry) ->
         prefix = torch.cat(chain.parts, dim=0)[-spec.prefix_frames :]
     seed = derive_seed(event.seed, r)
     generator = torch.Generator("cpu").manual_seed(seed)
-    noise = torch.randn((spec.frames, dit.dims.in_channels), generator=generator, dtype=torch.float32)
+    frames = spec.frames if canvas_frames is None else canvas_frames
+    noise = torch.randn((frames, dit.dims.in_channels), generator=generator, dtype=torch.float32)
     remaining = event.seconds - geometry.seconds(chain.new_done)
     seconds = geometry.seconds(spec.prefix_frames) + min(geometry.seconds(spec.new_frames), remaining)
     return _Job(chain, r, spec, prefix, noise, seconds)
@@ -191,16 +202,17 @@ def _sample_group(
     runtime: Runtime,
     report: Callable[[int, int], None],
 ) -> list[torch.Tensor]:
-    """One DiT batch: pad to the longest window, mask the padding, inpaint the prefixes."""
+    """One DiT batch: pad to the longest canvas (none to pad on the fixed canvas), mask the padding, inpaint the
+    prefixes."""
     device = runtime.device
-    size, length, channels = len(group), max(j.spec.frames for j in group), dit.dims.in_channels
+    size, length, channels = len(group), max(j.noise.shape[0] for j in group), dit.dims.in_channels
     noise = torch.zeros(size, length, channels)
     known = torch.zeros(size, length, channels)
     known_mask = torch.zeros(size, length, dtype=torch.bool)
     valid = torch.zeros(size, length, dtype=torch.bool)
     for row, job in enumerate(group):
-        noise[row, : job.spec.frames] = job.noise
-        valid[row, : job.spec.frames] = True
+        noise[row, : job.noise.shape[0]] = job.noise  # the fixed canvas: the whole window, trimmed after sampling
+        valid[row, : job.noise.shape[0]] = True
         if job.prefix is not None:
             known[row, : job.spec.prefix_frames] = job.prefix
             known_mask[row, : job.spec.prefix_frames] = True

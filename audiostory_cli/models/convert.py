@@ -22,8 +22,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import ModelDims, full_dims
+from ..config import CANVAS_FIXED, ModelDims, full_dims
 from ..errors import CheckpointKeyError, InputError, ModelError, UsageError, WeightsError
+from ..model import OFFICIAL_JOIN
 from ..progress import ProgressFn, no_progress
 from .checkpoint import ModelFolderMeta, ModelInfo, SourceRef, load_state_strict, merge_key_errors, save_model_folder
 from .download import PART_MANIFEST, converted_path, model_path, read_part_manifest, sha256_file
@@ -51,6 +52,13 @@ SOURCE_KINDS = ("audiostory", "qwen", "tangoflux", "flan-t5", "whisper")
 REQUIRED_SOURCES = ("audiostory", "qwen", "tangoflux")
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 NEVER_FP16 = ("vae", "text_encoder")  # Oobleck and T5 overflow in fp16: stored in fp32 when fp16 is asked
+
+RESAMPLER_PREFIX = "seedx.whisper_resampler_llava."
+NOTE_NO_RESAMPLER = (
+    "the AudioStory checkpoint has no whisper_resampler_llava weights, so the Whisper source is not used and the "
+    "model has no audio input: `continue` plans from its INSTRUCTION alone (the released inference never reads "
+    "audio either)"
+)
 
 BuildParts = Callable[[ModelDims, int], Mapping[str, "nn.Module"]]
 BuildTokenizer = Callable[[Path], Any]
@@ -149,9 +157,12 @@ def convert_official(
     # 1. config.yaml → dims (token counts, scale, LoRA rank)
     audiostory = Path(sources["audiostory"])
     config = read_official_config(audiostory / "config.yaml")
-    dims = _dims_for(config, base_dims or full_dims(), whisper="whisper" in sources)
+    official = load_official_bin(audiostory / "pytorch_model.bin")
+    has_resampler = any(key.startswith(RESAMPLER_PREFIX) for key in official)
+    dims = _dims_for(config, base_dims or full_dims(), whisper="whisper" in sources and has_resampler)
 
-    # 2. tokenizer, ids asserted
+    # 2. tokenizer, ids asserted; the decoding defaults the official inference inherits from Qwen's folder
+    generation = read_generation_config(Path(sources["qwen"]))
     tokenizer = (build_tokenizer or _full_tokenizer)(Path(sources["qwen"]))
     vocab_size = len(tokenizer)
     if dims.reasoner.vocab_size and vocab_size != dims.reasoner.vocab_size:
@@ -159,7 +170,6 @@ def convert_official(
     progress("convert", 1, steps)
 
     # 3. map the official bin (+ base LLM weights when the bin has only the trained tensors)
-    official = load_official_bin(audiostory / "pytorch_model.bin")
     base_llm = None if _has_base_llm(official) else _read_safetensors_dir(Path(sources["qwen"]))
     mapped = map_official_state_dict(official, dims, lora_alpha=config.lora_alpha, lora_r=config.lora_r,
                                      base_llm=base_llm)
@@ -171,8 +181,11 @@ def convert_official(
         if "flan-t5" not in sources:
             raise UsageError("the AudioStory checkpoint has no T5 encoder; add --source <google/flan-t5-large folder>")
         extra_maps.append(map_t5_state_dict(_read_safetensors_dir(Path(sources["flan-t5"]))))
-    if "whisper" in sources:
+    if "whisper" in sources and has_resampler:  # present: the resampler and Whisper load strictly
         extra_maps.append(map_whisper_state_dict(_read_safetensors_dir(Path(sources["whisper"]))))
+    elif "whisper" in sources:
+        mapped = _with_note(mapped, NOTE_NO_RESAMPLER)
+        log.warning(NOTE_NO_RESAMPLER)
     else:
         mapped = _drop_part(mapped, "audio_encoder", "no Whisper source given: the model has no audio input")
     mapped = combine(mapped, *extra_maps)
@@ -188,7 +201,9 @@ def convert_official(
     part_dtypes = {p: torch.float32 for p in NEVER_FP16} if dtype == "fp16" else {}
     info = ModelInfo(
         name=name, vocab_size=vocab_size, sources=tuple(_source_ref(k, Path(v)) for k, v in sources.items()),
-        extra={"converted_from": "official", "official_config": _config_summary(config),
+        extra={"converted_from": "official", "canvas": CANVAS_FIXED, "generation": generation,
+               "join": dict(OFFICIAL_JOIN),
+               "official_config": _config_summary(config),
                "ignored": dict(mapped.ignored), "notes": list(mapped.notes)},
     )
     progress("convert", 5, steps)
@@ -200,8 +215,10 @@ def convert_official(
     return meta
 
 
-def load_mapped_strict(parts: Mapping[str, nn.Module], mapped: MappedCheckpoint) -> None:
-    """Load every part strictly; a mapped part the model lacks (or the reverse) is an error too."""
+def load_mapped_strict(parts: Mapping[str, nn.Module], mapped: MappedCheckpoint, *,
+                       key_check_only: bool = False) -> None:
+    """Load every part strictly; a mapped part the model lacks (or the reverse) is an error too.
+    ``key_check_only``: the mapped tensors are on the meta device (names and shapes only)."""
     errors: list[CheckpointKeyError] = []
     extra = sorted(mapped.parts - set(parts))
     if extra:
@@ -210,7 +227,7 @@ def load_mapped_strict(parts: Mapping[str, nn.Module], mapped: MappedCheckpoint)
         errors[-1].unexpected = [f"{p}.*" for p in extra]  # type: ignore[attr-defined]
     for name, module in parts.items():
         try:
-            load_state_strict(module, mapped.part_state(name), prefix=f"{name}.")
+            load_state_strict(module, mapped.part_state(name), prefix=f"{name}.", key_check_only=key_check_only)
         except CheckpointKeyError as exc:
             errors.append(exc)
     if errors:
@@ -236,9 +253,25 @@ def _dims_for(config: OfficialConfig, base: ModelDims, *, whisper: bool) -> Mode
     return dims
 
 
+def read_generation_config(qwen_dir: Path) -> dict[str, Any]:
+    """What the official inference's ``generate`` inherits from the Qwen folder's ``generation_config.json``:
+    ``repetition_penalty`` (1.05 for Qwen2.5-3B-Instruct), which transformers applies even to greedy decoding.
+    Without the file transformers uses 1.0, and so do we."""
+    config = _read_json(qwen_dir / "generation_config.json")
+    penalty = config.get("repetition_penalty", 1.0)
+    if isinstance(penalty, bool) or not isinstance(penalty, int | float) or not penalty > 0:
+        raise WeightsError(f"{qwen_dir / 'generation_config.json'}: repetition_penalty {penalty!r} must be a "
+                           "positive number")
+    return {"repetition_penalty": float(penalty)}
+
+
 def _has_base_llm(state: Mapping[str, Any]) -> bool:
     probe = f"{LLM_PREFIX}model.layers.0.self_attn.q_proj"
     return f"{probe}.weight" in state or f"{probe}.base_layer.weight" in state
+
+
+def _with_note(mapped: MappedCheckpoint, note: str) -> MappedCheckpoint:
+    return MappedCheckpoint(state=mapped.state, ignored=mapped.ignored, notes=(*mapped.notes, note))
 
 
 def _drop_part(mapped: MappedCheckpoint, part: str, reason: str) -> MappedCheckpoint:

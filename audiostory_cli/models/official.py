@@ -142,8 +142,6 @@ def map_official_state_dict(
     ``base_llm`` (stock Qwen2.5 keys ``model.*``) supplies LLM weights the bin does not contain; where the bin has
     its own copy, the base one is ignored as superseded. Unknown keys raise ``CheckpointKeyError``.
     """
-    import torch
-
     llm: dict[str, torch.Tensor] = {}
     lora: dict[str, dict[str, torch.Tensor]] = {}
     out: dict[str, torch.Tensor] = {}
@@ -224,7 +222,7 @@ def map_official_state_dict(
             "tokens; this is not the AudioStory-3B checkpoint the registry describes"
         )
     if lm_head is not None:
-        if embed is not None and lm_head.shape == embed.shape and torch.equal(lm_head, embed):
+        if embed is not None and _identical(lm_head, embed):
             ignored[f"{LLM_PREFIX}lm_head.weight"] = REASON_LM_HEAD
         else:
             raise CheckpointKeyError(
@@ -233,7 +231,7 @@ def map_official_state_dict(
             )
     shared, alias = "text_encoder.shared.weight", "text_encoder.encoder.embed_tokens.weight"
     if shared in out and alias in out:
-        if out[shared].shape == out[alias].shape and torch.equal(out[shared], out[alias]):
+        if _identical(out[shared], out[alias]):
             del out[alias]
             ignored["tangoflux." + alias] = REASON_T5_TIE
         else:
@@ -242,6 +240,15 @@ def map_official_state_dict(
             )
     out.update({f"llm.{k}": v for k, v in llm.items()})
     return MappedCheckpoint(state=out, ignored=ignored, notes=tuple(notes))
+
+
+def _identical(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same shape and values; on the meta device (key checks without weights) only the shapes can be compared."""
+    import torch
+
+    if a.shape != b.shape:
+        return False
+    return a.device.type == "meta" or b.device.type == "meta" or torch.equal(a, b)
 
 
 def _merge_lora(llm: dict[str, torch.Tensor], lora: Mapping[str, Mapping[str, torch.Tensor]], *,
@@ -331,8 +338,6 @@ def map_whisper_state_dict(state: Mapping[str, torch.Tensor]) -> MappedCheckpoin
 
 def map_t5_state_dict(state: Mapping[str, torch.Tensor]) -> MappedCheckpoint:
     """google/flan-t5-large ``model.safetensors``: ``shared`` + the encoder → ``text_encoder.*``."""
-    import torch
-
     mapped = map_prefixed(
         state, {"shared.": "text_encoder.shared.", "encoder.": "text_encoder.encoder."},
         ignore={"decoder.": "only the T5 encoder is used", "lm_head.": "only the T5 encoder is used"},
@@ -340,7 +345,7 @@ def map_t5_state_dict(state: Mapping[str, torch.Tensor]) -> MappedCheckpoint:
     )
     shared, alias = "text_encoder.shared.weight", "text_encoder.encoder.embed_tokens.weight"
     if shared in mapped.state and alias in mapped.state:
-        if not torch.equal(mapped.state[shared], mapped.state[alias]):
+        if not _identical(mapped.state[shared], mapped.state[alias]):
             raise CheckpointKeyError("flan-t5 encoder.embed_tokens differs from shared, but T5 ties them")
         del mapped.state[alias]
         mapped.ignored["flan-t5:encoder.embed_tokens.weight"] = REASON_T5_TIE

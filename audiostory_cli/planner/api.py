@@ -40,6 +40,11 @@ class StoryLike(Protocol):
     @property
     def events(self) -> Sequence[EventLike]: ...
 
+    @property
+    def generated(self) -> Any: ...  # story.plan.GeneratedPlan | None: token_ids, event_blocks
+
+    def unedited_events(self) -> int: ...
+
 
 @dataclass
 class Planner:
@@ -103,16 +108,31 @@ class Planner:
     def bridge_story(
         self, story: StoryLike, *, progress: ProgressFn = no_progress, audio_embeds: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``bridge_tokens`` for a ``Story``; an empty instruction is rebuilt from prompt and total (default lead).
+        """DiT tokens for a ``Story``: the leading events the user left unedited (``story.unedited_events()``) are
+        conditioned on the tokens the model generated (``story.generated``), as in the official inference; from the
+        first edited event on, on one teacher-forced pass over the re-serialised plan (``bridge_tokens``). An
+        empty instruction is rebuilt from prompt and total (default lead).
 
         Source events (a continuation's input audio, status "source") are skipped: row i of the result belongs
         to the i-th planned event, i.e. to event index i + 1 in both kinds of story.
         """
         instruction = story.instruction or build_instruction(story.prompt, story.total_duration)
         events = [e for e in story.events if getattr(e, "status", "planned") != "source"]
-        return self.bridge_tokens(
-            instruction, story.reasoning, events, progress=progress, audio_embeds=audio_embeds
-        )
+        keep = min(story.unedited_events(), len(events)) if story.generated is not None else 0
+        parts = []
+        with torch.inference_mode():
+            if keep:
+                generated = story.generated
+                semantic, residual = self.reasoner.generated_states(
+                    instruction, generated.token_ids, generated.event_blocks[:keep], progress=progress,
+                    audio_embeds=audio_embeds,
+                )
+                parts.append(self._fuse(semantic, residual))
+        if keep < len(events):
+            parts.append(self.bridge_tokens(
+                instruction, story.reasoning, events, progress=progress, audio_embeds=audio_embeds
+            )[keep:])
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def _fuse(self, semantic: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         device = next(self.bridge.parameters()).device

@@ -131,8 +131,9 @@ def apply_lora(llm: Qwen2ForCausalLM, dims: ReasonerDims) -> Any:
 class SamplingOptions:
     """How the plan is decoded. The default is greedy like the official inference.
 
-    ``temperature > 0`` samples (with ``top_p`` and ``seed``). ``repetition_penalty`` is explicit: the stock
-    Qwen2.5 ``generation_config.json`` silently adds 1.05, even to greedy decoding; we apply only what is set.
+    ``temperature > 0`` samples (with ``top_p`` and ``seed``). ``repetition_penalty`` is explicit here (1.0 = none);
+    ``pipeline.plan_story`` sets it from the model's generation config, i.e. the 1.05 that the stock Qwen2.5
+    ``generation_config.json`` adds to the official greedy decoding, unless ``--repetition-penalty`` says otherwise.
     The ``max_*`` budgets bound the output so that decoding always ends with a complete plan.
     """
 
@@ -174,7 +175,14 @@ class SamplingOptions:
 
 @dataclass(frozen=True)
 class ReasonerOutput:
-    """A plan and its bridge states. The states always belong to ``serialise(reasoning, events)``."""
+    """A plan and its bridge states.
+
+    The states are those the model computed while writing ``token_ids`` (as in the official inference), taken at
+    the placeholder blocks ``event_blocks`` of the kept events, even when parsing repaired the text around them
+    (timestamps rounded, durations rescaled, reasoning lines rewritten): ``states_source == "generation"``. Only
+    when a kept event has no complete placeholder block in the output are they recomputed by one teacher-forced
+    pass over the re-serialised plan (``"teacher_forced"``).
+    """
 
     instruction: str
     reasoning: str  # storyline text (the per-event reasoning lines are regenerated from events)
@@ -184,7 +192,8 @@ class ReasonerOutput:
     semantic_states: torch.Tensor  # (N, S, H) final-norm hidden states at <t5_k>
     residual_states: torch.Tensor  # (N, R, H) at <aud_k>
     token_ids: list[int]  # the generated ids
-    states_source: Literal["generation", "teacher_forced"]  # teacher forced when the parse changed the text
+    states_source: Literal["generation", "teacher_forced"]  # teacher forced when a kept block is incomplete
+    event_blocks: tuple[int, ...] = ()  # per kept event, its 0-based <|gen|> block in token_ids
 
 
 def gather_bridge_states(
@@ -382,13 +391,10 @@ class Reasoner:
             generation.ids, tokenizer=self.tokenizer, num_text_tokens=self.ids.num_text_tokens,
             num_semantic=self.num_semantic, num_residual=self.num_residual, total_duration=total_duration,
         )
-        reserialised = serialise_ids(
-            self.tokenizer, parsed.reasoning, parsed.events, self.num_semantic, self.num_residual
-        )
-        if reserialised == generation.ids:
-            blocks = placeholder_positions(generation.ids, self.ids, self.num_semantic, self.num_residual)
-            semantic = torch.stack([torch.stack([generation.states[p] for p in blocks[j][0]]) for j in sources])
-            residual = torch.stack([torch.stack([generation.states[p] for p in blocks[j][1]]) for j in sources])
+        positions = self.block_positions(generation.ids, sources)
+        if positions is not None and all(p in generation.states for sem, res in positions for p in (*sem, *res)):
+            semantic = torch.stack([torch.stack([generation.states[p] for p in sem]) for sem, _ in positions])
+            residual = torch.stack([torch.stack([generation.states[p] for p in res]) for _, res in positions])
             source: Literal["generation", "teacher_forced"] = "generation"
         else:
             semantic, residual = self.bridge_states(
@@ -398,8 +404,58 @@ class Reasoner:
         return ReasonerOutput(
             instruction=instruction, reasoning=parsed.reasoning, events=parsed.events, warnings=parsed.warnings,
             text=decode_ids(self.tokenizer, generation.ids), semantic_states=semantic, residual_states=residual,
-            token_ids=generation.ids, states_source=source,
+            token_ids=generation.ids, states_source=source, event_blocks=tuple(sources),
         )
+
+    def block_positions(
+        self, ids: Sequence[int], blocks: Sequence[int]
+    ) -> list[tuple[list[int], list[int]]] | None:
+        """Positions in ``ids`` of the S semantic and R residual placeholders of the given ``<|gen|>`` blocks
+        (0-based), or ``None`` when one of them is not exactly ``<t5_00000>…`` / ``<aud_00000>…`` complete."""
+        found: list[tuple[list[int], list[int]]] = []
+        for position, token in enumerate(ids):
+            if token == self.ids.gen_open:
+                found.append(([], []))
+            elif found and self.ids.is_t5_placeholder(token):
+                found[-1][0].append(position)
+            elif found and self.ids.is_aud_placeholder(token):
+                found[-1][1].append(position)
+        chosen = []
+        for j in blocks:
+            if not 0 <= j < len(found):
+                return None
+            sem, res = found[j]
+            if ([ids[p] - self.ids.t5_first for p in sem] != list(range(self.num_semantic))
+                    or [ids[p] - self.ids.aud_first for p in res] != list(range(self.num_residual))):
+                return None
+            chosen.append((sem, res))
+        return chosen
+
+    def generated_states(
+        self,
+        instruction: str,
+        token_ids: Sequence[int],
+        event_blocks: Sequence[int],
+        *,
+        progress: ProgressFn = no_progress,
+        audio_embeds: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bridge states of exactly the tokens the model wrote: one forward over prompt + ``token_ids``, the
+        final-norm states at the placeholders of ``event_blocks``. (N, S, H) and (N, R, H)."""
+        positions = self.block_positions(token_ids, event_blocks)
+        if positions is None:
+            raise ModelError("the stored generated tokens lack a complete placeholder block; re-plan the story")
+        prompt_ids = self.prompt_ids(instruction, 0 if audio_embeds is None else int(audio_embeds.shape[0]))
+        start = len(prompt_ids)
+        progress("bridge", 0, 1)
+        with torch.inference_mode():
+            input_ids = torch.tensor([[*prompt_ids, *token_ids]], device=self.device)
+            hidden = self.decoder_for(prompt_ids, audio_embeds)(input_ids=input_ids).last_hidden_state[0]
+            sem = torch.tensor([[start + p for p in s] for s, _ in positions], device=hidden.device)
+            res = torch.tensor([[start + p for p in r] for _, r in positions], device=hidden.device)
+            states = hidden[sem], hidden[res]
+        progress("bridge", 1, 1)
+        return states
 
     def bridge_states(
         self,

@@ -16,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..config import CANVASES
 from ..errors import PlanValidationError
 
 SCHEMA_VERSION = 1
@@ -27,6 +28,7 @@ MAX_TOTAL_SECONDS = 3600.0
 MIN_EVENT_SECONDS = 0.5
 TIME_EPS = 1e-6  # seconds; tolerance for float round-off in start/end comparisons
 _STEM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+FADE_SHAPES: tuple[str, ...] = ("linear", "equal-power")
 
 
 @dataclass
@@ -36,9 +38,33 @@ class RenderSettings:
     steps: int = 50
     guidance: float = 4.0
     crossfade: float = 1.5  # seconds, default per boundary
+    # The defaults of the two below are what stories written before they existed were rendered with; new plans
+    # take them from the model (``pipeline.render_settings``): fixed + linear for the official checkpoint.
+    canvas: str = "sized"  # DiT canvas: "fixed" (the whole window, trimmed; official) or "sized" (the event's)
+    crossfade_shape: str = "equal-power"  # "linear" (the official join) or "equal-power"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass
+class GeneratedPlan:
+    """What the reasoner wrote when it planned the story, kept so that rendering conditions every unedited event on
+    exactly those tokens (as the official inference does), not on a re-serialised plan.
+
+    ``events`` are the planned events' (caption, story_detail, duration) as first stored: an event still equal to
+    its entry, after an unchanged instruction, reasoning and unchanged earlier events, is "unedited".
+    """
+
+    token_ids: list[int]
+    event_blocks: list[int]  # per planned event: its 0-based <|gen|> block in token_ids
+    instruction: str
+    reasoning: str
+    events: list[dict[str, Any]]
+
+    @staticmethod
+    def fingerprint(event: Event) -> dict[str, Any]:
+        return {"caption": event.caption, "story_detail": event.story_detail, "duration": round(event.duration, 6)}
 
 
 @dataclass
@@ -78,6 +104,7 @@ class Story:
     settings: RenderSettings = field(default_factory=RenderSettings)
     sample_rate: int = 44_100  # rate of the raw event renders
     source: str | None = None  # for `continue`: the input audio copied into the folder
+    generated: GeneratedPlan | None = None  # the reasoner's own tokens (None: older or hand-made stories)
     schema_version: int = SCHEMA_VERSION
 
     # -- serialisation -------------------------------------------------------------------------------------
@@ -116,6 +143,8 @@ class Story:
             steps=_int(settings_raw.get("steps", 50), "settings.steps"),
             guidance=_float(settings_raw.get("guidance", 4.0), "settings.guidance"),
             crossfade=_float(settings_raw.get("crossfade", 1.5), "settings.crossfade"),
+            canvas=_str(settings_raw.get("canvas", "sized"), "settings.canvas"),
+            crossfade_shape=_str(settings_raw.get("crossfade_shape", "equal-power"), "settings.crossfade_shape"),
         )
         story = cls(
             prompt=_str(data.get("prompt"), "prompt"),
@@ -130,6 +159,7 @@ class Story:
             settings=settings,
             sample_rate=_int(data.get("sample_rate", 44_100), "sample_rate"),
             source=_opt_str(data.get("source"), "source"),
+            generated=_generated_from_dict(data.get("generated")),
         )
         story.validate()
         return story
@@ -168,6 +198,15 @@ class Story:
         if not (math.isfinite(s.crossfade) and 0.0 <= s.crossfade <= 10.0):
             raise PlanValidationError(
                 f"settings.crossfade {s.crossfade} must be in 0..10 seconds", field="settings.crossfade"
+            )
+        if s.canvas not in CANVASES:
+            raise PlanValidationError(
+                f"settings.canvas {s.canvas!r} must be one of {', '.join(CANVASES)}", field="settings.canvas"
+            )
+        if s.crossfade_shape not in FADE_SHAPES:
+            raise PlanValidationError(
+                f"settings.crossfade_shape {s.crossfade_shape!r} must be one of {', '.join(FADE_SHAPES)}",
+                field="settings.crossfade_shape",
             )
         if self.sample_rate <= 0:
             raise PlanValidationError("sample_rate must be positive", field="sample_rate")
@@ -236,6 +275,25 @@ class Story:
         wanted = self.settings.crossfade if event.crossfade is None else event.crossfade
         return max(0.0, min(wanted, event.duration, nxt.duration))
 
+    def planned_events(self) -> list[Event]:
+        """The events the reasoner planned (a continuation's source event 0 is not one of them)."""
+        return [e for e in self.events if e.status != "source"]
+
+    def unedited_events(self) -> int:
+        """How many leading planned events still match what the reasoner wrote (``generated``): their bridge
+        states come from its own tokens; the rest come from the re-serialised, edited plan."""
+        generated = self.generated
+        if generated is None or generated.instruction != self.instruction or generated.reasoning != self.reasoning:
+            return 0
+        if len(generated.event_blocks) != len(generated.events):
+            return 0
+        count = 0
+        for event, recorded in zip(self.planned_events(), generated.events, strict=False):
+            if GeneratedPlan.fingerprint(event) != recorded:
+                break
+            count += 1
+        return count
+
     def render_length(self, event: Event) -> float:
         """Seconds to render for ``event``: its duration plus the crossfade tail into the next event."""
         return event.duration + self.crossfade_after(event)
@@ -255,6 +313,8 @@ class Story:
             "sample_rate": self.sample_rate,
             "style": self.style,
         }
+        if self.settings.canvas != "sized":  # absent from older stories' hashes, which were all rendered sized
+            payload["canvas"] = self.settings.canvas
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -321,6 +381,31 @@ def _int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PlanValidationError(f"{name} must be a whole number, got {value!r}", field=name)
     return value
+
+
+def _index_list(value: Any, name: str) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                              for v in value):
+        raise PlanValidationError(f"{name} must be a list of whole numbers >= 0", field=name)
+    return [int(v) for v in value]
+
+
+def _generated_from_dict(raw: Any) -> GeneratedPlan | None:
+    if raw is None:
+        return None
+    where = "generated"
+    if not isinstance(raw, dict):
+        raise PlanValidationError(f"{where} must be a table", field=where)
+    _reject_unknown(raw, {f.name for f in dataclasses.fields(GeneratedPlan)}, f"{where}.")
+    ids, blocks = _index_list(raw.get("token_ids"), f"{where}.token_ids"), _index_list(
+        raw.get("event_blocks"), f"{where}.event_blocks")
+    events = raw.get("events")
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise PlanValidationError(f"{where}.events must be a list of tables", field=f"{where}.events")
+    return GeneratedPlan(
+        token_ids=ids, event_blocks=blocks, instruction=_str(raw.get("instruction", ""), where),
+        reasoning=_str(raw.get("reasoning", ""), where), events=[dict(e) for e in events],
+    )
 
 
 def _event_from_dict(raw: Any, position: int) -> Event:

@@ -43,3 +43,27 @@ def plan_table(story: Story, *, fps: float = 25.0, title: str | None = None) -> 
             status_text,
         )
     return table
+
+
+def render_notes(story: Story) -> list[str]:
+    """How the plan will be rendered, in plain lines: where the bridge states come from, the canvas, the join."""
+    planned = story.planned_events()
+    first = planned[0].index if planned else 1
+    keep = story.unedited_events()
+    if story.generated is None:
+        bridge = "re-serialised plan (no generated tokens stored with this story)"
+    elif keep >= len(planned):
+        bridge = "the reasoner's own tokens for every event (as the official inference)"
+    elif keep == 0:
+        bridge = "re-serialised plan for every event (the plan was edited after planning)"
+    else:
+        last_kept = first + keep - 1
+        bridge = (f"the reasoner's own tokens for events {first}-{last_kept}; re-serialised plan from event "
+                  f"{last_kept + 1} on (edited after planning)")
+    settings = story.settings
+    canvas = ("fixed: the whole 30 s DiT window, trimmed (official)" if settings.canvas == "fixed"
+              else "sized to each event (opt-in; not validated on the released weights)")
+    shape = "linear" if settings.crossfade_shape == "linear" else "equal-power"
+    official = " (official)" if (settings.crossfade, shape) == (3.0, "linear") else ""
+    return [f"bridge: {bridge}", f"canvas: {canvas}",
+            f"join: {settings.crossfade:g} s {shape} crossfade{official}; clips include the crossfade tail"]

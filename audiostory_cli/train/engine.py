@@ -471,6 +471,7 @@ class _Run:
 
     # 5. the model folder
     def _export(self, result: TrainResult) -> None:
+        from ..config import CANVAS_SIZED
         from ..model import AudioStoryModel
 
         self.accelerator.wait_for_everyone()
@@ -482,6 +483,8 @@ class _Run:
         info = {**self._state(self.config.steps), "trainable": [vars(c) for c in self.counts]}
         history = [*base.extra.get("training_history", []), info]
         extra = {k: v for k, v in base.extra.items() if k not in ("training", "training_history")}
+        # the flow loss trains on latents sized to each clip (masked), so a DiT trained here expects that canvas
+        extra["canvas"] = CANVAS_SIZED if self.config.stage_spec.train_dit else base.canvas
         final = AudioStoryModel(
             name=self.config.out.name, dims=base.dims, tokenizer=base.tokenizer, llm=merged, bridge=module.bridge,
             dit=module.dit, text_encoder=base.text_encoder, vae=base.vae, audio_encoder=base.audio_encoder,
