@@ -17,12 +17,14 @@ from .options import (
     GuidanceOpt,
     JsonOpt,
     ModelOpt,
+    NoWaitOpt,
     OffloadOpt,
     PresetOpt,
     SeedOpt,
     StemsOpt,
     StepsOpt,
     StyleOpt,
+    lock_story,
     parse_cues,
 )
 
@@ -48,6 +50,7 @@ def tell(
     offload: OffloadOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a story already in --out.")] = False,
     as_json: JsonOpt = False,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Plan a story from PROMPT, show the plan, then render every event and deliver mix, stems and cues."""
     from ..audio.cues import check_cue_names
@@ -67,8 +70,10 @@ def tell(
     cue_names = check_cue_names(parse_cues(cues))
     resolve_model_ref(model)
     folder = StoryFolder(out or default_out_dir(prompt))
-    with _removed_on_failure(folder.root):
-        folder.prepare_new(force=force)
+    folder.check_new(force=force)  # before the lock: no lock file is left in a folder that is not ours
+    created = not folder.root.exists()
+    with lock_story(folder, "tell", no_wait=no_wait, create=True), _removed_on_failure(folder.root, created):
+        folder.prepare_new(force=force)  # again under the lock: another tell may have filled it meanwhile
         err_console.print(f"[dim]audiostory tell: {duration:g} s, model {model}[/]")  # the first line, before imports
         from ..export import ExportOptions
         from ..story.table import plan_table
@@ -79,28 +84,34 @@ def tell(
         with RichProgress() as progress:
             story = plan_story(prompt, options, loaded, progress=progress)
         folder.save(story, keep_previous=True)
-    err_console.print(plan_table(story))
-    export_options = ExportOptions(loudness=preset, stems=stems, cues=cue_names, force=True)
-    if plan_only:
-        err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
-        out_console.print(str(folder.story_path))
-        return
-    if not _confirm_render(folder, ask=ask or (is_interactive() and not yes)):
-        err_console.print(f"plan saved; render it later with: audiostory render {folder.root}")
-        out_console.print(str(folder.story_path))
-        return
-    render_and_export(folder, loaded, runtime, export_options=export_options,
-                      offload=wants_offload(offload, runtime), as_json=as_json)
+        err_console.print(plan_table(story))
+        export_options = ExportOptions(loudness=preset, stems=stems, cues=cue_names, force=True)
+        if plan_only:
+            err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
+            out_console.print(str(folder.story_path))
+            return
+        if not _confirm_render(folder, ask=ask or (is_interactive() and not yes)):
+            err_console.print(f"plan saved; render it later with: audiostory render {folder.root}")
+            out_console.print(str(folder.story_path))
+            return
+        render_and_export(folder, loaded, runtime, export_options=export_options,
+                          offload=wants_offload(offload, runtime), as_json=as_json)
 
 
 @contextlib.contextmanager
-def _removed_on_failure(root: Path) -> Iterator[None]:
-    """A folder this command creates is removed again if loading or planning fails before anything is in it."""
-    created = not root.exists()
+def _removed_on_failure(root: Path, created: bool) -> Iterator[None]:
+    """A folder this command created is removed again if loading or planning fails before anything is in it.
+
+    Runs under the folder's lock, so its lock file goes too: a command waiting for it then finds no folder.
+    """
     try:
         yield
     except BaseException:
-        if created and root.is_dir() and not any(root.iterdir()):
+        from ..story import StoryFolder
+        from ..story.lock import LOCK_FILE
+
+        if created and root.is_dir() and not StoryFolder(root).content():
+            (root / LOCK_FILE).unlink(missing_ok=True)
             root.rmdir()
         raise
 
