@@ -20,7 +20,7 @@ import contextlib
 import errno
 import json
 import os
-import socket
+import platform
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,7 +45,7 @@ class Holder:
     def describe(self, root: Path | None = None) -> str:
         """``the render of chase by pid 4711`` (``on HOST`` when it runs on another machine)."""
         of = "" if root is None else f" of {root}"
-        on = "" if self.host == socket.gethostname() else f" on {self.host}"
+        on = "" if self.host == platform.node() else f" on {self.host}"
         return f"the {self.command}{of} by pid {self.pid}{on}"
 
 
@@ -157,7 +157,7 @@ def _still_the_lock_file(root: Path, info: os.stat_result) -> bool:
 
 def _claim(fd: int, command: str) -> None:
     """Name this process in the lock file (best effort: the lock itself is the flock, not the text)."""
-    text = json.dumps({"command": command, "pid": os.getpid(), "host": socket.gethostname()}) + "\n"
+    text = json.dumps({"command": command, "pid": os.getpid(), "host": platform.node()}) + "\n"
     with contextlib.suppress(OSError):
         os.ftruncate(fd, 0)
         os.pwrite(fd, text.encode("utf-8"), 0)
