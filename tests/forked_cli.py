@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +55,14 @@ class Child:
         return self.stderr.read_text(encoding="utf-8", errors="replace")
 
 
-def fork_cli(args: Sequence[str], logs: Path, *, model: object = None, runtime: object = None) -> Child:
-    """Start ``audiostory ARGS`` in a forked child; its stdout/stderr go to files under ``logs``."""
+def fork_cli(
+    args: Sequence[str], logs: Path, *, model: object = None, runtime: object = None,
+    setup: Callable[[], None] | None = None,
+) -> Child:
+    """Start ``audiostory ARGS`` in a forked child; its stdout/stderr go to files under ``logs``.
+
+    ``setup`` runs in the child first (e.g. to install a hook that SIGKILLs it at a chosen write).
+    """
     logs.mkdir(parents=True, exist_ok=True)
     tag = f"{time.monotonic_ns()}"
     stdout, stderr = logs / f"{tag}.out", logs / f"{tag}.err"
@@ -69,6 +75,8 @@ def fork_cli(args: Sequence[str], logs: Path, *, model: object = None, runtime: 
             os.dup2(fd_out, 1)
             os.dup2(fd_err, 2)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            if setup is not None:
+                setup()
             code = _run_child(list(args), model, runtime)
         except BaseException:  # noqa: B036 - report anything, then leave without pytest's clean-up
             import traceback
@@ -100,3 +108,27 @@ def _run_child(args: list[str], model: object, runtime: object) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
     return 0
+
+
+def kill_at_replace(number: int, *, after: bool, log: Path | None = None) -> Callable[[], None]:
+    """A ``setup`` that SIGKILLs the child just before (or after) its ``number``-th ``os.replace``, the step that
+    moves an atomic write into place; ``log`` gets one line per call (to count them in a full run)."""
+
+    def setup() -> None:
+        real = os.replace
+        calls = [0]
+
+        def replace(src, dst, *args, **kwargs):  # type: ignore[no-untyped-def]
+            calls[0] += 1
+            if log is not None:
+                with open(log, "a", encoding="utf-8") as fh:
+                    fh.write(f"{dst}\n")
+            if calls[0] == number and not after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            real(src, dst, *args, **kwargs)
+            if calls[0] == number and after:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        os.replace = replace  # type: ignore[assignment]
+
+    return setup

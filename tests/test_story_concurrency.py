@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import shutil
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import soundfile as sf
 from audiostory_cli.story.folder import StoryFolder
 from audiostory_cli.story.lock import LOCK_FILE, read_holder
 from audiostory_cli.story.plan import RenderSettings
-from tests.forked_cli import Child, fork_cli
+from tests.forked_cli import Child, fork_cli, kill_at_replace
 from tests.story_factory import make_story
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -44,9 +46,9 @@ def planned_story(root: Path, durations=(0.5, 0.6, 0.5, 0.55)) -> StoryFolder:
     return folder
 
 
-def run(tiny, args, logs: Path) -> Child:
+def run(tiny, args, logs: Path, setup=None) -> Child:
     model, runtime = tiny
-    return fork_cli(args, logs, model=model, runtime=runtime)
+    return fork_cli(args, logs, model=model, runtime=runtime, setup=setup)
 
 
 def leftovers(root: Path) -> list[str]:
@@ -179,3 +181,61 @@ def test_a_lock_dies_with_its_process(tmp_path, tiny):
     child = run(tiny, ["plan", "set", str(folder.root), "1", "--caption", "wind", "--no-wait"], tmp_path / "logs")
     assert child.wait() == 0, child.err()
     assert folder.load().event(1).caption == "wind"
+
+
+def test_render_killed_at_random_points_always_resumes_to_an_uninterrupted_runs_files(tmp_path, tiny):
+    """SIGKILL `render` at random moments, then render again: story.json parses, finished events are never
+    rendered twice, the final files equal an uninterrupted run's byte for byte, and no temp file is left."""
+    kills = SLOW_KILLS if os.environ.get("AUDIOSTORY_SLOW") == "1" else KILLS
+    logs = tmp_path / "logs"
+    template = planned_story(tmp_path / "template")
+
+    reference = tmp_path / "reference" / "story"  # the same folder name everywhere: qc.json and the EDL name it
+    shutil.copytree(template.root, reference)
+    started = time.monotonic()
+    replaces = tmp_path / "replaces.log"
+    child = run(tiny, ["render", str(reference), "--json"], logs, setup=kill_at_replace(0, after=False, log=replaces))
+    assert child.wait() == 0, child.err()
+    full = time.monotonic() - started  # how long an uninterrupted render takes: the kills fall within it
+    writes = len(replaces.read_text().splitlines())  # atomic writes of a full render: events, story.json, export
+    print(f"uninterrupted render: {full:.2f} s, {writes} atomic writes")
+    expected = files(reference)
+    assert json.loads(child.out())["rendered"] == [1, 2, 3, 4]
+
+    rng = random.Random(26)
+    outcomes = {"before any event": 0, "mid-render": 0, "after all events": 0, "left temp files": 0}
+    for attempt in range(kills):
+        root = tmp_path / f"kill{attempt:03d}" / "story"
+        shutil.copytree(template.root, root)
+        if attempt % 2:  # at a random moment
+            child = run(tiny, ["render", str(root), "--json"], logs)
+            time.sleep(rng.uniform(0.0, full * 1.1))
+            child.kill()
+        else:  # just before or after a random atomic write lands (a temp file written, not yet renamed)
+            setup = kill_at_replace(rng.randint(1, writes), after=rng.random() < 0.5)
+            child = run(tiny, ["render", str(root), "--json"], logs, setup=setup)
+            assert child.wait() == -9, child.err()
+        where = f"kill {attempt}"
+
+        # what the kill left: a valid plan whose finished events are the reference's bytes
+        story = StoryFolder(root).load()
+        done = [e.index for e in story.events if e.status == "rendered"]
+        for index in done:
+            event = story.event(index)
+            got = content(root / event.file)  # rendered in the same batch as the reference: bitwise equal
+            assert got[0] == expected[event.file][0] and np.array_equal(got[1], expected[event.file][1]), where
+        kept = {i: (root / story.event(i).file).stat().st_mtime_ns for i in done}
+        outcomes["before any event" if not done else "after all events" if len(done) == 4 else "mid-render"] += 1
+        outcomes["left temp files"] += bool(leftovers(root))  # a killed atomic write: the next render removes them
+
+        # render again: only what is missing, and the same files as an uninterrupted run
+        again = run(tiny, ["render", str(root), "--json"], logs)
+        assert again.wait() == 0, f"{where}: {again.err()}"
+        assert json.loads(again.out())["rendered"] == [i for i in (1, 2, 3, 4) if i not in done], where
+        story = StoryFolder(root).load()
+        assert {i: (root / story.event(i).file).stat().st_mtime_ns for i in done} == kept, where
+        assert_same(files(root), expected, where)
+        assert leftovers(root) == [], where
+        shutil.rmtree(root)
+    print(f"{kills} kills: {outcomes}")
+    assert outcomes["mid-render"] > 0, outcomes  # the random points did land inside the render

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from audiostory_cli.cli import app
 from audiostory_cli.errors import FolderBusyError, StoryError, WaitInterrupted
 from audiostory_cli.story.folder import StoryFolder
-from audiostory_cli.story.lock import LOCK_FILE, read_holder, story_lock
+from audiostory_cli.story.lock import LOCK_FILE, read_holder, story_lock, sweep_temp_files
 from tests.story_factory import make_story
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and POSIX locks")
@@ -113,6 +113,19 @@ def test_reentrant_in_one_thread_exclusive_across_threads(folder):
 def _take(folder: StoryFolder, order: list[str]) -> None:
     with story_lock(folder.root, "plan set"):
         order.append("thread")
+
+
+def test_killed_writers_temp_files_are_swept_under_the_lock_and_nothing_else(folder):
+    events = folder.root / "events"
+    events.mkdir()
+    stale = [folder.root / ".story.json.ab12cd_9.tmp", events / ".01-rain.s7.wav.zz99xx00.tmp"]
+    kept = [folder.root / "notes.tmp", events / ".hidden", folder.root / ".story.json.short.tmp"]
+    for path in stale + kept:
+        path.write_text("x")
+    with story_lock(folder.root, "render"):
+        assert [p.exists() for p in stale] == [False, False]
+    assert all(p.exists() for p in kept)
+    assert sweep_temp_files(folder.root) == []
 
 
 def test_the_lock_file_is_not_story_content(tmp_path, folder):

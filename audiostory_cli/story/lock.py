@@ -11,7 +11,9 @@ Use it around everything a command reads and writes::
         ...
 
 Nested use in the same thread (a command holding the lock calls a library function that takes it too) is
-re-entrant; another thread or process waits.
+re-entrant; another thread or process waits. While the lock is first taken, temporary files that a killed
+writer left behind (``.NAME.XXXXXXXX.tmp`` from ``fsutil.atomic_path``) are removed: holding the folder's only
+lock, no live audiostory writer can own them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import errno
 import json
 import os
 import platform
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +32,8 @@ from pathlib import Path
 from ..errors import FolderBusyError, StoryError, WaitInterrupted
 
 LOCK_FILE = ".audiostory.lock"
+SWEPT_DIRS = (".", "events", "stems", "cues", "source")  # where a story's atomic writes put their temp files
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # fsutil.atomic_path: mkstemp(prefix=".NAME.", suffix=".tmp")
 
 _held: dict[tuple[int, int, int], int] = {}  # (thread id, st_dev, st_ino) of a held lock file -> nesting depth
 _held_guard = threading.Lock()
@@ -124,6 +129,11 @@ def _acquire(
         _claim(fd, command)
         with _held_guard:
             _held[key] = 1
+        try:
+            sweep_temp_files(root)
+        except BaseException:
+            _release(fd, key)
+            raise
         return fd, key
 
 
@@ -175,6 +185,21 @@ def _release(fd: int, key: tuple[int, int, int]) -> None:
     with contextlib.suppress(OSError):
         os.ftruncate(fd, 0)  # names no holder once free
     os.close(fd)  # closing the only descriptor releases the flock
+
+
+def sweep_temp_files(root: Path) -> list[Path]:
+    """Remove temporary files of atomic writes that a killed process left in the story folder."""
+    removed: list[Path] = []
+    for name in SWEPT_DIRS:
+        folder = Path(root) / name
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            if _TEMP_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
 
 
 def is_lock_file(path: Path) -> bool:
