@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InputError, UsageError
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
+from .story.lock import holds_story_lock
 from .story.plan import MAX_TOTAL_SECONDS, Event, RenderSettings, Story
 
 if TYPE_CHECKING:
@@ -166,6 +167,7 @@ class RenderReport:
     skipped: list[int]
 
 
+@holds_story_lock("render")
 def render_story(
     folder: StoryFolder,
     model: AudioStoryModel,
@@ -293,6 +295,7 @@ def _next_take_name(folder: StoryFolder, event: Event) -> str:
     return f"{stem}.take{number}.wav"
 
 
+@holds_story_lock("regen")
 def regen_events(
     folder: StoryFolder,
     indices: Sequence[int],

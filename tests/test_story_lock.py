@@ -162,3 +162,36 @@ def test_a_plan_set_waits_for_a_render_and_then_applies(folder):
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines()[0].startswith(f"waiting for the render of {folder.root} by pid {pid}")
     assert folder.load().event(2).caption == "hail on glass"
+
+
+def test_api_read_modify_writes_in_parallel_processes_lose_no_change(tmp_path):
+    """Four processes each change their own event's seed 15 times through the Python API at the same time."""
+    from audiostory_cli.story.edit import set_event_fields
+
+    folder = StoryFolder(tmp_path / "busy")
+    folder.save(make_story([1.0, 1.0, 1.0, 1.0]))
+    pids = []
+    for index in (1, 2, 3, 4):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for round_ in range(15):
+                    set_event_fields(folder, index, seed=1000 * index + round_)
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    assert [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids] == [0, 0, 0, 0]
+    assert [e.seed for e in folder.load().events] == [1014, 2014, 3014, 4014]
+
+
+def test_an_api_call_waits_for_a_command_holding_the_folder(folder, caplog):
+    from audiostory_cli.story.edit import set_event_fields
+
+    pid = hold_in_child(folder)
+    threading.Timer(0.3, kill, args=(pid,)).start()
+    with caplog.at_level("WARNING"):
+        set_event_fields(folder, 1, caption="thunder far away")
+    assert folder.load().event(1).caption == "thunder far away"
+    assert f"waiting for the render of {folder.root} by pid {pid}" in caplog.text

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
+import logging
 import os
 import platform
 import re
@@ -28,6 +30,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from ..errors import FolderBusyError, StoryError, WaitInterrupted
 
@@ -37,6 +40,9 @@ _TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # fsutil.atomic_path: mks
 
 _held: dict[tuple[int, int, int], int] = {}  # (thread id, st_dev, st_ino) of a held lock file -> nesting depth
 _held_guard = threading.Lock()
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -204,3 +210,24 @@ def sweep_temp_files(root: Path) -> list[Path]:
 
 def is_lock_file(path: Path) -> bool:
     return Path(path).name == LOCK_FILE
+
+
+def holds_story_lock(command: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Make a library function whose first argument is a story folder (``StoryFolder`` or path) hold its lock.
+
+    For Python callers of the API: a CLI command already holds the lock, so this nests (re-entrant). A folder
+    without story.json is left alone (the function reports that itself, and no lock file lands in it).
+    """
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(function)
+        def locked(*args: P.args, **kwargs: P.kwargs) -> R:
+            root = Path(getattr(args[0], "root", args[0]))  # type: ignore[arg-type]
+            if not (root / "story.json").is_file():
+                return function(*args, **kwargs)
+            with story_lock(root, command, on_wait=log.warning):
+                return function(*args, **kwargs)
+
+        return locked
+
+    return decorate
