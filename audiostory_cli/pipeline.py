@@ -269,7 +269,12 @@ def _decode(
 
 
 def _store_event(folder: StoryFolder, story: Story, event: Event, audio: np.ndarray) -> None:
-    """Write the event's audio atomically; an earlier render of it becomes a numbered take, never lost."""
+    """Write the event's audio atomically; an earlier render of it becomes a numbered take, never lost.
+
+    The take is listed in story.json before the earlier render is moved to it, so a process killed at any point
+    leaves every render listed: a listed take still missing while ``event.file`` exists is a move that a killed
+    render recorded but did not make, and is made now.
+    """
     from .audio.io import write_audio
 
     name = folder.event_file_name(event)
@@ -277,9 +282,10 @@ def _store_event(folder: StoryFolder, story: Story, event: Event, audio: np.ndar
     if event.file:
         old = folder.resolve(event.file)
         if old.exists():
-            take = _next_take_name(folder, event)
-            old.rename(folder.resolve(take))
-            event.takes.append(take)
+            if not event.takes or folder.resolve(event.takes[-1]).exists():
+                event.takes.append(_next_take_name(folder, event))
+                folder.save(story)
+            old.rename(folder.resolve(event.takes[-1]))
     write_audio(target, audio, story.sample_rate, "FLOAT")
     event.file = name
     event.status = "rendered"

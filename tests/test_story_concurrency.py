@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from audiostory_cli.story.edit import set_event_fields
 from audiostory_cli.story.folder import StoryFolder
 from audiostory_cli.story.lock import LOCK_FILE, read_holder
 from audiostory_cli.story.plan import RenderSettings
@@ -189,15 +190,29 @@ def test_render_killed_at_random_points_always_resumes_to_an_uninterrupted_runs_
     kill_loop(tmp_path, tiny, KILLS, seed=26)
 
 
+def test_rerender_of_changed_events_killed_at_random_points_keeps_every_take(tmp_path, tiny):
+    """The same when `render` redoes changed events: their earlier renders become takes, listed, never lost."""
+    kill_loop(tmp_path, tiny, KILLS // 2, seed=62, redo=True)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("AUDIOSTORY_SLOW") != "1", reason="the slow tier runs with AUDIOSTORY_SLOW=1")
 def test_render_killed_at_many_more_random_points(tmp_path, tiny):
-    kill_loop(tmp_path, tiny, SLOW_KILLS, seed=2026)
+    kill_loop(tmp_path / "new", tiny, SLOW_KILLS, seed=2026)
+    kill_loop(tmp_path / "redo", tiny, SLOW_KILLS // 2, seed=6202, redo=True)
 
 
-def kill_loop(tmp_path: Path, tiny, kills: int, *, seed: int) -> None:
+def kill_loop(tmp_path: Path, tiny, kills: int, *, seed: int, redo: bool = False) -> None:
+    """``redo``: the story is rendered, then events 2 and 4 get new seeds, so render moves their renders to takes."""
     logs = tmp_path / "logs"
     template = planned_story(tmp_path / "template")
+    if redo:
+        first = run(tiny, ["render", str(template.root)], logs)
+        assert first.wait() == 0, first.err()
+        for index, new_seed in ((2, 77), (4, 78)):
+            set_event_fields(template, index, seed=new_seed)
+    planned = template.load()
+    to_render = [e.index for e in planned.events if planned.is_stale(e)]
 
     reference = tmp_path / "reference" / "story"  # the same folder name everywhere: qc.json and the EDL name it
     shutil.copytree(template.root, reference)
@@ -209,7 +224,7 @@ def kill_loop(tmp_path: Path, tiny, kills: int, *, seed: int) -> None:
     writes = len(replaces.read_text().splitlines())  # atomic writes of a full render: events, story.json, export
     print(f"uninterrupted render: {full:.2f} s, {writes} atomic writes")
     expected = files(reference)
-    assert json.loads(child.out())["rendered"] == [1, 2, 3, 4]
+    assert json.loads(child.out())["rendered"] == to_render
 
     rng = random.Random(seed)
     outcomes = {"before any event": 0, "mid-render": 0, "after all events": 0, "left temp files": 0}
@@ -228,19 +243,21 @@ def kill_loop(tmp_path: Path, tiny, kills: int, *, seed: int) -> None:
 
         # what the kill left: a valid plan whose finished events are the reference's bytes
         story = StoryFolder(root).load()
-        done = [e.index for e in story.events if e.status == "rendered"]
+        done = [e.index for e in story.events if e.status == "rendered" and not story.is_stale(e)]
         for index in done:
             event = story.event(index)
             got = content(root / event.file)  # rendered in the same batch as the reference: bitwise equal
             assert got[0] == expected[event.file][0] and np.array_equal(got[1], expected[event.file][1]), where
         kept = {i: (root / story.event(i).file).stat().st_mtime_ns for i in done}
-        outcomes["before any event" if not done else "after all events" if len(done) == 4 else "mid-render"] += 1
+        finished = [i for i in to_render if i in done]
+        outcomes["before any event" if not finished else "after all events" if finished == to_render else
+                 "mid-render"] += 1
         outcomes["left temp files"] += bool(leftovers(root))  # a killed atomic write: the next render removes them
 
         # render again: only what is missing, and the same files as an uninterrupted run
         again = run(tiny, ["render", str(root), "--json"], logs)
         assert again.wait() == 0, f"{where}: {again.err()}"
-        assert json.loads(again.out())["rendered"] == [i for i in (1, 2, 3, 4) if i not in done], where
+        assert json.loads(again.out())["rendered"] == [i for i in to_render if i not in done], where
         story = StoryFolder(root).load()
         assert {i: (root / story.event(i).file).stat().st_mtime_ns for i in done} == kept, where
         assert_same(files(root), expected, where)
