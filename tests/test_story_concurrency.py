@@ -31,12 +31,25 @@ SLOW_KILLS = 100
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(tmp_path_factory):
     from audiostory_cli.model import load_model
     from audiostory_cli.runtime import make_runtime
 
     runtime = make_runtime("cpu")
-    return load_model("tiny-random", runtime), runtime
+    model = load_model("tiny-random", runtime)
+    warm_up(model, runtime, tmp_path_factory.mktemp("warm-up"))
+    return model, runtime
+
+
+def warm_up(model, runtime, where: Path) -> None:
+    """Render and export one story here, so that every forked child starts with the modules it needs imported."""
+    from audiostory_cli.cli import progress_view, session  # noqa: F401 - imported for the children
+    from audiostory_cli.export import ExportOptions, export_story
+    from audiostory_cli.pipeline import render_story
+
+    folder = planned_story(where / "story")
+    render_story(folder, model, runtime)
+    export_story(folder, ExportOptions(cues=("story", "reaper", "audacity", "edl")))
 
 
 def planned_story(root: Path, durations=(0.5, 0.6, 0.5, 0.55)) -> StoryFolder:
