@@ -367,7 +367,7 @@ def write_batch_file(out: Path, jobs_path: Path, records: Sequence[JobRecord], *
 def inspect_job(job: Job, out: Path, previous: Mapping[str, Any] | None = None) -> JobState:
     """What a run still has to do for ``job``; a folder holding something else, or another story, raises."""
     folder = StoryFolder(Path(out) / job.name)
-    if not folder.root.exists() or (folder.root.is_dir() and not any(folder.root.iterdir())):
+    if not folder.root.exists() or (folder.root.is_dir() and not folder.content()):
         return "new"
     if not folder.exists():
         raise OutputExistsError(f"{folder.root} holds other files and no story.json; move them away or give the "

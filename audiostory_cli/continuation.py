@@ -43,6 +43,7 @@ import numpy as np
 from .errors import InputError, StoryError, UsageError
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
+from .story.lock import holds_story_lock
 from .story.plan import MAX_TOTAL_SECONDS, TIME_EPS, Event, GeneratedPlan, Story
 
 if TYPE_CHECKING:
@@ -258,6 +259,7 @@ class ContinuationResult:
     seam_seconds: float
 
 
+@holds_story_lock("continue")
 def deliver_continuation(
     folder: StoryFolder,
     model: AudioStoryModel,

@@ -69,3 +69,15 @@ class DeviceError(AudiostoryError):
 
 class TrainingError(AudiostoryError):
     """A training run cannot start or continue."""
+
+
+class FolderBusyError(AudiostoryError):
+    """Another command holds the story folder's lock (``--no-wait``); exit code 75, "try again later"."""
+
+    exit_code = 75
+
+
+class WaitInterrupted(AudiostoryError):
+    """Ctrl-C while waiting for a story folder's lock; nothing was changed (exit code 130, like SIGINT)."""
+
+    exit_code = 130

@@ -43,6 +43,7 @@ from .errors import AudioInputError, OutputExistsError, StoryError, UsageError
 from .fsutil import safe_child, write_json_atomic, write_text_atomic
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
+from .story.lock import holds_story_lock
 from .story.plan import Event, Story, event_slug
 from .story.timecode import FrameRate, frame_rate
 
@@ -95,6 +96,7 @@ class ExportResult:
         return (self.mix, *self.stems, *self.cues, self.qc_path)
 
 
+@holds_story_lock("export")
 def export_story(
     folder: Path | StoryFolder, options: ExportOptions | None = None, progress: ProgressFn = no_progress
 ) -> ExportResult:

@@ -19,6 +19,7 @@ from .config import CANVAS_FIXED, CANVASES
 from .errors import InputError, UsageError
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
+from .story.lock import holds_story_lock
 from .story.plan import FADE_SHAPES, MAX_TOTAL_SECONDS, Event, GeneratedPlan, RenderSettings, Story
 
 if TYPE_CHECKING:
@@ -117,13 +118,18 @@ def check_tell_inputs(prompt: str, options: PlanOptions, *, cues: Sequence[str],
 
 
 @contextlib.contextmanager
-def removed_if_left_empty(root: Path) -> Iterator[None]:
-    """A folder created inside the block is removed again if the block fails before anything is in it."""
-    created = not Path(root).exists()
+def removed_if_left_empty(root: Path, created: bool) -> Iterator[None]:
+    """A folder this command created (``created``) is removed again if the block fails before anything is in it.
+
+    Run it under the folder's lock, so its lock file goes too: a command waiting for it then finds no folder.
+    """
     try:
         yield
     except BaseException:
-        if created and Path(root).is_dir() and not any(Path(root).iterdir()):
+        from .story.lock import LOCK_FILE
+
+        if created and Path(root).is_dir() and not StoryFolder(root).content():
+            (Path(root) / LOCK_FILE).unlink(missing_ok=True)
             Path(root).rmdir()
         raise
 
@@ -186,10 +192,14 @@ def tell(
     The folder must be missing or empty (or hold a story, with ``force``); one that this call creates is removed
     again if planning fails before anything is written. An interrupted render resumes with ``deliver_story``.
     """
-    with removed_if_left_empty(folder.root):
-        folder.prepare_new(force=force)
+    folder.check_new(force=force)  # before the lock: no lock file is left in a folder that is not ours
+    created = not folder.root.exists()
+    with folder.locked("tell", create=True), removed_if_left_empty(folder.root, created):
+        folder.prepare_new(force=force)  # again under the lock: another tell may have filled it meanwhile
         start_story(folder, prompt, options, model, progress=progress)
-    return deliver_story(folder, model, runtime, export_options=export_options, progress=progress, offload=offload)
+        return deliver_story(
+            folder, model, runtime, export_options=export_options, progress=progress, offload=offload
+        )
 
 
 def render_settings(
@@ -292,6 +302,7 @@ class RenderReport:
     skipped: list[int]
 
 
+@holds_story_lock("render")
 def render_story(
     folder: StoryFolder,
     model: AudioStoryModel,
@@ -393,7 +404,12 @@ def _decode(
 
 
 def _store_event(folder: StoryFolder, story: Story, event: Event, audio: np.ndarray) -> None:
-    """Write the event's audio atomically; an earlier render of it becomes a numbered take, never lost."""
+    """Write the event's audio atomically; an earlier render of it becomes a numbered take, never lost.
+
+    The take is listed in story.json before the earlier render is moved to it, so a process killed at any point
+    leaves every render listed: a listed take still missing while ``event.file`` exists is a move that a killed
+    render recorded but did not make, and is made now.
+    """
     from .audio.io import write_audio
 
     name = folder.event_file_name(event)
@@ -401,9 +417,10 @@ def _store_event(folder: StoryFolder, story: Story, event: Event, audio: np.ndar
     if event.file:
         old = folder.resolve(event.file)
         if old.exists():
-            take = _next_take_name(folder, event)
-            old.rename(folder.resolve(take))
-            event.takes.append(take)
+            if not event.takes or folder.resolve(event.takes[-1]).exists():
+                event.takes.append(_next_take_name(folder, event))
+                folder.save(story)
+            old.rename(folder.resolve(event.takes[-1]))
     write_audio(target, audio, story.sample_rate, "FLOAT")
     event.file = name
     event.status = "rendered"
@@ -419,6 +436,7 @@ def _next_take_name(folder: StoryFolder, event: Event) -> str:
     return f"{stem}.take{number}.wav"
 
 
+@holds_story_lock("regen")
 def regen_events(
     folder: StoryFolder,
     indices: Sequence[int],

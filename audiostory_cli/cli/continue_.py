@@ -18,6 +18,7 @@ from .options import (
     GuidanceOpt,
     JsonOpt,
     ModelOpt,
+    NoWaitOpt,
     OffloadOpt,
     PresetOpt,
     RepetitionPenaltyOpt,
@@ -25,6 +26,7 @@ from .options import (
     StemsOpt,
     StepsOpt,
     StyleOpt,
+    lock_story,
     parse_cues,
 )
 
@@ -63,6 +65,7 @@ def continue_(
     offload: OffloadOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a story already in --out.")] = False,
     as_json: JsonOpt = False,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Continue AUDIO by --duration seconds, seamlessly; the mix is input + continuation.
 
@@ -94,28 +97,30 @@ def continue_(
     export_options = ExportOptions(loudness=preset, stems=stems, cues=parse_cues(cues), force=True)
     resolve_model_ref(model)
     folder = StoryFolder(out or default_out_dir(f"{audio.stem} continued"))
-    folder.prepare_new(force=force)
-    err_console.print(f"[dim]audiostory continue: {audio} + {duration:g} s, model {model}[/]")
+    folder.check_new(force=force)  # before the lock: no lock file is left in a folder that is not ours
+    with lock_story(folder, "continue", no_wait=no_wait, create=True):
+        folder.prepare_new(force=force)
+        err_console.print(f"[dim]audiostory continue: {audio} + {duration:g} s, model {model}[/]")
 
-    # 2. plan (listening to the input when the model can), review, render, deliver
-    from .progress_view import RichProgress
-    from .session import load_for_command, wants_offload
-    from .tell import _confirm_render
+        # 2. plan (listening to the input when the model can), review, render, deliver
+        from .progress_view import RichProgress
+        from .session import load_for_command, wants_offload
+        from .tell import _confirm_render
 
-    loaded, runtime = load_for_command(model, device)
-    with RichProgress() as progress:
-        story = continue_story(source, instruction, options, loaded, folder, progress=progress, notify=_notice)
-    err_console.print(plan_table(story))
-    if plan_only or not _confirm_render(folder, ask=not plan_only and (ask or (is_interactive() and not yes))):
-        err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
-        out_console.print(str(folder.story_path))
-        return
-    from ..continuation import deliver_continuation
+        loaded, runtime = load_for_command(model, device)
+        with RichProgress() as progress:
+            story = continue_story(source, instruction, options, loaded, folder, progress=progress, notify=_notice)
+        err_console.print(plan_table(story))
+        if plan_only or not _confirm_render(folder, ask=not plan_only and (ask or (is_interactive() and not yes))):
+            err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
+            out_console.print(str(folder.story_path))
+            return
+        from ..continuation import deliver_continuation
 
-    with RichProgress() as progress:
-        result = deliver_continuation(folder, loaded, runtime, export_options, only_new=only_new,
-                                      offload=wants_offload(offload, runtime), progress=progress)
-    _print_result(folder, result, as_json=as_json)
+        with RichProgress() as progress:
+            result = deliver_continuation(folder, loaded, runtime, export_options, only_new=only_new,
+                                          offload=wants_offload(offload, runtime), progress=progress)
+        _print_result(folder, result, as_json=as_json)
 
 
 def _notice(message: str) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from .common import err_console, out_console
+from .options import NoWaitOpt, lock_story
 
 
 def export(
@@ -43,9 +44,11 @@ def export(
     ] = 25.0,
     force: Annotated[bool, typer.Option("--force", help="Replace the outputs of a previous export.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of the paths.")] = False,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Mix the rendered events and deliver mix.wav, stems/ and cues/ (with qc.json); no model needed."""
     from ..export import ExportOptions, export_story
+    from ..story import StoryFolder
 
     options = ExportOptions(
         loudness=loudness,
@@ -59,12 +62,13 @@ def export(
         fps=fps,
         force=force,
     )
-    with err_console.status("exporting…") as status:
+    folder = StoryFolder(story_dir)
+    with lock_story(folder, "export", no_wait=no_wait), err_console.status("exporting…") as status:
 
         def progress(stage: str, done: int, total: int) -> None:
             status.update(f"export: {stage} {done}/{total}")
 
-        result = export_story(story_dir, options, progress)
+        result = export_story(folder, options, progress)
     qc: dict[str, Any] = result.qc
     if not qc["met"]:
         from rich.markup import escape

@@ -77,3 +77,19 @@ def refresh_export_options(folder: StoryFolder, preset: str, *, stems: bool, cue
     if cues is not None:
         changes["cues"] = parse_cues(cues)
     return dataclasses.replace(options, **changes)
+
+
+NoWaitOpt = Annotated[
+    bool,
+    typer.Option("--no-wait", help="Fail at once if another command is changing the story folder (default: wait)."),
+]
+
+
+def lock_story(folder: StoryFolder, command: str, *, no_wait: bool, create: bool = False) -> Any:
+    """The folder's lock for the whole command; while another command holds it, one line on stderr says whose."""
+    from .common import err_console
+
+    def waiting(line: str) -> None:
+        err_console.print(line, markup=False, highlight=False)
+
+    return folder.locked(command, wait=not no_wait, create=create, on_wait=waiting)

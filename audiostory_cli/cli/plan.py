@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .common import ErrorHandlingGroup, err_console, is_interactive, out_console
+from .options import NoWaitOpt, lock_story
 
 app = typer.Typer(cls=ErrorHandlingGroup, no_args_is_help=True, help="Show or change a story's plan.")
 
@@ -36,14 +37,15 @@ def show(
 
 
 @app.command("edit")
-def edit(story_dir: StoryDir) -> None:
+def edit(story_dir: StoryDir, no_wait: NoWaitOpt = False) -> None:
     """Open the plan in $VISUAL/$EDITOR as TOML; it is validated on save and re-opened on errors."""
     from ..story import StoryFolder
     from ..story.edit import edit_story
     from ..story.table import plan_table
 
     folder = StoryFolder(story_dir)
-    result = edit_story(folder, folder.load(), ask_retry=_ask_retry)
+    with lock_story(folder, "plan edit", no_wait=no_wait):  # held while the editor is open: nothing can change
+        result = edit_story(folder, folder.load(), ask_retry=_ask_retry)  # the plan under the user's hands
     if not result.changed:
         err_console.print("no changes")
         return
@@ -74,15 +76,17 @@ def set_fields(
     seed: Annotated[int | None, typer.Option(help="New seed.")] = None,
     stem: Annotated[str | None, typer.Option(help="Stem group, e.g. fx, amb, mx.")] = None,
     crossfade: Annotated[float | None, typer.Option(help="Crossfade after this event, seconds.")] = None,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Change one event's fields without an editor (for scripts). The previous plan is kept."""
     from ..story import StoryFolder
     from ..story.edit import set_event_fields
 
     folder = StoryFolder(story_dir)
-    story = set_event_fields(
-        folder, event, caption=caption, story_detail=story_detail, duration=duration, seed=seed, stem=stem,
-        crossfade=crossfade,
-    )
+    with lock_story(folder, "plan set", no_wait=no_wait):
+        story = set_event_fields(
+            folder, event, caption=caption, story_detail=story_detail, duration=duration, seed=seed, stem=stem,
+            crossfade=crossfade,
+        )
     err_console.print(f"event {event} updated; total {story.total_duration:.2f} s")
     out_console.print(str(folder.story_path))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .common import err_console
-from .options import DeviceOpt, JsonOpt, OffloadOpt, StemsOpt, refresh_export_options
+from .options import DeviceOpt, JsonOpt, NoWaitOpt, OffloadOpt, StemsOpt, lock_story, refresh_export_options
 
 
 def regen(
@@ -25,18 +25,20 @@ def regen(
     device: DeviceOpt = "auto",
     offload: OffloadOpt = None,
     as_json: JsonOpt = False,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Re-render EVENT(s) with a new seed, caption or duration; the previous take is kept as events/NN-*.takeK.wav."""
     from ..pipeline import regen_events
     from ..story import StoryFolder
 
     folder = StoryFolder(story_dir)
-    story = regen_events(folder, events, seed=seed, new_seed=new_seed, caption=caption, duration=duration)
-    err_console.print(f"[dim]audiostory regen: {story_dir} {' '.join(map(str, events))}[/]")
-    export_options = refresh_export_options(folder, story.preset, stems=stems, cues=cues)
+    with lock_story(folder, "regen", no_wait=no_wait):
+        story = regen_events(folder, events, seed=seed, new_seed=new_seed, caption=caption, duration=duration)
+        err_console.print(f"[dim]audiostory regen: {story_dir} {' '.join(map(str, events))}[/]")
+        export_options = refresh_export_options(folder, story.preset, stems=stems, cues=cues)
 
-    from .session import load_for_command, render_and_export, wants_offload
+        from .session import load_for_command, render_and_export, wants_offload
 
-    loaded, runtime = load_for_command(story.model, device)
-    render_and_export(folder, loaded, runtime, export_options=export_options,
-                      offload=wants_offload(offload, runtime), as_json=as_json)
+        loaded, runtime = load_for_command(story.model, device)
+        render_and_export(folder, loaded, runtime, export_options=export_options,
+                          offload=wants_offload(offload, runtime), as_json=as_json)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .common import err_console
-from .options import DeviceOpt, JsonOpt, OffloadOpt, StemsOpt, refresh_export_options
+from .options import DeviceOpt, JsonOpt, NoWaitOpt, OffloadOpt, StemsOpt, lock_story, refresh_export_options
 
 
 def render(
@@ -23,25 +23,27 @@ def render(
     device: DeviceOpt = "auto",
     offload: OffloadOpt = None,
     as_json: JsonOpt = False,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Render every event that has no audio yet or whose caption, duration, seed or settings changed."""
     from ..models.registry import resolve_model_ref
     from ..story import StoryFolder
 
     folder = StoryFolder(story_dir)
-    story = folder.load()
-    if model:
-        resolve_model_ref(model)  # an unknown --model changes nothing in the folder
-    err_console.print(f"[dim]audiostory render: {story_dir}[/]")
-    if model and model != story.model:
-        story.model = model  # every event's render hash names the model: all become stale
-        folder.save(story, keep_previous=True)
-    stale = [e.index for e in story.events if story.is_stale(e)]
-    err_console.print(f"{len(stale)} of {len(story.events)} events to render" if stale else "all events rendered")
-    export_options = refresh_export_options(folder, story.preset, stems=stems, cues=cues)
+    with lock_story(folder, "render", no_wait=no_wait):
+        story = folder.load()
+        if model:
+            resolve_model_ref(model)  # an unknown --model changes nothing in the folder
+        err_console.print(f"[dim]audiostory render: {story_dir}[/]")
+        if model and model != story.model:
+            story.model = model  # every event's render hash names the model: all become stale
+            folder.save(story, keep_previous=True)
+        stale = [e.index for e in story.events if story.is_stale(e)]
+        err_console.print(f"{len(stale)} of {len(story.events)} events to render" if stale else "all events rendered")
+        export_options = refresh_export_options(folder, story.preset, stems=stems, cues=cues)
 
-    from .session import load_for_command, render_and_export, wants_offload
+        from .session import load_for_command, render_and_export, wants_offload
 
-    loaded, runtime = load_for_command(story.model, device)
-    render_and_export(folder, loaded, runtime, export_options=export_options,
-                      offload=wants_offload(offload, runtime), as_json=as_json)
+        loaded, runtime = load_for_command(story.model, device)
+        render_and_export(folder, loaded, runtime, export_options=export_options,
+                          offload=wants_offload(offload, runtime), as_json=as_json)

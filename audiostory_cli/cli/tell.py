@@ -17,6 +17,7 @@ from .options import (
     GuidanceOpt,
     JsonOpt,
     ModelOpt,
+    NoWaitOpt,
     OffloadOpt,
     PresetOpt,
     RepetitionPenaltyOpt,
@@ -24,6 +25,7 @@ from .options import (
     StemsOpt,
     StepsOpt,
     StyleOpt,
+    lock_story,
     parse_cues,
 )
 
@@ -52,6 +54,7 @@ def tell(
     offload: OffloadOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a story already in --out.")] = False,
     as_json: JsonOpt = False,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Plan a story from PROMPT, show the plan, then render every event and deliver mix, stems and cues."""
     from ..pipeline import PlanOptions, check_tell_inputs, default_out_dir, removed_if_left_empty, start_story
@@ -63,8 +66,10 @@ def tell(
     # every cheap check first: a bad flag is one line and creates nothing
     cue_names = check_tell_inputs(prompt, options, cues=parse_cues(cues), model=model)
     folder = StoryFolder(out or default_out_dir(prompt))
-    with removed_if_left_empty(folder.root):
-        folder.prepare_new(force=force)
+    folder.check_new(force=force)  # before the lock: no lock file is left in a folder that is not ours
+    created = not folder.root.exists()
+    with lock_story(folder, "tell", no_wait=no_wait, create=True), removed_if_left_empty(folder.root, created):
+        folder.prepare_new(force=force)  # again under the lock: another tell may have filled it meanwhile
         err_console.print(f"[dim]audiostory tell: {duration:g} s, model {model}[/]")  # the first line, before imports
         from ..export import ExportOptions
         from ..story.table import plan_table, render_notes
@@ -74,20 +79,20 @@ def tell(
         loaded, runtime = load_for_command(model, device)
         with RichProgress() as progress:
             story = start_story(folder, prompt, options, loaded, progress=progress)
-    err_console.print(plan_table(story))
-    for line in render_notes(story):
-        err_console.print(line, highlight=False)
-    export_options = ExportOptions(loudness=preset, stems=stems, cues=cue_names, force=True)
-    if plan_only:
-        err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
-        out_console.print(str(folder.story_path))
-        return
-    if not _confirm_render(folder, ask=ask or (is_interactive() and not yes)):
-        err_console.print(f"plan saved; render it later with: audiostory render {folder.root}")
-        out_console.print(str(folder.story_path))
-        return
-    render_and_export(folder, loaded, runtime, export_options=export_options,
-                      offload=wants_offload(offload, runtime), as_json=as_json)
+        err_console.print(plan_table(story))
+        for line in render_notes(story):
+            err_console.print(line, highlight=False)
+        export_options = ExportOptions(loudness=preset, stems=stems, cues=cue_names, force=True)
+        if plan_only:
+            err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
+            out_console.print(str(folder.story_path))
+            return
+        if not _confirm_render(folder, ask=ask or (is_interactive() and not yes)):
+            err_console.print(f"plan saved; render it later with: audiostory render {folder.root}")
+            out_console.print(str(folder.story_path))
+            return
+        render_and_export(folder, loaded, runtime, export_options=export_options,
+                          offload=wants_offload(offload, runtime), as_json=as_json)
 
 
 def _confirm_render(folder: object, *, ask: bool) -> bool:

@@ -14,6 +14,7 @@ from ..errors import InputError, PlanValidationError
 from ..fsutil import write_text_atomic
 from .editview import parse_view, render_view
 from .folder import StoryFolder
+from .lock import holds_story_lock
 from .plan import MAX_TOTAL_SECONDS, MIN_EVENT_SECONDS, Story
 
 EDIT_FILE = "plan.edit.toml"
@@ -37,6 +38,7 @@ def find_editor() -> list[str]:
     raise InputError("no text editor found; set $EDITOR (e.g. export EDITOR=nano) or use `audiostory plan set`")
 
 
+@holds_story_lock("plan edit")
 def edit_story(
     folder: StoryFolder,
     story: Story,
@@ -86,6 +88,7 @@ def _run_editor(command: list[str], path: Path) -> None:
         )
 
 
+@holds_story_lock("plan set")
 def set_event_fields(
     folder: StoryFolder,
     index: int,

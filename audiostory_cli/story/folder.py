@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OutputExistsError, PlanValidationError, StoryError
 from ..fsutil import safe_child, write_text_atomic
+from .lock import LOCK_FILE, story_lock
 from .plan import Event, Story, event_slug
 
 STORY_FILE = "story.json"
@@ -51,12 +54,28 @@ class StoryFolder:
         """Absolute path of a file named in story.json, refusing anything outside the folder."""
         return safe_child(self.root, relative, what="story file name")
 
+    def content(self) -> list[Path]:
+        """What the folder holds, without its lock file (which is never story content)."""
+        return [p for p in self.root.iterdir() if p.name != LOCK_FILE] if self.root.is_dir() else []
+
+    def locked(
+        self, command: str, *, wait: bool = True, create: bool = False, on_wait: Callable[[str], None] | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """The folder's exclusive lock for a command that changes it (see ``story.lock.story_lock``).
+
+        Without ``create`` the folder must already hold a story: no lock file is ever left in another folder.
+        """
+        if not create:
+            self.check_is_story()
+        return story_lock(self.root, command, wait=wait, create=create, on_wait=on_wait)
+
     # -- state ---------------------------------------------------------------------------------------------
 
     def exists(self) -> bool:
         return self.story_path.is_file()
 
-    def load(self) -> Story:
+    def check_is_story(self) -> None:
+        """Raise a ``StoryError`` saying how to make one unless the folder holds a story.json."""
         if not self.root.exists():
             raise StoryError(f"story folder {self.root} does not exist; create one with `audiostory tell`")
         if not self.root.is_dir():
@@ -65,6 +84,9 @@ class StoryFolder:
             raise StoryError(
                 f"{self.root} has no {STORY_FILE}; it is not a story folder (create one with `audiostory tell`)"
             )
+
+    def load(self) -> Story:
+        self.check_is_story()
         try:
             text = self.story_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -88,9 +110,14 @@ class StoryFolder:
 
     def prepare_new(self, *, force: bool) -> None:
         """Make sure a new story may be written here: empty, missing, or an existing story with ``force``."""
+        self.check_new(force=force)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def check_new(self, *, force: bool) -> None:
+        """``prepare_new``'s checks alone: nothing is created."""
         if self.root.exists() and not self.root.is_dir():
             raise OutputExistsError(f"--out {self.root} is a file; choose a folder path")
-        if self.root.is_dir() and any(self.root.iterdir()):
+        if self.root.is_dir() and self.content():
             if not self.exists():
                 raise OutputExistsError(
                     f"--out {self.root} is not empty and is not a story folder; choose another folder"
@@ -100,4 +127,3 @@ class StoryFolder:
                     f"{self.root} already holds a story; use --force to replace it (the old plan is kept as "
                     f"{PREVIOUS_FILE}) or choose another --out"
                 )
-        self.root.mkdir(parents=True, exist_ok=True)
