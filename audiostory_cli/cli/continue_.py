@@ -69,7 +69,6 @@ def continue_(
     from ..models.registry import resolve_model_ref
     from ..pipeline import PlanOptions, check_preset, default_out_dir
     from ..story import StoryFolder
-    from ..story.table import plan_table
     from ..understand import understanding_precheck
 
     # 1. everything that can be wrong is found before the model loads
@@ -93,12 +92,13 @@ def continue_(
     # 2. plan (listening to the input when the model can), review, render, deliver
     from .progress_view import RichProgress
     from .session import load_for_command, wants_offload
+    from .tables import print_plan
     from .tell import _confirm_render
 
     loaded, runtime = load_for_command(model, device)
     with RichProgress() as progress:
         story = continue_story(source, instruction, options, loaded, folder, progress=progress, notify=_notice)
-    err_console.print(plan_table(story))
+    print_plan(err_console, story)
     if plan_only or not _confirm_render(folder, ask=not plan_only and (ask or (is_interactive() and not yes))):
         err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
         out_console.print(str(folder.story_path))

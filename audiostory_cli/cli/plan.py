@@ -22,15 +22,15 @@ def show(
 ) -> None:
     """Print the plan as a table: index, start–end, timecode, duration, caption, story detail, seed, status."""
     from ..story import StoryFolder
-    from ..story.table import plan_table
     from ..story.timecode import frame_rate
+    from .tables import print_plan
 
     story = StoryFolder(story_dir).load()
     if as_json:
         out_console.print_json(story.to_json())
         return
     frame_rate(fps)  # validates --fps
-    out_console.print(plan_table(story, fps=fps))
+    print_plan(out_console, story, fps=fps)
 
 
 @app.command("edit")
@@ -38,14 +38,14 @@ def edit(story_dir: StoryDir) -> None:
     """Open the plan in $VISUAL/$EDITOR as TOML; it is validated on save and re-opened on errors."""
     from ..story import StoryFolder
     from ..story.edit import edit_story
-    from ..story.table import plan_table
+    from .tables import print_plan
 
     folder = StoryFolder(story_dir)
     result = edit_story(folder, folder.load(), ask_retry=_ask_retry)
     if not result.changed:
         err_console.print("no changes")
         return
-    err_console.print(plan_table(result.story))
+    print_plan(err_console, result.story)
     out_console.print(str(folder.story_path))
 
 

@@ -71,15 +71,15 @@ def tell(
         folder.prepare_new(force=force)
         err_console.print(f"[dim]audiostory tell: {duration:g} s, model {model}[/]")  # the first line, before imports
         from ..export import ExportOptions
-        from ..story.table import plan_table
         from .progress_view import RichProgress
         from .session import load_for_command, render_and_export, wants_offload
+        from .tables import print_plan
 
         loaded, runtime = load_for_command(model, device)
         with RichProgress() as progress:
             story = plan_story(prompt, options, loaded, progress=progress)
         folder.save(story, keep_previous=True)
-    err_console.print(plan_table(story))
+    print_plan(err_console, story)
     export_options = ExportOptions(loudness=preset, stems=stems, cues=cue_names, force=True)
     if plan_only:
         err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
@@ -109,8 +109,8 @@ def _confirm_render(folder: object, *, ask: bool) -> bool:
     """``[r]ender / [e]dit / [q]uit`` until the user renders or quits; edits re-show the table."""
     from ..story import StoryFolder
     from ..story.edit import edit_story
-    from ..story.table import plan_table
     from .plan import _ask_retry
+    from .tables import print_plan
 
     assert isinstance(folder, StoryFolder)
     while ask:
@@ -121,7 +121,10 @@ def _confirm_render(folder: object, *, ask: bool) -> bool:
             return False
         if choice == "e":
             result = edit_story(folder, folder.load(), ask_retry=_ask_retry)
-            err_console.print(plan_table(result.story) if result.changed else "no changes")
+            if result.changed:
+                print_plan(err_console, result.story)
+            else:
+                err_console.print("no changes")
             continue
         err_console.print("please answer r, e or q")
     return True

@@ -12,6 +12,7 @@ import typer
 from ..errors import UsageError
 from .common import ErrorHandlingGroup, err_console, out_console
 from .progress_view import RichProgress, training_columns
+from .tables import print_table
 
 if TYPE_CHECKING:
     from ..train.config import TrainConfig
@@ -139,7 +140,7 @@ def _print_counts(stage: str, model: str) -> None:
     spec = get_stage(stage)
     with err_console.status(f"building {model} on the meta device…"):
         counts = dry_run(stage, model)
-    out_console.print(_counts_table(counts, f"stage {stage}: {spec.title}"))
+    print_table(out_console, _counts_table(counts, f"stage {stage}: {spec.title}"))
 
 
 def _counts_table(counts: list[Any], title: str) -> Any:
@@ -147,8 +148,8 @@ def _counts_table(counts: list[Any], title: str) -> Any:
 
     table = Table(title=title)
     table.add_column("part")
-    table.add_column("trainable", justify="right")
-    table.add_column("total", justify="right")
+    table.add_column("trainable", justify="right", no_wrap=True)
+    table.add_column("total", justify="right", no_wrap=True)
     for count in counts:
         table.add_row(count.part, f"{count.trainable:,}", f"{count.total:,}")
     table.add_row("all", f"{sum(c.trainable for c in counts):,}", f"{sum(c.total for c in counts):,}", style="bold")
