@@ -193,7 +193,7 @@ def plan_outputs(
 def load_event_audio(folder: StoryFolder, story: Story, event: Event, span: EventSpan) -> FloatArray:
     """The raw render of ``event``, validated, as stereo ``(2, span.render_frames)`` at the story rate."""
     where = f"event {event.index}"
-    regen = f"`audiostory regen {folder.root} {event.index}`"
+    regen = f"`audiostory regen {folder.root} {event.index} --seed {event.seed}`"
     if event.status == "planned" or not event.file:
         raise StoryError(f"{where} is not rendered yet; run `audiostory render {folder.root}` first")
     if story.is_stale(event):
@@ -203,7 +203,8 @@ def load_event_audio(folder: StoryFolder, story: Story, event: Event, span: Even
         )
     path = folder.resolve(event.file)
     if not path.is_file():
-        raise StoryError(f"{where}: its render {event.file} is missing from {folder.root}; re-render it with {regen}")
+        raise StoryError(f"{where}: its render {event.file} is missing from {folder.root}; restore it with "
+                         f"`audiostory render {folder.root}` (same seed and settings)")
     longest = span.render_frames / story.sample_rate + HEADER_CHECK_MARGIN_SECONDS  # refused before reading
     try:
         audio, rate = read_audio(path, what=f"{where} render", max_seconds=longest)

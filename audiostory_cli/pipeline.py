@@ -189,7 +189,7 @@ def render_story(
 
     story = folder.load()
     _check_model_matches(story, model)
-    stale = [event for event in story.events if story.is_stale(event)]
+    stale = [event for event in story.events if folder.needs_render(story, event)]
     skipped = [event.index for event in story.events if event not in stale]
     if not stale:
         return RenderReport(rendered=[], skipped=skipped)

@@ -44,20 +44,25 @@ def wants_offload(flag: bool | None, runtime: Runtime) -> bool:
 
 def render_and_export(
     folder: StoryFolder,
-    model: AudioStoryModel,
-    runtime: Runtime,
+    model: AudioStoryModel | None,
+    runtime: Runtime | None,
     *,
     export_options: Any,
     offload: bool,
     as_json: bool,
 ) -> None:
-    """Render what is missing, export, and print the results (paths, or JSON with --json) on stdout."""
+    """Render what is missing, export, and print the results (paths, or JSON with --json) on stdout.
+
+    ``model`` None: nothing needs rendering (the caller checked), so no model is loaded; only delivery runs.
+    """
     from ..export import export_story
     from ..pipeline import render_story
     from .progress_view import RichProgress
 
+    rendered: list[int] = []
     with RichProgress() as progress:
-        report = render_story(folder, model, runtime, progress=progress, offload=offload)
+        if model is not None and runtime is not None:
+            rendered = render_story(folder, model, runtime, progress=progress, offload=offload).rendered
         result = export_story(folder, export_options, progress)
     story = folder.load()
     if story.source and (folder.root / "continuation.wav").is_file():
@@ -71,7 +76,7 @@ def render_and_export(
             "stems": [str(p) for p in result.stems],
             "cues": [str(p) for p in result.cues],
             "qc": str(result.qc_path),
-            "rendered": report.rendered,
+            "rendered": rendered,
             "events": [
                 {"index": e.index, "start": e.start, "duration": e.duration, "caption": e.caption, "seed": e.seed,
                  "file": str(folder.resolve(e.file)) if e.file else None}

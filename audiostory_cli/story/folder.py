@@ -51,6 +51,12 @@ class StoryFolder:
         """Absolute path of a file named in story.json, refusing anything outside the folder."""
         return safe_child(self.root, relative, what="story file name")
 
+    def needs_render(self, story: Story, event: Event) -> bool:
+        """Stale in the plan, or rendered but its file is gone (``render`` restores it with the stored seed)."""
+        if story.is_stale(event):
+            return True
+        return event.status == "rendered" and not self.resolve(event.file).is_file()
+
     # -- state ---------------------------------------------------------------------------------------------
 
     def exists(self) -> bool:
