@@ -47,3 +47,50 @@ def test_render_with_nothing_to_do_delivers_without_loading_a_model(tmp_path, mo
     result = runner.invoke(app, ["render", str(out)])
     assert result.exit_code == 0, result.output
     assert "all events rendered" in result.stderr and (out / "mix.wav").is_file()
+
+
+def _clip_manifest(tmp_path, lines):
+    import json
+
+    rng = np.random.default_rng(0)
+    sf.write(str(tmp_path / "a.wav"), (0.1 * rng.standard_normal(16_000)).astype(np.float32), 16_000)
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_check_data_rejects_what_training_rejects_and_names_the_line(tmp_path):
+    import pytest
+
+    from audiostory_cli.errors import TrainingError
+    from audiostory_cli.train.manifest import ManifestSpec, load_manifests
+
+    path = _clip_manifest(tmp_path, [{"audio": "a.wav", "caption": "a dog barks"},
+                                     {"audio": "a.wav", "caption": "a click", "duration": 0.01}])
+    result = runner.invoke(app, ["train", "check-data", str(path)])
+    assert result.exit_code == 1
+    assert "data.jsonl:2: error: duration 0.01 s is shorter than 0.5 s" in result.stdout
+    with pytest.raises(TrainingError, match=r"data\.jsonl:2: error: duration 0\.01 s"):
+        load_manifests([ManifestSpec(path)])
+
+
+def test_check_data_reports_every_problem_of_a_line(tmp_path):
+    path = _clip_manifest(tmp_path, [
+        {"audio": "missing.wav", "caption": "", "duration": -1},
+        {"instruction": "a story", "events": [{"caption": "", "duration": 0.1, "audio": "a.wav"},
+                                               {"duration": "long", "audio": "nope.wav"}]},
+    ])
+    result = runner.invoke(app, ["train", "check-data", str(path), "--json"])
+    assert result.exit_code == 1
+    import json
+
+    issues = json.loads(result.stdout)["issues"]
+    first = [i["message"] for i in issues if i["line"] == 1]
+    assert any("caption is empty" in m for m in first) and any("duration must be positive" in m for m in first)
+    assert any("missing.wav not found" in m for m in first)
+    second = [i["message"] for i in issues if i["line"] == 2]
+    assert any("events[1].caption is empty" in m for m in second)
+    assert any("events[1].duration 0.1 s is shorter" in m for m in second)
+    assert any("events[2].duration must be a number" in m for m in second)
+    assert any("missing 'events[2].caption'" in m for m in second)
+    assert any("nope.wav not found" in m for m in second)
