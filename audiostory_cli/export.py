@@ -370,6 +370,15 @@ def build_qc(
     )
     peak_ok = peak_db <= target.true_peak_dbtp + 1e-6
     root = folder.root
+    reasons: list[str] = []  # why the target was not met, one sentence each
+    if loud_ok is False and target.integrated_lufs is not None:
+        reasons.append(mastered.shortfall or (
+            f"the written mix measures {integrated:.2f} LUFS, {integrated - target.integrated_lufs:+.2f} LU from "
+            f"the target (tolerance ±{target.tolerance_lu:g} LU)"))
+    if not peak_ok:
+        reasons.append(f"the written mix's true peak {peak_db:.2f} dBTP is over the {target.true_peak_dbtp:g} dBTP "
+                       f"ceiling (inter-sample peaks from resampling to {rate} Hz or {target.bit_depth}-bit "
+                       "quantisation); lower --true-peak a little")
 
     def rel(path: Path) -> str:
         return path.relative_to(root).as_posix()
@@ -397,6 +406,7 @@ def build_qc(
         },
         "met": bool(peak_ok and loud_ok is not False),
         "checks": {"integrated": loud_ok, "true_peak": peak_ok},
+        "not_met_because": reasons,
         "processing": {
             "input_lufs": finite_or_none(mastered.input_lufs),
             "static_gain_db": round(mastered.static_gain_db, 3),

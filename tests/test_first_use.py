@@ -94,3 +94,23 @@ def test_check_data_reports_every_problem_of_a_line(tmp_path):
     assert any("events[2].duration must be a number" in m for m in second)
     assert any("missing 'events[2].caption'" in m for m in second)
     assert any("nope.wav not found" in m for m in second)
+
+
+def test_export_qc_reports_real_gain_and_why_an_impossible_target_was_missed(tmp_path):
+    import json
+
+    from tests.story_factory import make_rendered_story
+
+    folder = make_rendered_story(tmp_path, [3.0, 3.0], kind="noise")
+    result = runner.invoke(app, ["export", str(folder.root), "--lufs", "-6", "--true-peak", "-1"])
+    assert result.exit_code == 0, result.output
+    qc = json.loads((folder.cues_dir / "qc.json").read_text())
+    processing = qc["processing"]
+    plain_gain = -6 - processing["input_lufs"]
+    assert processing["static_gain_db"] <= plain_gain + 20.05  # not 484 dB (input_lufs is rounded)
+    assert 0 < processing["max_limiter_reduction_db"] < 40
+    assert qc["met"] is False and qc["checks"]["integrated"] is False
+    assert qc["true_peak_dbtp"] <= -1.0
+    [reason] = qc["not_met_because"]
+    assert "-6 LUFS cannot be reached under a -1 dBTP ceiling" in reason and "lower --lufs" in reason
+    assert "cannot be reached" in " ".join(result.stderr.split())

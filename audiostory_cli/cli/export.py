@@ -72,7 +72,8 @@ def export(
         err_console.print(
             f"[yellow]warning:[/] target not met: {qc['integrated_lufs']} LUFS, {qc['true_peak_dbtp']} dBTP "
             f"(target {qc['target']['integrated_lufs']} LUFS ±{qc['target']['tolerance_lu']}, "
-            f"{qc['target']['true_peak_dbtp']} dBTP); see {escape(str(result.qc_path))}"
+            f"{qc['target']['true_peak_dbtp']} dBTP): {escape('; '.join(qc.get('not_met_because', [])))}; "
+            f"see {escape(str(result.qc_path))}"
         )
     if as_json:
         summary = {
