@@ -149,8 +149,8 @@ def resolve_target(story: Story, options: ExportOptions) -> DeliveryTarget:
     lufs = options.lufs if options.lufs is not None else preset.integrated_lufs
     ceiling = options.true_peak if options.true_peak is not None else preset.true_peak_dbtp
     check_targets(lufs, ceiling)
-    rate = options.sample_rate or preset.sample_rate
-    depth = options.bit_depth or preset.bit_depth
+    rate = options.sample_rate if options.sample_rate is not None else preset.sample_rate  # 0 is refused, not
+    depth = options.bit_depth if options.bit_depth is not None else preset.bit_depth  # taken as "the preset's"
     check_format(rate, depth)
     return DeliveryTarget(preset.name, lufs, ceiling, preset.tolerance_lu, rate, depth)
 

@@ -114,3 +114,66 @@ def test_export_qc_reports_real_gain_and_why_an_impossible_target_was_missed(tmp
     [reason] = qc["not_met_because"]
     assert "-6 LUFS cannot be reached under a -1 dBTP ceiling" in reason and "lower --lufs" in reason
     assert "cannot be reached" in " ".join(result.stderr.split())
+
+
+def _no_model(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the options were checked")
+
+    monkeypatch.setattr("audiostory_cli.cli.session.load_for_command", refuse)
+
+
+def test_export_refuses_sample_rate_zero(tmp_path):
+    from tests.story_factory import make_rendered_story
+
+    folder = make_rendered_story(tmp_path, [2.0])
+    result = runner.invoke(app, ["export", str(folder.root), "--sample-rate", "0"])
+    assert result.exit_code == 2 and "--sample-rate 0 is not supported" in result.stderr
+    assert not folder.mix_path.exists()
+
+
+def test_render_and_regen_check_cues_before_any_work(tmp_path, monkeypatch):
+    from tests.story_factory import make_rendered_story
+
+    folder = make_rendered_story(tmp_path, [2.0, 2.0])
+    story = folder.load()
+    story.events[0].seed = 5  # stale: render would have work to do
+    folder.save(story)
+    _no_model(monkeypatch)
+    result = runner.invoke(app, ["render", str(folder.root), "--cues", "story,protools"])
+    assert result.exit_code == 2 and "unknown cue format 'protools'" in result.stderr
+    before = folder.story_path.read_text()
+    result = runner.invoke(app, ["regen", str(folder.root), "2", "--cues", "protools"])
+    assert result.exit_code == 2 and "unknown cue format 'protools'" in result.stderr
+    assert folder.story_path.read_text() == before  # the plan was not changed
+
+
+def _input_wav(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "in.wav"
+    sf.write(str(path), (0.1 * rng.standard_normal((44_100 * 3, 2))).astype(np.float32), 44_100)
+    return path
+
+
+def test_continue_checks_cues_before_loading_and_removes_its_folder_on_failure(tmp_path, monkeypatch):
+    from audiostory_cli.errors import ModelError
+
+    wav, out = _input_wav(tmp_path), tmp_path / "after"
+    _no_model(monkeypatch)
+    args = ["continue", str(wav), "birds return", "--duration", "6", "--model", "tiny-random", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--cues", "protools"])
+    assert result.exit_code == 2 and "unknown cue format" in result.stderr and not out.exists()
+
+    def fail(*a, **k):
+        raise ModelError("cannot load the model")
+
+    monkeypatch.setattr("audiostory_cli.cli.session.load_for_command", fail)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "cannot load the model" in result.stderr
+    assert not out.exists()  # as `tell` does
+
+
+def test_eval_refuses_a_max_duration_below_the_shortest_story(monkeypatch):
+    _no_model(monkeypatch)
+    result = runner.invoke(app, ["eval", "--model", "tiny-random", "--max-duration", "5"])
+    assert result.exit_code == 2 and "--max-duration 5 is out of range; use 10 to" in result.stderr

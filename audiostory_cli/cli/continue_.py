@@ -86,18 +86,19 @@ def continue_(
     export_options = ExportOptions(loudness=preset, stems=stems, cues=parse_cues(cues), force=True)
     resolve_model_ref(model)
     folder = StoryFolder(out or default_out_dir(f"{audio.stem} continued"))
-    folder.prepare_new(force=force)
-    err_console.print(f"[dim]audiostory continue: {audio} + {duration:g} s, model {model}[/]")
-
-    # 2. plan (listening to the input when the model can), review, render, deliver
     from .progress_view import RichProgress
     from .session import load_for_command, wants_offload
     from .tables import print_plan
-    from .tell import _confirm_render
+    from .tell import _confirm_render, _removed_on_failure
 
-    loaded, runtime = load_for_command(model, device)
-    with RichProgress() as progress:
-        story = continue_story(source, instruction, options, loaded, folder, progress=progress, notify=_notice)
+    with _removed_on_failure(folder.root):  # a folder made here is removed again if loading or planning fails
+        folder.prepare_new(force=force)
+        err_console.print(f"[dim]audiostory continue: {audio} + {duration:g} s, model {model}[/]")
+        # 2. plan (listening to the input when the model can), review, render, deliver
+        loaded, runtime = load_for_command(model, device)
+        with RichProgress() as progress:
+            story = continue_story(source, instruction, options, loaded, folder, progress=progress,
+                                   notify=_notice)
     print_plan(err_console, story)
     if plan_only or not _confirm_render(folder, ask=not plan_only and (ask or (is_interactive() and not yes))):
         err_console.print(f"plan saved; render it with: audiostory render {folder.root}")

@@ -30,6 +30,7 @@ def render(
 
     folder = StoryFolder(story_dir)
     story = folder.load()
+    export_options = refresh_export_options(folder, story.preset, stems=stems, cues=cues)  # checked before work
     if model:
         resolve_model_ref(model)  # an unknown --model changes nothing in the folder
     err_console.print(f"[dim]audiostory render: {story_dir}[/]")
@@ -38,7 +39,6 @@ def render(
         folder.save(story, keep_previous=True)
     stale = [e.index for e in story.events if folder.needs_render(story, e)]
     err_console.print(f"{len(stale)} of {len(story.events)} events to render" if stale else "all events rendered")
-    export_options = refresh_export_options(folder, story.preset, stems=stems, cues=cues)
 
     from .session import load_for_command, render_and_export, wants_offload
 
