@@ -177,3 +177,52 @@ def test_eval_refuses_a_max_duration_below_the_shortest_story(monkeypatch):
     _no_model(monkeypatch)
     result = runner.invoke(app, ["eval", "--model", "tiny-random", "--max-duration", "5"])
     assert result.exit_code == 2 and "--max-duration 5 is out of range; use 10 to" in result.stderr
+
+
+def _all_commands():
+    import click
+    import typer
+
+    root = typer.main.get_command(app)
+    stack = [(root.name, root)]
+    while stack:
+        name, command = stack.pop()
+        yield name, command
+        if isinstance(command, click.Group):
+            stack += [(f"{name} {n}", c) for n, c in command.commands.items()]
+
+
+def test_no_help_text_loses_brackets_to_markup():
+    from rich.markup import render
+
+    for name, command in _all_commands():
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        for text in texts:
+            assert render(text).plain == text.replace("\\[", "["), f"{name}: markup eats part of {text!r}"
+    result = runner.invoke(app, ["tell", "--help"], terminal_width=200)
+    assert "[r]ender/[e]dit/[q]uit" in " ".join(result.stdout.split())
+
+
+def test_describe_does_not_suggest_tiny_random(tmp_path, monkeypatch):
+    _no_model(monkeypatch)
+    result = runner.invoke(app, ["describe", str(_input_wav(tmp_path))])
+    assert result.exit_code == 1
+    assert "audiostory models download audiostory-3b" in result.stderr
+    assert "--model tiny-random" not in result.stderr
+
+
+def test_device_cuda_without_a_gpu_says_no_gpu_was_found(monkeypatch):
+    import pytest
+    import torch
+
+    from audiostory_cli.errors import DeviceError
+    from audiostory_cli.runtime import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    with pytest.raises(DeviceError, match="no CUDA GPU was found") as caught:
+        resolve_device("cuda")
+    assert "install a CUDA build" not in str(caught.value)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(DeviceError, match="install a CUDA build of torch"):
+        resolve_device("cuda")

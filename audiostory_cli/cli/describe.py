@@ -26,10 +26,18 @@ def describe(
     err_console.print(f"[dim]audiostory describe: {audio}, model {model}[/]")
     from ..audio.input import read_input_audio
     from ..errors import ModelError
-    from ..understand import cannot_describe, check_question, describe_audio, understanding_precheck
+    from ..understand import (
+        cannot_describe,
+        check_question,
+        describe_audio,
+        describe_readiness,
+        understanding_precheck,
+    )
 
     check_question(question)
     source = read_input_audio(audio)
+    if (missing := describe_readiness(model)) is not None:
+        raise ModelError(missing)
     gap = understanding_precheck(model)
     if gap is not None:  # known from the sidecar: refuse before loading any weights
         raise ModelError(cannot_describe(gap))

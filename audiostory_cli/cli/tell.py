@@ -42,7 +42,7 @@ def tell(
     stems: StemsOpt = False,
     cues: CuesOpt = ALL_CUES,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Render without asking (always so without a TTY).")] = False,
-    ask: Annotated[bool, typer.Option("--ask", help="Ask [r]ender/[e]dit/[q]uit even without a TTY.")] = False,
+    ask: Annotated[bool, typer.Option("--ask", help="Ask \\[r]ender/\\[e]dit/\\[q]uit even without a TTY.")] = False,
     plan_only: Annotated[bool, typer.Option("--plan-only", help="Write story.json and stop; render later.")] = False,
     device: DeviceOpt = "auto",
     offload: OffloadOpt = None,
