@@ -126,3 +126,15 @@ def test_cli_eval_rejects_bad_options():
     assert result.exit_code != 0 and "--split" in result.output
     result = runner.invoke(app, ["eval", "--model", "tiny-random", "--stories", "0"])
     assert result.exit_code != 0 and "--stories" in result.output
+
+
+def test_cli_eval_prints_its_table_on_stdout(monkeypatch, small_classifier):
+    import audiostory_cli.foley.classifier as classifier
+
+    monkeypatch.setattr(classifier, "load_or_train", lambda **_: small_classifier)
+    result = runner.invoke(app, [
+        "eval", "--model", "tiny-random", "--stories", "1", "--steps", "1", "--max-duration", "10",
+        "--no-baseline", "--device", "cpu",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "event count accuracy" in result.stdout and "event count accuracy" not in result.stderr

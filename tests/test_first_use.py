@@ -226,3 +226,34 @@ def test_device_cuda_without_a_gpu_says_no_gpu_was_found(monkeypatch):
     monkeypatch.setattr(torch.version, "cuda", None)
     with pytest.raises(DeviceError, match="install a CUDA build of torch"):
         resolve_device("cuda")
+
+
+def _paths_in(summary):
+    for key in ("story", "mix", "qc", "new_part"):
+        if summary.get(key):
+            yield summary[key]
+    for key in ("stems", "cues", "removed"):
+        yield from summary.get(key, [])
+    for event in summary.get("events", []):
+        if event.get("file"):
+            yield event["file"]
+
+
+def test_continue_only_new_prints_the_mix_too_says_the_part_is_not_normalised_and_json_paths_are_absolute(
+        tmp_path, monkeypatch):
+    import json
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    _input_wav(tmp_path)
+    result = runner.invoke(app, ["continue", "in.wav", "rain, then thunder", "-d", "3", "--out", "after",
+                                 "--model", "tiny-random", "--steps", "2", "--seed", "3", "--only-new"])
+    assert result.exit_code == 0, result.output
+    printed = result.stdout.split()
+    assert os.path.join("after", "mix.wav") in printed and os.path.join("after", "continuation.wav") in printed
+    assert "not normalised on its own" in " ".join(result.stderr.split())
+    for args in (["render", "after", "--json"], ["export", "after", "--force", "--stems", "--json"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        paths = list(_paths_in(json.loads(result.stdout)))
+        assert len(paths) >= 4 and all(os.path.isabs(p) for p in paths), paths

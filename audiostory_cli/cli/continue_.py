@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import err_console, is_interactive, out_console
+from .common import absolute, err_console, is_interactive, out_console
 from .options import (
     ALL_CUES,
     CuesOpt,
@@ -123,16 +123,31 @@ def _print_result(folder: StoryFolder, result: ContinuationResult, *, as_json: b
         f"(99th percentile {seam.p99_around:.2g}): {'continuous' if seam.continuous else 'a jump, check it'}"
     )
     export = result.export
-    main = result.new_part or export.mix
+    new_part_lufs = None
+    if result.new_part is not None:
+        from ..audio.io import read_audio
+        from ..audio.loudness import integrated_loudness
+
+        audio, rate = read_audio(result.new_part, what="continuation")
+        measured = integrated_loudness(audio, rate)
+        new_part_lufs = round(measured, 2) if measured > float("-inf") else None
+        err_console.print(
+            f"note: {result.new_part.name} is mix.wav from the seam on, mastered with the input as one mix; it is "
+            f"not normalised on its own ({'silent' if new_part_lufs is None else f'{new_part_lufs:.2f} LUFS'}, "
+            f"mix {export.qc.get('integrated_lufs')} LUFS); export it separately if it must meet the target alone",
+            markup=False, highlight=False,
+        )
     if as_json:
         summary: dict[str, Any] = {
-            "story": str(folder.story_path), "mix": str(export.mix),
-            "new_part": str(result.new_part) if result.new_part else None,
-            "stems": [str(p) for p in export.stems], "cues": [str(p) for p in export.cues], "qc": str(export.qc_path),
+            "story": absolute(folder.story_path), "mix": absolute(export.mix),
+            "new_part": absolute(result.new_part) if result.new_part else None, "new_part_lufs": new_part_lufs,
+            "stems": [absolute(p) for p in export.stems], "cues": [absolute(p) for p in export.cues],
+            "qc": absolute(export.qc_path),
             "rendered": result.rendered, "seam_seconds": round(result.seam_seconds, 6), "seam": seam.to_dict(),
             "integrated_lufs": export.qc.get("integrated_lufs"), "true_peak_dbtp": export.qc.get("true_peak_dbtp"),
         }
         out_console.print_json(json.dumps(summary))
         return
-    for path in [folder.story_path, main, *export.stems, *export.cues, export.qc_path]:
+    parts = [result.new_part] if result.new_part else []
+    for path in [folder.story_path, export.mix, *parts, *export.stems, *export.cues, export.qc_path]:
         out_console.print(str(Path(path)), soft_wrap=True)

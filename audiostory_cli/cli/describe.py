@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import err_console, out_console
+from .common import absolute, err_console, out_console
 from .options import DeviceOpt, JsonOpt, ModelOpt
 
 
@@ -49,6 +49,6 @@ def describe(
     with RichProgress() as progress:
         result = describe_audio(source, loaded, question=question, max_new_tokens=max_tokens, progress=progress)
     if as_json:
-        out_console.print_json(json.dumps(result.to_dict()))
+        out_console.print_json(json.dumps({**result.to_dict(), "audio": absolute(result.audio)}))
     else:
         out_console.print(result.answer, markup=False, highlight=False)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import err_console, out_console
+from .common import absolute, err_console, out_console
 
 
 def export(
@@ -77,11 +77,11 @@ def export(
         )
     if as_json:
         summary = {
-            "mix": str(result.mix),
-            "stems": [str(p) for p in result.stems],
-            "cues": [str(p) for p in result.cues],
-            "qc": str(result.qc_path),
-            "removed": [str(p) for p in result.removed],
+            "mix": absolute(result.mix),
+            "stems": [absolute(p) for p in result.stems],
+            "cues": [absolute(p) for p in result.cues],
+            "qc": absolute(result.qc_path),
+            "removed": [absolute(p) for p in result.removed],
             "integrated_lufs": qc["integrated_lufs"],
             "true_peak_dbtp": qc["true_peak_dbtp"],
             "met": qc["met"],

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import err_console, out_console
+from .common import absolute, err_console, out_console
 
 if TYPE_CHECKING:
     from ..model import AudioStoryModel
@@ -71,15 +71,15 @@ def render_and_export(
         write_new_part(folder)  # keep the new-part file in step with the refreshed mix
     if as_json:
         summary = {
-            "story": str(folder.story_path),
-            "mix": str(result.mix),
-            "stems": [str(p) for p in result.stems],
-            "cues": [str(p) for p in result.cues],
-            "qc": str(result.qc_path),
+            "story": absolute(folder.story_path),
+            "mix": absolute(result.mix),
+            "stems": [absolute(p) for p in result.stems],
+            "cues": [absolute(p) for p in result.cues],
+            "qc": absolute(result.qc_path),
             "rendered": rendered,
             "events": [
                 {"index": e.index, "start": e.start, "duration": e.duration, "caption": e.caption, "seed": e.seed,
-                 "file": str(folder.resolve(e.file)) if e.file else None}
+                 "file": absolute(folder.resolve(e.file)) if e.file else None}
                 for e in story.events
             ],
             "integrated_lufs": result.qc.get("integrated_lufs"),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import UsageError
-from .common import ErrorHandlingGroup, err_console, out_console
+from .common import ErrorHandlingGroup, absolute, err_console, out_console
 from .progress_view import RichProgress, training_columns
 from .tables import print_table
 
@@ -194,7 +194,7 @@ def check_data(
     counts = {k: report.count(k) for k in ("clips", "qa", "stories")}  # type: ignore[arg-type]
     if as_json:
         out_console.print_json(json.dumps({
-            "manifest": str(manifest), "lines": report.lines, "valid": counts,
+            "manifest": absolute(manifest), "lines": report.lines, "valid": counts,
             "issues": [{"line": i.source.line, "severity": i.severity, "message": i.message} for i in report.issues],
         }))
     else:
