@@ -39,7 +39,7 @@ from .audio.timeline import (
     shape_event,
     total_frames,
 )
-from .errors import AudioInputError, OutputExistsError, StoryError, UsageError
+from .errors import AudioInputError, OutputExistsError, StoryError
 from .fsutil import safe_child, write_json_atomic, write_text_atomic
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
@@ -175,17 +175,11 @@ def plan_outputs(
         if options.stems
         else {}
     )
-    group_stems = (
-        {g: folder.stems_dir / f"{g}.wav" for g in dict.fromkeys(e.stem for e in story.events)}
+    group_stems = (  # their own folder: stems/ and stem-groups/ each sum to the mix
+        {g: folder.stem_groups_dir / f"{g}.wav" for g in dict.fromkeys(e.stem for e in story.events)}
         if options.stem_groups
         else {}
     )
-    clash = set(event_stems.values()) & set(group_stems.values())
-    if clash:
-        raise UsageError(
-            f"stem group file {sorted(clash)[0].name} would overwrite an event stem; rename that group in the plan "
-            "or export --stems and --stem-groups separately"
-        )
     cues = {name: folder.cues_dir / cue_sheets.CUE_FILES[name] for name in cue_names}
     return PlannedOutputs(folder.mix_path, event_stems, group_stems, cues, folder.cues_dir / QC_FILE)
 
@@ -253,7 +247,8 @@ def last_export_options(folder: Path | StoryFolder) -> ExportOptions | None:
 
 
 def _refuse_outside(folder: StoryFolder, outputs: PlannedOutputs) -> None:
-    """A symlinked ``cues/``, ``stems/`` or ``mix.wav`` must not make an export write outside the story folder."""
+    """A symlinked ``cues/``, ``stems/``, ``stem-groups/`` or ``mix.wav`` must not make an export write outside
+    the story folder."""
     for path in outputs.all():
         safe_child(folder.root, path.relative_to(folder.root).as_posix(), what="output path")
 
@@ -336,7 +331,7 @@ def _remove_stale(folder: StoryFolder, outputs: PlannedOutputs) -> tuple[Path, .
     keep = {p.resolve() for p in outputs.all()}
     removed: list[Path] = []
     for relative in previous if isinstance(previous, list) else []:
-        if not isinstance(relative, str) or not relative.startswith(("stems/", "cues/")):
+        if not isinstance(relative, str) or not relative.startswith(("stems/", "stem-groups/", "cues/")):
             continue
         candidate = safe_child(folder.root, relative, what="previous export file")
         if candidate not in keep and candidate.is_file():

@@ -257,3 +257,24 @@ def test_continue_only_new_prints_the_mix_too_says_the_part_is_not_normalised_an
         assert result.exit_code == 0, result.output
         paths = list(_paths_in(json.loads(result.stdout)))
         assert len(paths) >= 4 and all(os.path.isabs(p) for p in paths), paths
+
+
+def test_stem_groups_have_their_own_folder_and_each_folder_sums_to_the_mix(tmp_path):
+    from tests.story_factory import make_rendered_story
+
+    folder = make_rendered_story(tmp_path, [2.0, 2.0, 2.0], stems=["fx", "amb", "fx"], crossfade=0.5)
+    result = runner.invoke(app, ["export", str(folder.root), "--stems", "--stem-groups", "--sample-rate", "48000",
+                                 "--bit-depth", "32"])
+    assert result.exit_code == 0, result.output
+    mix, _ = sf.read(str(folder.mix_path), always_2d=True)
+    event_files = sorted(folder.stems_dir.glob("*.wav"))
+    group_files = sorted(folder.stem_groups_dir.glob("*.wav"))
+    assert [p.name[:3] for p in event_files] == ["01-", "02-", "03-"]
+    assert [p.name for p in group_files] == ["amb.wav", "fx.wav"]
+    for files in (event_files, group_files):
+        total = sum(sf.read(str(p), always_2d=True)[0] for p in files)
+        assert np.max(np.abs(total - mix)) < 1e-4  # each folder alone sums to the mix, not twice it
+    shown = runner.invoke(app, ["plan", "show", str(folder.root)]).stdout.splitlines()
+    assert shown[1].split()[-3:] == ["group", "seed", "status"]
+    rows = [line.split() for line in shown[2:] if line.strip()]
+    assert [row[-3] for row in rows] == ["fx", "amb", "fx"]  # each event's group, before its seed and status

@@ -33,7 +33,9 @@ def export(
         bool, typer.Option("--stems", help="Also write one stem per event (stems sum to the mix).")
     ] = False,
     stem_groups: Annotated[
-        bool, typer.Option("--stem-groups", help="Also write one stem per stem group (fx, amb, ...).")
+        bool, typer.Option("--stem-groups",
+                           help="Also write one stem per stem group (fx, amb, ...) into stem-groups/; they sum "
+                           "to the mix.")
     ] = False,
     cues: Annotated[
         str, typer.Option(help="Cue sheets, comma-separated: story, reaper, audacity, edl (qc.json always).")

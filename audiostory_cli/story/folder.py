@@ -36,6 +36,11 @@ class StoryFolder:
         return self.root / "stems"
 
     @property
+    def stem_groups_dir(self) -> Path:
+        """One stem per stem group (``--stem-groups``); apart from ``stems/`` so each folder sums to the mix."""
+        return self.root / "stem-groups"
+
+    @property
     def cues_dir(self) -> Path:
         return self.root / "cues"
 
