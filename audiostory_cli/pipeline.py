@@ -275,7 +275,7 @@ def _store_event(folder: StoryFolder, story: Story, event: Event, audio: np.ndar
     if event.file:
         old = folder.resolve(event.file)
         if old.exists():
-            take = _next_take_name(folder, event)
+            take = _next_take_name(folder, event, event.file)
             old.rename(folder.resolve(take))
             event.takes.append(take)
     write_audio(target, audio, story.sample_rate, "FLOAT")
@@ -285,8 +285,9 @@ def _store_event(folder: StoryFolder, story: Story, event: Event, audio: np.ndar
     folder.save(story)
 
 
-def _next_take_name(folder: StoryFolder, event: Event) -> str:
-    stem = folder.event_file_name(event).removesuffix(".wav").rsplit(".s", 1)[0]
+def _next_take_name(folder: StoryFolder, event: Event, old_file: str) -> str:
+    """``events/02-thunder-rolls.take1.wav``: named after the render it keeps (its caption), not the new one."""
+    stem = old_file.removesuffix(".wav").rsplit(".s", 1)[0]
     number = len(event.takes) + 1
     while folder.resolve(f"{stem}.take{number}.wav").exists():
         number += 1

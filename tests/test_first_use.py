@@ -278,3 +278,72 @@ def test_stem_groups_have_their_own_folder_and_each_folder_sums_to_the_mix(tmp_p
     assert shown[1].split()[-3:] == ["group", "seed", "status"]
     rows = [line.split() for line in shown[2:] if line.strip()]
     assert [row[-3] for row in rows] == ["fx", "amb", "fx"]  # each event's group, before its seed and status
+
+
+def test_an_old_take_keeps_its_own_caption_and_the_instruction_is_a_sentence(tmp_path):
+    out = tell(tmp_path, "story", "--yes")
+    folder = StoryFolder(out)
+    story = folder.load()
+    assert story.instruction.endswith("a dog barks. The total duration is 6.0 seconds.")
+    old = story.event(3).file
+    result = runner.invoke(app, ["regen", str(out), "3", "--caption", "a heavier door slam"])
+    assert result.exit_code == 0, result.output
+    event = folder.load().event(3)
+    assert event.file.startswith("events/03-a-heavier-door-slam")
+    assert event.takes == [old.rsplit(".s", 1)[0] + ".take1.wav"]  # "03-a-dog-barks.take1.wav", the old words
+
+
+def test_an_empty_story_json_is_a_damaged_file_not_a_version_problem(tmp_path):
+    folder = StoryFolder(tmp_path / "story")
+    folder.root.mkdir()
+    folder.story_path.write_text("{}")
+    result = runner.invoke(app, ["plan", "show", str(folder.root)])
+    assert result.exit_code == 1
+    assert "story.json is damaged" in result.stderr and "schema_version is" not in result.stderr
+
+
+def test_a_garbage_mp3_is_one_clean_line(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "noise.mp3"
+    path.write_bytes(np.random.default_rng(7).bytes(20_000))
+    done = subprocess.run([sys.executable, "-m", "audiostory_cli", "describe", str(path), "--model", "tiny-random"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: cannot read input audio") and "not a valid MP3 file" in lines[-1]
+    assert "does not exist" not in done.stderr and "libmpg123" not in done.stderr
+    assert len(lines) == 2  # the "audiostory describe: ..." header, then the error
+
+
+def test_accented_prompts_keep_their_letters_in_folder_names():
+    from pathlib import Path
+
+    from audiostory_cli.pipeline import default_out_dir
+    from audiostory_cli.story.plan import event_slug
+
+    assert default_out_dir("un café sous la pluie, puis l'orage") == Path("un-cafe-sous-la-pluie")
+    assert event_slug("Straße bei Nacht") == "strasse-bei-nacht"
+
+
+def test_exit_codes_are_2_for_usage_errors_and_1_for_everything_else(tmp_path):
+    from tests.story_factory import make_rendered_story
+
+    folder = make_rendered_story(tmp_path, [2.0])
+    usage = [
+        ["tell", "rain", "-d", "5", "--model", "nope", "--out", str(tmp_path / "a")],
+        ["tell", "rain", "-d", "5", "--preset", "nope", "--out", str(tmp_path / "b")],
+        ["export", str(folder.root), "--loudness", "nope"],
+        ["models", "verify", "nope"],
+        ["models", "path", "nope"],
+        ["models", "verify", "tiny-random"],
+        ["models", "path", "tiny-random"],
+        ["render", str(folder.root), "--model", "nope"],
+    ]
+    for args in usage:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+    for args in (["render", str(tmp_path / "missing")], ["describe", str(tmp_path / "missing.wav")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)

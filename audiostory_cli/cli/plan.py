@@ -50,9 +50,9 @@ def edit(story_dir: StoryDir) -> None:
 
 
 def _ask_retry(message: str) -> bool:
-    err_console.print(f"[bold red]invalid plan:[/] {_escape(message)}")
     if not is_interactive():
-        return False
+        return False  # no question to ask: the error is reported once, by the caller
+    err_console.print(f"[bold red]invalid plan:[/] {_escape(message)}")
     return typer.confirm("Re-open the editor to fix it?", default=True, err=True)
 
 
