@@ -141,6 +141,11 @@ def check_question(question: str | None) -> str:
     return text
 
 
+def check_max_tokens(max_new_tokens: int) -> None:
+    if not 1 <= max_new_tokens <= 4096:
+        raise UsageError(f"--max-tokens {max_new_tokens} is out of range; use 1 to 4096")
+
+
 def describe_audio(
     source: InputAudio,
     model: AudioStoryModel,
@@ -151,8 +156,7 @@ def describe_audio(
 ) -> Description:
     """Caption ``source`` (no question) or answer ``question`` about it: greedy text decoding, no plan grammar."""
     question = check_question(question)
-    if not 1 <= max_new_tokens <= 4096:
-        raise UsageError(f"--max-tokens {max_new_tokens} is out of range; use 1 to 4096")
+    check_max_tokens(max_new_tokens)
     gap = understanding_gap(model)
     if gap is not None:
         raise ModelError(cannot_describe(gap))

@@ -347,3 +347,9 @@ def test_exit_codes_are_2_for_usage_errors_and_1_for_everything_else(tmp_path):
     for args in (["render", str(tmp_path / "missing")], ["describe", str(tmp_path / "missing.wav")]):
         result = runner.invoke(app, args)
         assert result.exit_code == 1, (args, result.output)
+
+
+def test_describe_checks_max_tokens_before_the_model(tmp_path, monkeypatch):
+    _no_model(monkeypatch)
+    result = runner.invoke(app, ["describe", str(_input_wav(tmp_path)), "--model", "tiny-random", "--max-tokens", "0"])
+    assert result.exit_code == 2 and "--max-tokens 0 is out of range" in result.stderr

@@ -28,6 +28,7 @@ def describe(
     from ..errors import ModelError
     from ..understand import (
         cannot_describe,
+        check_max_tokens,
         check_question,
         describe_audio,
         describe_readiness,
@@ -35,6 +36,7 @@ def describe(
     )
 
     check_question(question)
+    check_max_tokens(max_tokens)
     source = read_input_audio(audio)
     if (missing := describe_readiness(model)) is not None:
         raise ModelError(missing)
