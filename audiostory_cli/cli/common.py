@@ -92,9 +92,9 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def absolute(path: object) -> str:
+def absolute(path: str | os.PathLike[str]) -> str:
     """A path for ``--json`` output: always absolute (normalised, symlinks kept), whatever the user typed."""
-    return os.path.abspath(os.fspath(path))  # type: ignore[arg-type]
+    return os.path.abspath(os.fspath(path))
 
 
 def is_interactive() -> bool:

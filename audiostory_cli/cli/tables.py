@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Column, Table
+
+if TYPE_CHECKING:
+    from ..story import Story
 
 # A word longer than this may be folded, so one long path cannot push every other column off the screen.
 _LONGEST_WORD = 24
@@ -87,10 +91,11 @@ def _print_plain(console: Console, table: Table) -> None:
         table._get_padding_width(i) for i in range(len(table.columns))) + table._extra_width
     title_width = Measurement.get(console, console.options.update_width(10_000), table.title).maximum \
         if table.title else 0
-    plain = Console(file=io.StringIO(), width=max(total, title_width, 1), color_system=None, highlight=False,
+    buffer = io.StringIO()
+    plain = Console(file=buffer, width=max(total, title_width, 1), color_system=None, highlight=False,
                     force_terminal=False, legacy_windows=False)
     plain.print(table, crop=False)
-    text = "\n".join(line.rstrip() for line in plain.file.getvalue().splitlines())
+    text = "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
     console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True, crop=False)
 
 
@@ -108,10 +113,8 @@ def _records(console: Console, table: Table) -> Table:
     return grid
 
 
-def print_plan(console: Console, story: object, *, fps: float = 25.0) -> None:
+def print_plan(console: Console, story: Story, *, fps: float = 25.0) -> None:
     """The plan table, in its compact layout when the terminal is too narrow for every column."""
     from ..story.table import plan_table
 
-    assert hasattr(story, "events")
-    print_table(console, plan_table(story, fps=fps),  # type: ignore[arg-type]
-                compact=lambda: plan_table(story, fps=fps, compact=True))  # type: ignore[arg-type]
+    print_table(console, plan_table(story, fps=fps), compact=lambda: plan_table(story, fps=fps, compact=True))

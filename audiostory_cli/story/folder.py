@@ -60,7 +60,7 @@ class StoryFolder:
         """Stale in the plan, or rendered but its file is gone (``render`` restores it with the stored seed)."""
         if story.is_stale(event):
             return True
-        return event.status == "rendered" and not self.resolve(event.file).is_file()
+        return event.status == "rendered" and event.file is not None and not self.resolve(event.file).is_file()
 
     # -- state ---------------------------------------------------------------------------------------------
 
