@@ -1,6 +1,10 @@
 """Domain errors. The library raises these; the CLI edge turns them into one red line and an exit code.
 
 Every message should say what went wrong, where, and how to fix it, in one line.
+
+Exit codes: 2 for a usage error (an option, argument or name that is invalid or unknown: ``UsageError``,
+``UnknownModelError``, click's own), 1 for everything else (missing or damaged files, failed work), 130 when
+interrupted. README.md ("Commands") documents this.
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ class ModelError(AudiostoryError):
 
 
 class UnknownModelError(ModelError):
-    """The model name is neither registered nor a model folder."""
+    """The model name is neither registered nor a model folder (a usage error: exit code 2)."""
+
+    exit_code = 2
 
 
 class WeightsError(ModelError):

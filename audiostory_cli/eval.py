@@ -71,9 +71,9 @@ def check_eval_options(options: EvalOptions) -> None:
 
 
 def story_options_up_to(max_duration: float) -> StoryOptions:
-    """Story shapes of the corpus, with totals from 10 s (or less) up to ``max_duration`` seconds."""
+    """Story shapes of the corpus, with totals from 10 s up to ``max_duration`` seconds."""
     base = StoryOptions()
-    floor = base.min_events * base.min_event
+    floor = base.min_total  # the corpus's stories start at 10 s
     if not (math.isfinite(max_duration) and floor <= max_duration <= base.max_total):
         raise UsageError(f"--max-duration {max_duration:g} is out of range; use {floor:g} to {base.max_total:g} s")
     max_events = min(base.max_events, int(max_duration / base.min_event + 1e-9))  # every event fits

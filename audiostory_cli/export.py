@@ -39,7 +39,7 @@ from .audio.timeline import (
     shape_event,
     total_frames,
 )
-from .errors import AudioInputError, OutputExistsError, StoryError, UsageError
+from .errors import AudioInputError, OutputExistsError, StoryError
 from .fsutil import safe_child, write_json_atomic, write_text_atomic
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
@@ -151,8 +151,8 @@ def resolve_target(story: Story, options: ExportOptions) -> DeliveryTarget:
     lufs = options.lufs if options.lufs is not None else preset.integrated_lufs
     ceiling = options.true_peak if options.true_peak is not None else preset.true_peak_dbtp
     check_targets(lufs, ceiling)
-    rate = options.sample_rate or preset.sample_rate
-    depth = options.bit_depth or preset.bit_depth
+    rate = options.sample_rate if options.sample_rate is not None else preset.sample_rate  # 0 is refused, not
+    depth = options.bit_depth if options.bit_depth is not None else preset.bit_depth  # taken as "the preset's"
     check_format(rate, depth)
     return DeliveryTarget(preset.name, lufs, ceiling, preset.tolerance_lu, rate, depth)
 
@@ -177,17 +177,11 @@ def plan_outputs(
         if options.stems
         else {}
     )
-    group_stems = (
-        {g: folder.stems_dir / f"{g}.wav" for g in dict.fromkeys(e.stem for e in story.events)}
+    group_stems = (  # their own folder: stems/ and stem-groups/ each sum to the mix
+        {g: folder.stem_groups_dir / f"{g}.wav" for g in dict.fromkeys(e.stem for e in story.events)}
         if options.stem_groups
         else {}
     )
-    clash = set(event_stems.values()) & set(group_stems.values())
-    if clash:
-        raise UsageError(
-            f"stem group file {sorted(clash)[0].name} would overwrite an event stem; rename that group in the plan "
-            "or export --stems and --stem-groups separately"
-        )
     cues = {name: folder.cues_dir / cue_sheets.CUE_FILES[name] for name in cue_names}
     return PlannedOutputs(folder.mix_path, event_stems, group_stems, cues, folder.cues_dir / QC_FILE)
 
@@ -195,7 +189,7 @@ def plan_outputs(
 def load_event_audio(folder: StoryFolder, story: Story, event: Event, span: EventSpan) -> FloatArray:
     """The raw render of ``event``, validated, as stereo ``(2, span.render_frames)`` at the story rate."""
     where = f"event {event.index}"
-    regen = f"`audiostory regen {folder.root} {event.index}`"
+    regen = f"`audiostory regen {folder.root} {event.index} --seed {event.seed}`"
     if event.status == "planned" or not event.file:
         raise StoryError(f"{where} is not rendered yet; run `audiostory render {folder.root}` first")
     if story.is_stale(event):
@@ -205,7 +199,8 @@ def load_event_audio(folder: StoryFolder, story: Story, event: Event, span: Even
         )
     path = folder.resolve(event.file)
     if not path.is_file():
-        raise StoryError(f"{where}: its render {event.file} is missing from {folder.root}; re-render it with {regen}")
+        raise StoryError(f"{where}: its render {event.file} is missing from {folder.root}; restore it with "
+                         f"`audiostory render {folder.root}` (same seed and settings)")
     longest = span.render_frames / story.sample_rate + HEADER_CHECK_MARGIN_SECONDS  # refused before reading
     try:
         audio, rate = read_audio(path, what=f"{where} render", max_seconds=longest)
@@ -254,7 +249,8 @@ def last_export_options(folder: Path | StoryFolder) -> ExportOptions | None:
 
 
 def _refuse_outside(folder: StoryFolder, outputs: PlannedOutputs) -> None:
-    """A symlinked ``cues/``, ``stems/`` or ``mix.wav`` must not make an export write outside the story folder."""
+    """A symlinked ``cues/``, ``stems/``, ``stem-groups/`` or ``mix.wav`` must not make an export write outside
+    the story folder."""
     for path in outputs.all():
         safe_child(folder.root, path.relative_to(folder.root).as_posix(), what="output path")
 
@@ -337,7 +333,7 @@ def _remove_stale(folder: StoryFolder, outputs: PlannedOutputs) -> tuple[Path, .
     keep = {p.resolve() for p in outputs.all()}
     removed: list[Path] = []
     for relative in previous if isinstance(previous, list) else []:
-        if not isinstance(relative, str) or not relative.startswith(("stems/", "cues/")):
+        if not isinstance(relative, str) or not relative.startswith(("stems/", "stem-groups/", "cues/")):
             continue
         candidate = safe_child(folder.root, relative, what="previous export file")
         if candidate not in keep and candidate.is_file():
@@ -371,6 +367,15 @@ def build_qc(
     )
     peak_ok = peak_db <= target.true_peak_dbtp + 1e-6
     root = folder.root
+    reasons: list[str] = []  # why the target was not met, one sentence each
+    if loud_ok is False and target.integrated_lufs is not None:
+        reasons.append(mastered.shortfall or (
+            f"the written mix measures {integrated:.2f} LUFS, {integrated - target.integrated_lufs:+.2f} LU from "
+            f"the target (tolerance ±{target.tolerance_lu:g} LU)"))
+    if not peak_ok:
+        reasons.append(f"the written mix's true peak {peak_db:.2f} dBTP is over the {target.true_peak_dbtp:g} dBTP "
+                       f"ceiling (inter-sample peaks from resampling to {rate} Hz or {target.bit_depth}-bit "
+                       "quantisation); lower --true-peak a little")
 
     def rel(path: Path) -> str:
         return path.relative_to(root).as_posix()
@@ -398,6 +403,7 @@ def build_qc(
         },
         "met": bool(peak_ok and loud_ok is not False),
         "checks": {"integrated": loud_ok, "true_peak": peak_ok},
+        "not_met_because": reasons,
         "processing": {
             "input_lufs": finite_or_none(mastered.input_lufs),
             "static_gain_db": round(mastered.static_gain_db, 3),

@@ -155,17 +155,23 @@ class Delivery:
 
 def deliver_story(
     folder: StoryFolder,
-    model: AudioStoryModel,
-    runtime: Runtime,
+    model: AudioStoryModel | None,
+    runtime: Runtime | None,
     *,
     export_options: ExportOptions,
     progress: ProgressFn = no_progress,
     offload: bool = False,
 ) -> Delivery:
-    """Render what is missing or stale, then export (``audiostory render``); a continued story's new part too."""
+    """Render what is missing or stale, then export (``audiostory render``); a continued story's new part too.
+
+    ``model`` None: the caller found nothing to render, so only delivery runs (no model loaded).
+    """
     from .export import export_story
 
-    report = render_story(folder, model, runtime, progress=progress, offload=offload)
+    if model is None or runtime is None:
+        report = RenderReport(rendered=[], skipped=[e.index for e in folder.load().events])
+    else:
+        report = render_story(folder, model, runtime, progress=progress, offload=offload)
     result = export_story(folder, export_options, progress)
     story = folder.load()
     if story.source and (folder.root / "continuation.wav").is_file():
@@ -326,7 +332,7 @@ def render_story(
 
     story = folder.load()
     _check_model_matches(story, model)
-    stale = [event for event in story.events if story.is_stale(event)]
+    stale = [event for event in story.events if folder.needs_render(story, event)]
     skipped = [event.index for event in story.events if event not in stale]
     if not stale:
         return RenderReport(rendered=[], skipped=skipped)
@@ -418,7 +424,7 @@ def _store_event(folder: StoryFolder, story: Story, event: Event, audio: np.ndar
         old = folder.resolve(event.file)
         if old.exists():
             if not event.takes or folder.resolve(event.takes[-1]).exists():
-                event.takes.append(_next_take_name(folder, event))
+                event.takes.append(_next_take_name(folder, event, event.file))
                 folder.save(story)
             old.rename(folder.resolve(event.takes[-1]))
     write_audio(target, audio, story.sample_rate, "FLOAT")
@@ -428,8 +434,9 @@ def _store_event(folder: StoryFolder, story: Story, event: Event, audio: np.ndar
     folder.save(story)
 
 
-def _next_take_name(folder: StoryFolder, event: Event) -> str:
-    stem = folder.event_file_name(event).removesuffix(".wav").rsplit(".s", 1)[0]
+def _next_take_name(folder: StoryFolder, event: Event, old_file: str) -> str:
+    """``events/02-thunder-rolls.take1.wav``: named after the render it keeps (its caption), not the new one."""
+    stem = old_file.removesuffix(".wav").rsplit(".s", 1)[0]
     number = len(event.takes) + 1
     while folder.resolve(f"{stem}.take{number}.wav").exists():
         number += 1

@@ -47,8 +47,13 @@ def resolve_device(flag: str = "auto") -> torch.device:
         return torch.device("cpu")
     if flag.startswith("cuda"):
         if not torch.cuda.is_available():
+            if torch.version.cuda:  # a CUDA build: the GPU (or its driver) is what is missing
+                raise DeviceError(
+                    f"--device {flag} asked for CUDA, but no CUDA GPU was found (torch is built for CUDA "
+                    f"{torch.version.cuda}; check `nvidia-smi` and CUDA_VISIBLE_DEVICES); use --device cpu (or auto)"
+                )
             raise DeviceError(
-                f"--device {flag} asked for CUDA, but this torch build sees no CUDA GPU; "
+                f"--device {flag} asked for CUDA, but this torch build has no CUDA support; "
                 "use --device cpu (or auto), or install a CUDA build of torch"
             )
         return torch.device(flag)

@@ -72,6 +72,21 @@ def cannot_describe(gap: str) -> str:
     )
 
 
+def describe_readiness(ref: str) -> str | None:
+    """Why ``describe`` cannot use a registered model that is not on this machine yet (None: it is, or unknown).
+
+    The generic hint (try ``--model tiny-random``) does not apply: tiny-random cannot describe audio either.
+    """
+    from .models.download import converted_path
+    from .models.registry import resolve_model_ref
+
+    resolved = resolve_model_ref(ref)
+    if isinstance(resolved, Path) or resolved.kind != "hub" or (converted_path(resolved) / "audiostory.json").is_file():
+        return None
+    return (f"model {resolved.name!r} is not ready on this machine: run `audiostory models download {resolved.name}` "
+            "first (describe needs a model with trained audio understanding; tiny-random has none)")
+
+
 def understanding_precheck(ref: str) -> str | None:
     """``understanding_gap`` for a model reference, read from its sidecar before any weights are loaded.
 
@@ -126,6 +141,11 @@ def check_question(question: str | None) -> str:
     return text
 
 
+def check_max_tokens(max_new_tokens: int) -> None:
+    if not 1 <= max_new_tokens <= 4096:
+        raise UsageError(f"--max-tokens {max_new_tokens} is out of range; use 1 to 4096")
+
+
 def describe_audio(
     source: InputAudio,
     model: AudioStoryModel,
@@ -136,8 +156,7 @@ def describe_audio(
 ) -> Description:
     """Caption ``source`` (no question) or answer ``question`` about it: greedy text decoding, no plan grammar."""
     question = check_question(question)
-    if not 1 <= max_new_tokens <= 4096:
-        raise UsageError(f"--max-tokens {max_new_tokens} is out of range; use 1 to 4096")
+    check_max_tokens(max_new_tokens)
     gap = understanding_gap(model)
     if gap is not None:
         raise ModelError(cannot_describe(gap))

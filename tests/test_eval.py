@@ -65,11 +65,11 @@ def test_eval_stories_are_deterministic_and_held_out():
 
 def test_story_options_up_to_validates():
     assert story_options_up_to(20.0).max_total == 20.0
-    assert story_options_up_to(4.0).min_total == 4.0
+    assert story_options_up_to(10.0).min_total == 10.0
     from audiostory_cli.errors import UsageError
 
-    with pytest.raises(UsageError, match="--max-duration"):
-        story_options_up_to(2.0)
+    with pytest.raises(UsageError, match="--max-duration 5 is out of range; use 10 to"):
+        story_options_up_to(5.0)  # the corpus's stories start at 10 s
 
 
 def test_evaluate_tiny_random_two_stories(tiny, small_classifier, tmp_path):
@@ -112,7 +112,7 @@ def test_cli_eval_json_and_out_file(tmp_path, monkeypatch, small_classifier):
     monkeypatch.setattr(classifier, "load_or_train", lambda **_: small_classifier)
     out = tmp_path / "report.json"
     result = runner.invoke(app, [
-        "eval", "--model", "tiny-random", "--stories", "1", "--steps", "1", "--max-duration", "3",
+        "eval", "--model", "tiny-random", "--stories", "1", "--steps", "1", "--max-duration", "10",
         "--no-baseline", "--device", "cpu", "--json", "--out", str(out),
     ])
     assert result.exit_code == 0, result.output
@@ -126,3 +126,15 @@ def test_cli_eval_rejects_bad_options():
     assert result.exit_code != 0 and "--split" in result.output
     result = runner.invoke(app, ["eval", "--model", "tiny-random", "--stories", "0"])
     assert result.exit_code != 0 and "--stories" in result.output
+
+
+def test_cli_eval_prints_its_table_on_stdout(monkeypatch, small_classifier):
+    import audiostory_cli.foley.classifier as classifier
+
+    monkeypatch.setattr(classifier, "load_or_train", lambda **_: small_classifier)
+    result = runner.invoke(app, [
+        "eval", "--model", "tiny-random", "--stories", "1", "--steps", "1", "--max-duration", "10",
+        "--no-baseline", "--device", "cpu",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "event count accuracy" in result.stdout and "event count accuracy" not in result.stderr

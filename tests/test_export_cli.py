@@ -81,7 +81,7 @@ def test_export_json_summary_and_overrides(tmp_path):
     summary = json.loads(result.stdout)
     assert summary["integrated_lufs"] == pytest.approx(-18.0, abs=0.5)
     assert summary["true_peak_dbtp"] <= -3.0 and summary["met"] is True
-    assert summary["stems"] == [str(folder.stems_dir / "fx.wav")]
+    assert summary["stems"] == [str(folder.stem_groups_dir / "fx.wav")]
     assert sf.info(summary["mix"]).subtype == "PCM_16"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from audiostory_cli.errors import ModelError, UnknownModelError
+from audiostory_cli.errors import ModelError, UnknownModelError, UsageError
 from audiostory_cli.models.download import converted_path, model_path
 from audiostory_cli.models.registry import (
     COMMIT_RE,
@@ -67,7 +67,7 @@ def test_paths_live_in_the_audiostory_cache(tmp_path) -> None:
     spec = get_model_spec("audiostory-3b")
     assert model_path(spec) == tmp_path / "_cache" / "models" / "audiostory-3b"
     assert converted_path(spec) == model_path(spec) / "converted"
-    with pytest.raises(ModelError, match="built in memory"):
+    with pytest.raises(UsageError, match="built in memory"):  # asking a builtin for files: exit code 2
         model_path(get_model_spec("tiny-random"))
 
 

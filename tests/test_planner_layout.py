@@ -54,8 +54,9 @@ def test_lead_phrases_and_instruction():
         "Produce an in-depth, multi-layered audio that portrays a dog barks. The total duration is 50.0 seconds."
     )
     assert build_instruction(" rain ", 22.8, lead=0) == (
-        "Create a long-form audio composition that explores rain The total duration is 22.8 seconds."
-    )
+        "Create a long-form audio composition that explores rain. The total duration is 22.8 seconds."
+    )  # a full stop ends a prompt that has none, as every instruction of the training data does
+    assert build_instruction('a sign says "stop!"', 5).endswith('says "stop!" The total duration is 5.0 seconds.')
     assert build_instruction("a chase.", 31.6, lead="Craft a audio composition for a Tom & Jerry scene showing") == (
         "Craft a audio composition for a Tom & Jerry scene showing a chase. The total duration is 31.6 seconds."
     )

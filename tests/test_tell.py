@@ -203,7 +203,7 @@ def test_bad_tell_input_is_one_line(tmp_path, args, message):
 
 def test_unknown_model_is_one_line(tmp_path):
     result = runner.invoke(app, ["tell", PROMPT, "--duration", "5", "--out", str(tmp_path / "x"), "--model", "nope"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error, like an unknown --preset
     assert "nope" in result.stderr and "Traceback" not in result.output
 
 

@@ -11,8 +11,12 @@ Limits, stated in every error that enforces them: 1 or 2 channels; ``MIN_INPUT_S
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,13 +92,15 @@ def read_input_audio(
     except OSError as exc:
         raise AudioInputError(f"cannot open {where}: {exc.strerror or exc}; check its permissions") from exc
     try:
-        info = sf.info(str(path))
+        with _quiet_decoder():
+            info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        audio, rate = _decode_with_ffmpeg(path, where, _one_line(exc), max_seconds)
+        audio, rate = _decode_with_ffmpeg(path, where, _sndfile_reason(exc), max_seconds)
         decoder = "ffmpeg"
     else:
         _check_header(where, info.channels, info.frames, info.samplerate, max_seconds)
-        audio, rate = _read_soundfile(path, where)
+        with _quiet_decoder():
+            audio, rate = _read_soundfile(path, where)
         decoder = "soundfile"
     _check_header(where, audio.shape[0], audio.shape[1], rate, max_seconds)
     _check_samples(where, audio, rate)
@@ -119,6 +125,35 @@ def _read_soundfile(path: Path, where: str) -> tuple[FloatArray, int]:
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         raise AudioInputError(f"cannot decode {where}: {_one_line(exc)}; the file is damaged") from exc
     return np.ascontiguousarray(data.T, dtype=np.float32), int(rate)
+
+
+@contextlib.contextmanager
+def _quiet_decoder() -> Iterator[None]:
+    """Silence what C decoders (libmpg123) print straight to file descriptor 2 while a file is opened or read:
+    a damaged MP3 would otherwise spill "[src/libmpg123/parse.c ...] warning" lines around our one error line."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (an embedding host): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _sndfile_reason(exc: BaseException) -> str:
+    """libsndfile's reason, without its generic "File does not exist" said of files that do exist."""
+    text = _one_line(exc)
+    if "does not exist or is not a regular file" in text:
+        return "no decoder recognises its contents"
+    return text
 
 
 def _decode_with_ffmpeg(path: Path, where: str, reason: str, max_seconds: float) -> tuple[FloatArray, int]:

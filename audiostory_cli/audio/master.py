@@ -21,6 +21,7 @@ FloatArray = npt.NDArray[np.float32]
 AIM_LU = 0.05  # the loop's own loudness tolerance; QC "met" uses the (wider) preset tolerance
 LIMITER_MARGIN_DB = 0.1  # the limiter aims this far under the ceiling
 MAX_PASSES = 8
+MAX_LIMITING_DB = 20.0  # the static gain goes at most this far past the plain gain to target; the limiter takes it
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class MasterResult:
     max_reduction_db: float  # deepest limiter gain reduction (≥ 0)
     true_peak_dbtp: float
     passes: int
+    shortfall: str | None = None  # why the loudness target was not reached, or None
 
 
 def master(mix: FloatArray, rate: int, *, target_lufs: float | None, ceiling_dbtp: float) -> MasterResult:
@@ -44,6 +46,7 @@ def master(mix: FloatArray, rate: int, *, target_lufs: float | None, ceiling_dbt
             f"so it cannot be normalised to {target_lufs:g} LUFS; check the event renders or use --loudness none"
         )
     static_db = 0.0 if target_lufs is None else target_lufs - input_lufs
+    most_db = static_db + MAX_LIMITING_DB
     threshold_db = ceiling_dbtp - LIMITER_MARGIN_DB
     history: list[tuple[float, float]] = []  # (static gain dB, resulting loudness) for the secant step
     peaks = true_peak_envelope(mix, rate)
@@ -61,7 +64,17 @@ def master(mix: FloatArray, rate: int, *, target_lufs: float | None, ceiling_dbt
         if not peak_ok:
             threshold_db -= peak_db - ceiling_dbtp + 0.02
         if not loud_ok and target_lufs is not None and math.isfinite(output_lufs):
-            static_db = _next_static_gain(history, static_db, output_lufs, target_lufs)
+            if peak_ok and output_lufs < target_lufs and static_db >= most_db - 1e-9:
+                break  # at the most limiting allowed: louder is not possible under this ceiling
+            static_db = min(most_db, _next_static_gain(history, static_db, output_lufs, target_lufs))
+    shortfall = None
+    if target_lufs is not None and output_lufs < target_lufs - AIM_LU:
+        shortfall = (
+            f"{target_lufs:g} LUFS cannot be reached under a {ceiling_dbtp:g} dBTP ceiling: with "
+            f"{max(0.0, -to_db(float(limiter.min()))):.1f} dB of peak limiting (the static gain at most "
+            f"{MAX_LIMITING_DB:g} dB past the plain gain) the mix reaches {output_lufs:.2f} LUFS; lower --lufs or "
+            "raise --true-peak"
+        )
     return MasterResult(
         gain=gain,
         audio=audio,
@@ -71,6 +84,7 @@ def master(mix: FloatArray, rate: int, *, target_lufs: float | None, ceiling_dbt
         max_reduction_db=max(0.0, -to_db(float(limiter.min()))),
         true_peak_dbtp=peak_db,
         passes=passes,
+        shortfall=shortfall,
     )
 
 

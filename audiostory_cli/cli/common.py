@@ -92,5 +92,10 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+def absolute(path: str | os.PathLike[str]) -> str:
+    """A path for ``--json`` output: always absolute (normalised, symlinks kept), whatever the user typed."""
+    return os.path.abspath(os.fspath(path))
+
+
 def is_interactive() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()

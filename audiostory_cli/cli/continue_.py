@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import err_console, is_interactive, out_console
+from .common import absolute, err_console, is_interactive, out_console
 from .options import (
     ALL_CUES,
     CanvasOpt,
@@ -78,7 +78,6 @@ def continue_(
     from ..models.registry import resolve_model_ref
     from ..pipeline import PlanOptions, check_preset, default_out_dir
     from ..story import StoryFolder
-    from ..story.table import plan_table
     from ..understand import understanding_precheck
 
     # 1. everything that can be wrong is found before the model loads
@@ -97,20 +96,24 @@ def continue_(
     export_options = ExportOptions(loudness=preset, stems=stems, cues=parse_cues(cues), force=True)
     resolve_model_ref(model)
     folder = StoryFolder(out or default_out_dir(f"{audio.stem} continued"))
+    from ..pipeline import removed_if_left_empty
+    from .progress_view import RichProgress
+    from .session import load_for_command, wants_offload
+    from .tables import print_plan
+    from .tell import _confirm_render
+
     folder.check_new(force=force)  # before the lock: no lock file is left in a folder that is not ours
+    created = not folder.root.exists()
     with lock_story(folder, "continue", no_wait=no_wait, create=True):
-        folder.prepare_new(force=force)
-        err_console.print(f"[dim]audiostory continue: {audio} + {duration:g} s, model {model}[/]")
-
-        # 2. plan (listening to the input when the model can), review, render, deliver
-        from .progress_view import RichProgress
-        from .session import load_for_command, wants_offload
-        from .tell import _confirm_render
-
-        loaded, runtime = load_for_command(model, device)
-        with RichProgress() as progress:
-            story = continue_story(source, instruction, options, loaded, folder, progress=progress, notify=_notice)
-        err_console.print(plan_table(story))
+        with removed_if_left_empty(folder.root, created):  # a folder made here goes again if planning fails
+            folder.prepare_new(force=force)
+            err_console.print(f"[dim]audiostory continue: {audio} + {duration:g} s, model {model}[/]")
+            # 2. plan (listening to the input when the model can), review, render, deliver
+            loaded, runtime = load_for_command(model, device)
+            with RichProgress() as progress:
+                story = continue_story(source, instruction, options, loaded, folder, progress=progress,
+                                       notify=_notice)
+        print_plan(err_console, story)
         if plan_only or not _confirm_render(folder, ask=not plan_only and (ask or (is_interactive() and not yes))):
             err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
             out_console.print(str(folder.story_path))
@@ -134,16 +137,31 @@ def _print_result(folder: StoryFolder, result: ContinuationResult, *, as_json: b
         f"(99th percentile {seam.p99_around:.2g}): {'continuous' if seam.continuous else 'a jump, check it'}"
     )
     export = result.export
-    main = result.new_part or export.mix
+    new_part_lufs = None
+    if result.new_part is not None:
+        from ..audio.io import read_audio
+        from ..audio.loudness import integrated_loudness
+
+        audio, rate = read_audio(result.new_part, what="continuation")
+        measured = integrated_loudness(audio, rate)
+        new_part_lufs = round(measured, 2) if measured > float("-inf") else None
+        err_console.print(
+            f"note: {result.new_part.name} is mix.wav from the seam on, mastered with the input as one mix; it is "
+            f"not normalised on its own ({'silent' if new_part_lufs is None else f'{new_part_lufs:.2f} LUFS'}, "
+            f"mix {export.qc.get('integrated_lufs')} LUFS); export it separately if it must meet the target alone",
+            markup=False, highlight=False,
+        )
     if as_json:
         summary: dict[str, Any] = {
-            "story": str(folder.story_path), "mix": str(export.mix),
-            "new_part": str(result.new_part) if result.new_part else None,
-            "stems": [str(p) for p in export.stems], "cues": [str(p) for p in export.cues], "qc": str(export.qc_path),
+            "story": absolute(folder.story_path), "mix": absolute(export.mix),
+            "new_part": absolute(result.new_part) if result.new_part else None, "new_part_lufs": new_part_lufs,
+            "stems": [absolute(p) for p in export.stems], "cues": [absolute(p) for p in export.cues],
+            "qc": absolute(export.qc_path),
             "rendered": result.rendered, "seam_seconds": round(result.seam_seconds, 6), "seam": seam.to_dict(),
             "integrated_lufs": export.qc.get("integrated_lufs"), "true_peak_dbtp": export.qc.get("true_peak_dbtp"),
         }
         out_console.print_json(json.dumps(summary))
         return
-    for path in [folder.story_path, main, *export.stems, *export.cues, export.qc_path]:
+    parts = [result.new_part] if result.new_part else []
+    for path in [folder.story_path, export.mix, *parts, *export.stems, *export.cues, export.qc_path]:
         out_console.print(str(Path(path)), soft_wrap=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import err_console, out_console
+from .common import absolute, err_console, out_console
 from .options import DeviceOpt, JsonOpt, ModelOpt
 
 
@@ -26,10 +26,20 @@ def describe(
     err_console.print(f"[dim]audiostory describe: {audio}, model {model}[/]")
     from ..audio.input import read_input_audio
     from ..errors import ModelError
-    from ..understand import cannot_describe, check_question, describe_audio, understanding_precheck
+    from ..understand import (
+        cannot_describe,
+        check_max_tokens,
+        check_question,
+        describe_audio,
+        describe_readiness,
+        understanding_precheck,
+    )
 
     check_question(question)
+    check_max_tokens(max_tokens)
     source = read_input_audio(audio)
+    if (missing := describe_readiness(model)) is not None:
+        raise ModelError(missing)
     gap = understanding_precheck(model)
     if gap is not None:  # known from the sidecar: refuse before loading any weights
         raise ModelError(cannot_describe(gap))
@@ -41,6 +51,6 @@ def describe(
     with RichProgress() as progress:
         result = describe_audio(source, loaded, question=question, max_new_tokens=max_tokens, progress=progress)
     if as_json:
-        out_console.print_json(json.dumps(result.to_dict()))
+        out_console.print_json(json.dumps({**result.to_dict(), "audio": absolute(result.audio)}))
     else:
         out_console.print(result.answer, markup=False, highlight=False)

@@ -31,4 +31,6 @@ def doctor(
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         table.add_row(key, str(value))
-    out_console.print(table)
+    from .tables import print_table
+
+    print_table(out_console, table)

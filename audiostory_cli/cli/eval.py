@@ -10,6 +10,7 @@ import typer
 
 from .common import err_console, out_console
 from .options import DeviceOpt, JsonOpt, PresetOpt
+from .tables import print_table
 
 if TYPE_CHECKING:
     from ..eval import EvalReport
@@ -63,7 +64,7 @@ def eval_command(
     if as_json:
         out_console.print_json(json.dumps(data))
     else:
-        out_console.print(results_table(report))
+        print_table(out_console, results_table(report))
 
 
 def results_table(report: EvalReport) -> Any:
@@ -73,8 +74,8 @@ def results_table(report: EvalReport) -> Any:
     summary = report.summary()
     table = Table(title=f"audiostory eval: {report.model}, {len(report.stories)} {report.options.split} stories")
     table.add_column("metric")
-    table.add_column("planner (ours)", justify="right")
-    table.add_column("direct baseline", justify="right")
+    table.add_column("planner (ours)", justify="right", no_wrap=True)
+    table.add_column("direct baseline", justify="right", no_wrap=True)
     plan = summary["plan"]
     for label, key, unit in (
         ("event count accuracy", "event_count_accuracy", "%"),

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import err_console, out_console
+from .common import absolute, err_console, out_console
 from .options import NoWaitOpt, lock_story
 
 
@@ -34,7 +34,9 @@ def export(
         bool, typer.Option("--stems", help="Also write one stem per event (stems sum to the mix).")
     ] = False,
     stem_groups: Annotated[
-        bool, typer.Option("--stem-groups", help="Also write one stem per stem group (fx, amb, ...).")
+        bool, typer.Option("--stem-groups",
+                           help="Also write one stem per stem group (fx, amb, ...) into stem-groups/; they sum "
+                           "to the mix.")
     ] = False,
     cues: Annotated[
         str, typer.Option(help="Cue sheets, comma-separated: story, reaper, audacity, edl (qc.json always).")
@@ -76,15 +78,16 @@ def export(
         err_console.print(
             f"[yellow]warning:[/] target not met: {qc['integrated_lufs']} LUFS, {qc['true_peak_dbtp']} dBTP "
             f"(target {qc['target']['integrated_lufs']} LUFS ±{qc['target']['tolerance_lu']}, "
-            f"{qc['target']['true_peak_dbtp']} dBTP); see {escape(str(result.qc_path))}"
+            f"{qc['target']['true_peak_dbtp']} dBTP): {escape('; '.join(qc.get('not_met_because', [])))}; "
+            f"see {escape(str(result.qc_path))}"
         )
     if as_json:
         summary = {
-            "mix": str(result.mix),
-            "stems": [str(p) for p in result.stems],
-            "cues": [str(p) for p in result.cues],
-            "qc": str(result.qc_path),
-            "removed": [str(p) for p in result.removed],
+            "mix": absolute(result.mix),
+            "stems": [absolute(p) for p in result.stems],
+            "cues": [absolute(p) for p in result.cues],
+            "qc": absolute(result.qc_path),
+            "removed": [absolute(p) for p in result.removed],
             "integrated_lufs": qc["integrated_lufs"],
             "true_peak_dbtp": qc["true_peak_dbtp"],
             "met": qc["met"],

@@ -11,6 +11,7 @@ import typer
 from ..errors import UsageError, WeightsError
 from .common import ErrorHandlingGroup, err_console, out_console
 from .progress_view import RichProgress, byte_columns
+from .tables import print_table
 
 app = typer.Typer(
     cls=ErrorHandlingGroup,
@@ -54,7 +55,7 @@ def list_models_cmd(
         return
     table = Table(title="models")
     for column in ("model", "kind", "size", "revision", "licence", "status"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=column in ("model", "kind", "status"))  # identifiers stay whole
     for spec, row in rows:
         table.add_row(row["name"], row["kind"], row["size"], row["revision"], row["licence"], row["status"])
         if verbose:
@@ -62,7 +63,7 @@ def list_models_cmd(
                 pin = p.revision[:10] + ("" if p.pinned else " (branch, NOT pinned)")
                 label = f"  └ {p.name}" + (" (optional)" if p.optional else "")
                 table.add_row(label, p.repo_id, format_size(p.known_size, p.size_complete), pin, p.licence, "")
-    out_console.print(table)
+    print_table(out_console, table)
 
 
 @app.command("download")
@@ -121,11 +122,11 @@ def verify_cmd(
             raise UsageError(f"{ref.name} is {ref.kind}: it has no files to verify")
     table = Table(title=f"verify {model}")
     for column in ("part", "file", "status", "detail"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=column in ("part", "status"))
     for c in checks:
         style = "green" if c.status == "ok" else ("yellow" if c.status == "unverified" else "red")
         table.add_row(c.part, c.path, f"[{style}]{c.status}[/]", c.detail)
-    out_console.print(table)
+    print_table(out_console, table)
     if not isinstance(ref, Path):
         for part in ref.parts:
             if not part.pinned:

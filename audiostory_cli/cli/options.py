@@ -61,7 +61,10 @@ ALL_CUES = "story,reaper,audacity,edl"
 
 
 def parse_cues(text: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in text.split(",") if name.strip())
+    """``--cues`` as names, validated (an unknown format is a usage error before any work)."""
+    from ..audio.cues import check_cue_names
+
+    return check_cue_names(tuple(name.strip() for name in text.split(",") if name.strip()))
 
 
 def refresh_export_options(folder: StoryFolder, preset: str, *, stems: bool, cues: str | None) -> Any:

@@ -23,17 +23,15 @@ def show(
 ) -> None:
     """Print the plan as a table: index, start–end, timecode, duration, caption, story detail, seed, status."""
     from ..story import StoryFolder
-    from ..story.table import plan_table, render_notes
     from ..story.timecode import frame_rate
+    from .tables import print_plan
 
     story = StoryFolder(story_dir).load()
     if as_json:
         out_console.print_json(story.to_json())
         return
     frame_rate(fps)  # validates --fps
-    out_console.print(plan_table(story, fps=fps))
-    for line in render_notes(story):
-        out_console.print(line, highlight=False)
+    print_plan(out_console, story, fps=fps)
 
 
 @app.command("edit")
@@ -41,7 +39,7 @@ def edit(story_dir: StoryDir, no_wait: NoWaitOpt = False) -> None:
     """Open the plan in $VISUAL/$EDITOR as TOML; it is validated on save and re-opened on errors."""
     from ..story import StoryFolder
     from ..story.edit import edit_story
-    from ..story.table import plan_table
+    from .tables import print_plan
 
     folder = StoryFolder(story_dir)
     with lock_story(folder, "plan edit", no_wait=no_wait):  # held while the editor is open: nothing can change
@@ -49,14 +47,14 @@ def edit(story_dir: StoryDir, no_wait: NoWaitOpt = False) -> None:
     if not result.changed:
         err_console.print("no changes")
         return
-    err_console.print(plan_table(result.story))
+    print_plan(err_console, result.story)
     out_console.print(str(folder.story_path))
 
 
 def _ask_retry(message: str) -> bool:
-    err_console.print(f"[bold red]invalid plan:[/] {_escape(message)}")
     if not is_interactive():
-        return False
+        return False  # no question to ask: the error is reported once, by the caller
+    err_console.print(f"[bold red]invalid plan:[/] {_escape(message)}")
     return typer.confirm("Re-open the editor to fix it?", default=True, err=True)
 
 

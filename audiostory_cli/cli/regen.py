@@ -33,9 +33,9 @@ def regen(
 
     folder = StoryFolder(story_dir)
     with lock_story(folder, "regen", no_wait=no_wait):
+        export_options = refresh_export_options(folder, folder.load().preset, stems=stems, cues=cues)  # first
         story = regen_events(folder, events, seed=seed, new_seed=new_seed, caption=caption, duration=duration)
         err_console.print(f"[dim]audiostory regen: {story_dir} {' '.join(map(str, events))}[/]")
-        export_options = refresh_export_options(folder, story.preset, stems=stems, cues=cues)
 
         from .session import load_for_command, render_and_export, wants_offload
 

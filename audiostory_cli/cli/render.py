@@ -32,18 +32,21 @@ def render(
     folder = StoryFolder(story_dir)
     with lock_story(folder, "render", no_wait=no_wait):
         story = folder.load()
+        export_options = refresh_export_options(folder, story.preset, stems=stems, cues=cues)  # checked before work
         if model:
             resolve_model_ref(model)  # an unknown --model changes nothing in the folder
         err_console.print(f"[dim]audiostory render: {story_dir}[/]")
         if model and model != story.model:
             story.model = model  # every event's render hash names the model: all become stale
             folder.save(story, keep_previous=True)
-        stale = [e.index for e in story.events if story.is_stale(e)]
+        stale = [e.index for e in story.events if folder.needs_render(story, e)]
         err_console.print(f"{len(stale)} of {len(story.events)} events to render" if stale else "all events rendered")
-        export_options = refresh_export_options(folder, story.preset, stems=stems, cues=cues)
 
         from .session import load_for_command, render_and_export, wants_offload
 
+        if not stale:  # nothing to render: deliver again without loading a model
+            render_and_export(folder, None, None, export_options=export_options, offload=False, as_json=as_json)
+            return
         loaded, runtime = load_for_command(story.model, device)
         render_and_export(folder, loaded, runtime, export_options=export_options,
                           offload=wants_offload(offload, runtime), as_json=as_json)

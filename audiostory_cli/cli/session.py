@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import err_console, out_console
+from .common import absolute, err_console, out_console
 
 if TYPE_CHECKING:
     from ..model import AudioStoryModel
@@ -44,14 +44,17 @@ def wants_offload(flag: bool | None, runtime: Runtime) -> bool:
 
 def render_and_export(
     folder: StoryFolder,
-    model: AudioStoryModel,
-    runtime: Runtime,
+    model: AudioStoryModel | None,
+    runtime: Runtime | None,
     *,
     export_options: Any,
     offload: bool,
     as_json: bool,
 ) -> None:
-    """Render what is missing, export, and print the results (paths, or JSON with --json) on stdout."""
+    """Render what is missing, export, and print the results (paths, or JSON with --json) on stdout.
+
+    ``model`` None: nothing needs rendering (the caller checked), so no model is loaded; only delivery runs.
+    """
     from ..pipeline import deliver_story
     from .progress_view import RichProgress
 
@@ -61,15 +64,15 @@ def render_and_export(
     story, report, result = delivery.story, delivery.render, delivery.export
     if as_json:
         summary = {
-            "story": str(folder.story_path),
-            "mix": str(result.mix),
-            "stems": [str(p) for p in result.stems],
-            "cues": [str(p) for p in result.cues],
-            "qc": str(result.qc_path),
+            "story": absolute(folder.story_path),
+            "mix": absolute(result.mix),
+            "stems": [absolute(p) for p in result.stems],
+            "cues": [absolute(p) for p in result.cues],
+            "qc": absolute(result.qc_path),
             "rendered": report.rendered,
             "events": [
                 {"index": e.index, "start": e.start, "duration": e.duration, "caption": e.caption, "seed": e.seed,
-                 "file": str(folder.resolve(e.file)) if e.file else None}
+                 "file": absolute(folder.resolve(e.file)) if e.file else None}
                 for e in story.events
             ],
             "integrated_lufs": result.qc.get("integrated_lufs"),

@@ -48,7 +48,7 @@ def tell(
     stems: StemsOpt = False,
     cues: CuesOpt = ALL_CUES,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Render without asking (always so without a TTY).")] = False,
-    ask: Annotated[bool, typer.Option("--ask", help="Ask [r]ender/[e]dit/[q]uit even without a TTY.")] = False,
+    ask: Annotated[bool, typer.Option("--ask", help="Ask \\[r]ender/\\[e]dit/\\[q]uit even without a TTY.")] = False,
     plan_only: Annotated[bool, typer.Option("--plan-only", help="Write story.json and stop; render later.")] = False,
     device: DeviceOpt = "auto",
     offload: OffloadOpt = None,
@@ -72,16 +72,14 @@ def tell(
         folder.prepare_new(force=force)  # again under the lock: another tell may have filled it meanwhile
         err_console.print(f"[dim]audiostory tell: {duration:g} s, model {model}[/]")  # the first line, before imports
         from ..export import ExportOptions
-        from ..story.table import plan_table, render_notes
         from .progress_view import RichProgress
         from .session import load_for_command, render_and_export, wants_offload
+        from .tables import print_plan
 
         loaded, runtime = load_for_command(model, device)
         with RichProgress() as progress:
             story = start_story(folder, prompt, options, loaded, progress=progress)
-        err_console.print(plan_table(story))
-        for line in render_notes(story):
-            err_console.print(line, highlight=False)
+        print_plan(err_console, story)
         export_options = ExportOptions(loudness=preset, stems=stems, cues=cue_names, force=True)
         if plan_only:
             err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
@@ -99,8 +97,8 @@ def _confirm_render(folder: object, *, ask: bool) -> bool:
     """``[r]ender / [e]dit / [q]uit`` until the user renders or quits; edits re-show the table."""
     from ..story import StoryFolder
     from ..story.edit import edit_story
-    from ..story.table import plan_table
     from .plan import _ask_retry
+    from .tables import print_plan
 
     assert isinstance(folder, StoryFolder)
     while ask:
@@ -111,7 +109,10 @@ def _confirm_render(folder: object, *, ask: bool) -> bool:
             return False
         if choice == "e":
             result = edit_story(folder, folder.load(), ask_retry=_ask_retry)
-            err_console.print(plan_table(result.story) if result.changed else "no changes")
+            if result.changed:
+                print_plan(err_console, result.story)
+            else:
+                err_console.print("no changes")
             continue
         err_console.print("please answer r, e or q")
     return True

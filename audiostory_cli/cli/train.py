@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import UsageError
-from .common import ErrorHandlingGroup, err_console, out_console
+from .common import ErrorHandlingGroup, absolute, err_console, out_console
 from .progress_view import RichProgress, training_columns
+from .tables import print_table
 
 if TYPE_CHECKING:
     from ..train.config import TrainConfig
@@ -139,7 +140,7 @@ def _print_counts(stage: str, model: str) -> None:
     spec = get_stage(stage)
     with err_console.status(f"building {model} on the meta device…"):
         counts = dry_run(stage, model)
-    out_console.print(_counts_table(counts, f"stage {stage}: {spec.title}"))
+    print_table(out_console, _counts_table(counts, f"stage {stage}: {spec.title}"))
 
 
 def _counts_table(counts: list[Any], title: str) -> Any:
@@ -147,8 +148,8 @@ def _counts_table(counts: list[Any], title: str) -> Any:
 
     table = Table(title=title)
     table.add_column("part")
-    table.add_column("trainable", justify="right")
-    table.add_column("total", justify="right")
+    table.add_column("trainable", justify="right", no_wrap=True)
+    table.add_column("total", justify="right", no_wrap=True)
     for count in counts:
         table.add_row(count.part, f"{count.trainable:,}", f"{count.total:,}")
     table.add_row("all", f"{sum(c.trainable for c in counts):,}", f"{sum(c.total for c in counts):,}", style="bold")
@@ -193,7 +194,7 @@ def check_data(
     counts = {k: report.count(k) for k in KINDS}
     if as_json:
         out_console.print_json(json.dumps({
-            "manifest": str(manifest), "lines": report.lines, "valid": counts,
+            "manifest": absolute(manifest), "lines": report.lines, "valid": counts,
             "issues": [{"line": i.source.line, "severity": i.severity, "message": i.message} for i in report.issues],
         }))
     else:

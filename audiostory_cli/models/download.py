@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from ..errors import ModelError, OfflineError, WeightsError
+from ..errors import ModelError, OfflineError, UsageError, WeightsError
 from ..fsutil import safe_child, write_json_atomic
 from ..progress import ProgressFn, no_progress
 from ..resources import cache_dir, data_dir
@@ -178,7 +178,7 @@ def model_path(spec: ModelSpec) -> Path:
         return weights_root() / spec.name
     if spec.kind == "bundled" and spec.folder:
         return data_dir("models") / spec.folder
-    raise ModelError(f"model {spec.name!r} is built in memory ({spec.kind}); it has no files on disk")
+    raise UsageError(f"model {spec.name!r} is built in memory ({spec.kind}); it has no files on disk")
 
 
 def part_dir(spec: ModelSpec, part: PartSpec) -> Path:

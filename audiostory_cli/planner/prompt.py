@@ -57,7 +57,9 @@ def format_total_duration(total_duration: float) -> str:
 
 
 def build_instruction(prompt: str, total_duration: float, lead: str | int | None = None) -> str:
-    """``"{lead}{prompt} The total duration is {X} seconds."`` (``X`` printed as a float, e.g. ``50.0``).
+    """``"{lead}{prompt}. The total duration is {X} seconds."`` (``X`` printed as a float, e.g. ``50.0``).
+
+    A full stop is added when the prompt does not end a sentence already.
 
     A lead phrase is joined to the prompt with one space, so presets may pass a lead with or without its
     trailing space; the official leads give exactly the official text.
@@ -68,6 +70,8 @@ def build_instruction(prompt: str, total_duration: float, lead: str | int | None
         raise InputError(f"total duration {total_duration} must be a positive number of seconds")
     phrase = resolve_lead(lead)
     whole = f"{phrase.rstrip()} {prompt.strip()}".strip()
+    if not whole.rstrip("\"')]»”’").endswith((".", "!", "?", "…")):
+        whole += "."  # a sentence of its own, as in the training data ("... slams. The total duration is")
     return f"{whole} The total duration is {format_total_duration(total_duration)} seconds."
 
 

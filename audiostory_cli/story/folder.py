@@ -39,6 +39,11 @@ class StoryFolder:
         return self.root / "stems"
 
     @property
+    def stem_groups_dir(self) -> Path:
+        """One stem per stem group (``--stem-groups``); apart from ``stems/`` so each folder sums to the mix."""
+        return self.root / "stem-groups"
+
+    @property
     def cues_dir(self) -> Path:
         return self.root / "cues"
 
@@ -68,6 +73,12 @@ class StoryFolder:
         if not create:
             self.check_is_story()
         return story_lock(self.root, command, wait=wait, create=create, on_wait=on_wait)
+
+    def needs_render(self, story: Story, event: Event) -> bool:
+        """Stale in the plan, or rendered but its file is gone (``render`` restores it with the stored seed)."""
+        if story.is_stale(event):
+            return True
+        return event.status == "rendered" and event.file is not None and not self.resolve(event.file).is_file()
 
     # -- state ---------------------------------------------------------------------------------------------
 

@@ -122,6 +122,13 @@ class Story:
         """Build and validate; every error names the field (``events[3].duration``)."""
         if not isinstance(data, dict):
             raise PlanValidationError("story.json must hold a JSON object", field="")
+        missing = [key for key in ("schema_version", "prompt", "events") if key not in data]
+        if {"prompt", "events"} & set(missing):  # not another version's story: a damaged file (``{}``, ...)
+            raise PlanValidationError(
+                f"story.json is damaged: it lacks {', '.join(repr(k) for k in missing)}; restore it from "
+                "plan.previous.json if there is one, or re-plan with `audiostory tell --plan-only`",
+                field=missing[0],
+            )
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise PlanValidationError(
@@ -340,9 +347,17 @@ def one_line(text: str) -> str:
     return " ".join("".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text).split())
 
 
+_LIGATURES = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "þ": "th"})
+
+
 def event_slug(caption: str, max_words: int = 4) -> str:
-    """Short file-name-safe name from a caption: 'A car skids on wet road' -> 'a-car-skids-on'."""
-    words = re.findall(r"[a-z0-9]+", caption.lower())
+    """Short file-name-safe name from a caption: 'A car skids on wet road' -> 'a-car-skids-on'.
+
+    Accented letters keep their base letter ('café' -> 'cafe', not 'caf'); other scripts are dropped.
+    """
+    folded = unicodedata.normalize("NFKD", caption.lower().translate(_LIGATURES))
+    plain = "".join(c for c in folded if not unicodedata.combining(c))
+    words = re.findall(r"[a-z0-9]+", plain)
     slug = "-".join(words[:max_words])[:40].strip("-")
     return slug or "event"
 

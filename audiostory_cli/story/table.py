@@ -1,4 +1,9 @@
-"""The plan as a Rich table: what the user reviews before rendering."""
+"""The plan as a Rich table: what the user reviews before rendering.
+
+Identifier columns (event number, times, seed, status, group) are ``no_wrap``: the CLI prints them whole at any
+width (see ``cli/tables.py``). ``compact=True`` is the layout for a narrow terminal: the timecode goes under the
+times and the story detail under the caption, so an 80-column terminal keeps room for the words.
+"""
 
 from __future__ import annotations
 
@@ -11,37 +16,46 @@ from .timecode import smpte
 _STATUS_STYLE = {"planned": "yellow", "rendered": "green", "source": "cyan"}
 
 
-def plan_table(story: Story, *, fps: float = 25.0, title: str | None = None) -> Table:
+def plan_table(story: Story, *, fps: float = 25.0, title: str | None = None, compact: bool = False) -> Table:
     table = Table(
         title=Text(title or f"{one_line(story.prompt)[:80]}  ·  {story.total_duration:.2f} s  ·  {story.model}"),
         title_justify="left",
-        show_lines=False,
+        show_lines=compact,
         expand=False,
     )
-    table.add_column("#", justify="right", style="bold")
+    groups = not compact or len({e.stem for e in story.events}) > 1  # a narrow table spends no room on one group
+    table.add_column("#", justify="right", style="bold", no_wrap=True)
     table.add_column("start–end (s)", justify="right", no_wrap=True)
-    table.add_column("timecode", no_wrap=True, style="dim")
-    table.add_column("dur", justify="right")
-    table.add_column("caption", overflow="fold", ratio=3)
-    table.add_column("story detail", overflow="fold", ratio=2, style="dim")
-    table.add_column("seed", justify="right")
-    table.add_column("status")
+    if not compact:
+        table.add_column("timecode", no_wrap=True, style="dim")
+    table.add_column("dur", justify="right", no_wrap=True)
+    table.add_column("caption")
+    if not compact:
+        table.add_column("story detail", style="dim")
+    if groups and not compact:
+        table.add_column("group", no_wrap=True)
+    table.add_column("seed", justify="right", no_wrap=True)
+    table.add_column("status\ngroup" if compact and groups else "status", no_wrap=True)
     for event in story.events:
         status = event.status
         if status == "rendered" and story.is_stale(event):
             status_text = "[yellow]stale[/]"
         else:
             status_text = f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
-        table.add_row(
-            str(event.index),
-            f"{event.start:.2f}–{event.end:.2f}",
-            f"{smpte(event.start, fps)}",
-            f"{event.duration:.2f}",
-            Text(one_line(event.caption)),
-            Text(one_line(event.story_detail)),
-            str(event.seed),
-            status_text,
-        )
+        times = f"{event.start:.2f}–{event.end:.2f}"
+        caption, detail = one_line(event.caption), one_line(event.story_detail)
+        if compact:
+            cells: list[str | Text] = [Text(f"{times}\n") + Text(smpte(event.start, fps), style="dim"),
+                                       f"{event.duration:.2f}", _caption_with_detail(caption, detail)]
+        else:
+            cells = [times, smpte(event.start, fps), f"{event.duration:.2f}", Text(caption), Text(detail)]
+        row = [str(event.index), *cells]
+        if groups and not compact:
+            row.append(Text(event.stem))
+        if compact and groups:  # the group under the status, so a narrow table keeps room for the caption
+            table.add_row(*row, str(event.seed), Text.from_markup(status_text) + Text("\n" + event.stem))
+        else:
+            table.add_row(*row, str(event.seed), status_text)
     return table
 
 
@@ -67,3 +81,10 @@ def render_notes(story: Story) -> list[str]:
     official = " (official)" if (settings.crossfade, shape) == (3.0, "linear") else ""
     return [f"bridge: {bridge}", f"canvas: {canvas}",
             f"join: {settings.crossfade:g} s {shape} crossfade{official}; clips include the crossfade tail"]
+
+
+def _caption_with_detail(caption: str, detail: str) -> Text:
+    text = Text(caption)
+    if detail and detail != caption:
+        text.append("\n" + detail, style="dim")
+    return text

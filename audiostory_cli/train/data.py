@@ -8,14 +8,15 @@ own slice of the global batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from ..errors import TrainingError
+from ..errors import AudiostoryError, TrainingError
 from ..planner.decoding import placeholder_positions
 from ..planner.layout import PlannedEvent
 from ..planner.tokens import SpecialTokenIds
@@ -65,7 +66,8 @@ def build_examples(
     for record in data.generation:
         if isinstance(record, ClipRecord):
             event = PlannedEvent(caption=record.caption, story_detail="", duration=record.audio.duration)
-            instruction = clip_instruction(record.caption, record.audio.duration)
+            with _named(str(record.source)):
+                instruction = clip_instruction(record.caption, record.audio.duration)
             records.append((str(record.source), instruction, "", [event], [record.audio]))
         else:
             assert isinstance(record, StoryRecord)
@@ -76,7 +78,9 @@ def build_examples(
     t5_keys = featurizer.ensure_t5(event.caption for *_, events, _ in records for event in events)
     gen: list[GenExample] = []
     for source, instruction, storyline, events, segs in records:
-        sequence = plan_sequence(tokenizer, special, instruction, storyline, events, num_semantic, num_residual)
+        with _named(source):
+            sequence = plan_sequence(tokenizer, special, instruction, storyline, events, num_semantic,
+                                     num_residual)
         _check_length(sequence, max_tokens, source)
         blocks = placeholder_positions(sequence.ids[sequence.prompt_len:], special, num_semantic, num_residual)
         start = sequence.prompt_len
@@ -225,3 +229,12 @@ def collate_understanding(examples: Sequence[UndExample], cache: FeatureCache, p
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+@contextlib.contextmanager
+def _named(source: str) -> Iterator[None]:
+    """A problem found while building one example names its manifest file and line."""
+    try:
+        yield
+    except (AudiostoryError, ValueError) as exc:
+        raise TrainingError(f"{source}: {exc} (run `audiostory train check-data FILE`)") from exc

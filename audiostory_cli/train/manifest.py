@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import PlanValidationError, TrainingError, UsageError
-from ..planner.layout import PlannedEvent, check_serialisable, find_special_token
+from ..planner.layout import MIN_EVENT_SECONDS, PlannedEvent, check_serialisable, find_special_token
 
 Kind = Literal["clips", "qa", "stories"]
 KINDS: tuple[Kind, ...] = ("clips", "qa", "stories")
@@ -272,99 +272,148 @@ def _fail(issues: list[Issue], source: Source, message: str) -> _LineError:
     return _LineError()
 
 
+def _has_errors(issues: list[Issue]) -> bool:
+    return any(i.severity == "error" for i in issues)
+
+
+# The field readers below record a problem and return None, so one pass reports every problem of a line.
+
+
 def _text(obj: Mapping[str, Any], key: str, source: Source, issues: list[Issue], *, where: str = "",
-          required: bool = True) -> str:
+          required: bool = True) -> str | None:
     name = f"{where}{key}"
     if key not in obj or obj[key] is None:
         if required:
-            raise _fail(issues, source, f"missing {name!r}")
+            issues.append(Issue(source, f"missing {name!r}"))
+            return None
         return ""
     value = obj[key]
     if not isinstance(value, str):
-        raise _fail(issues, source, f"{name} must be a string, got {type(value).__name__}")
+        issues.append(Issue(source, f"{name} must be a string, got {type(value).__name__}"))
+        return None
     if required and not value.strip():
-        raise _fail(issues, source, f"{name} is empty")
+        issues.append(Issue(source, f"{name} is empty"))
+        return None
     if (token := find_special_token(value)) is not None:
-        raise _fail(issues, source, f"{name} contains the special token {token}; remove it")
+        issues.append(Issue(source, f"{name} contains the special token {token}; remove it"))
+        return None
     return value.strip()
 
 
 def _number(obj: Mapping[str, Any], key: str, source: Source, issues: list[Issue], *, where: str = "",
             positive: bool = True) -> float | None:
+    """The value in seconds; None when absent or invalid (an invalid value is recorded)."""
     if key not in obj or obj[key] is None:
         return None
     value = obj[key]
     name = f"{where}{key}"
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _fail(issues, source, f"{name} must be a number of seconds, got {value!r}")
+        issues.append(Issue(source, f"{name} must be a number of seconds, got {value!r}"))
+        return None
     if positive and value <= 0:
-        raise _fail(issues, source, f"{name} must be positive, got {value!r}")
+        issues.append(Issue(source, f"{name} must be positive, got {value!r}"))
+        return None
     if not positive and value < 0:
-        raise _fail(issues, source, f"{name} must not be negative, got {value!r}")
+        issues.append(Issue(source, f"{name} must not be negative, got {value!r}"))
+        return None
     return float(value)
 
 
-def _audio_path(obj: Mapping[str, Any], source: Source, root: Path, issues: list[Issue], *, where: str = "") -> Path:
+def _check_duration(duration: float, source: Source, issues: list[Issue], where: str, max_seconds: float) -> bool:
+    """The bounds training needs: at least the planner's shortest event, at most one DiT window."""
+    if duration < MIN_EVENT_SECONDS:
+        issues.append(Issue(source, f"{where}duration {duration:g} s is shorter than {MIN_EVENT_SECONDS:g} s, the "
+                                    "shortest event a plan can hold; use a longer segment or drop the line"))
+        return False
+    if duration > max_seconds:
+        issues.append(Issue(source, f"{where}duration {duration:g} s is longer than one DiT window "
+                                    f"({max_seconds:g} s); split the event"))
+        return False
+    return True
+
+
+def _audio_path(obj: Mapping[str, Any], source: Source, root: Path, issues: list[Issue], *, where: str = ""
+                ) -> Path | None:
     rel = _text(obj, "audio", source, issues, where=where)
+    if rel is None:
+        return None
     path = Path(rel).expanduser()
     return path if path.is_absolute() else root / path
 
 
-def _probe(probe: _AudioProbe, path: Path, source: Source, issues: list[Issue], where: str) -> AudioInfo:
+def _probe(probe: _AudioProbe, path: Path | None, source: Source, issues: list[Issue], where: str
+           ) -> AudioInfo | None:
+    if path is None:
+        return None
     try:
         return probe(path)
     except ValueError as exc:
-        raise _fail(issues, source, f"{where}{exc}") from None
+        issues.append(Issue(source, f"{where}{exc}"))
+        return None
 
 
 def _segment(path: Path, info: AudioInfo, start: float, duration: float, source: Source, issues: list[Issue],
-             where: str) -> Segment:
+             where: str) -> Segment | None:
     if start + duration > info.seconds + LENGTH_TOLERANCE:
-        raise _fail(
-            issues, source,
+        issues.append(Issue(
+            source,
             f"{where}audio {path.name} is {info.seconds:.2f} s but the segment {start:g}-{start + duration:g} s "
             "goes past its end; fix the duration/start or the file",
-        )
+        ))
+        return None
     return Segment(path=path, start=start, duration=duration)
 
 
 def _read_clip(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float,
-               issues: list[Issue]) -> ClipRecord:
+               issues: list[Issue]) -> ClipRecord | None:
     caption = _text(obj, "caption", source, issues)
-    _check_layout("", [PlannedEvent(caption=caption, story_detail="", duration=1.0)], source, issues)
+    if caption is not None:
+        _check_layout("", [PlannedEvent(caption=caption, story_detail="", duration=1.0)], source, issues)
     path = _audio_path(obj, source, root, issues)
     start = _number(obj, "start", source, issues, positive=False) or 0.0
     duration = _number(obj, "duration", source, issues)
+    if duration is not None:
+        _check_duration(duration, source, issues, "", max_seconds)
     info = _probe(probe, path, source, issues, "")
+    if info is None or path is None or _has_errors(issues):
+        return None
     if duration is None:
         duration = info.seconds - start
         if duration <= 0:
-            raise _fail(issues, source, f"start {start:g} s is past the end of {path.name} ({info.seconds:.2f} s)")
+            issues.append(Issue(source, f"start {start:g} s is past the end of {path.name} ({info.seconds:.2f} s)"))
+            return None
         if duration > max_seconds:
             issues.append(Issue(
                 source, f"audio {path.name} is {duration:.1f} s; only the first {max_seconds:g} s (one DiT window) "
                 "are used", "warning",
             ))
             duration = max_seconds
-    elif duration > max_seconds:
-        raise _fail(issues, source, f"duration {duration:g} s is longer than one DiT window ({max_seconds:g} s)")
-    return ClipRecord(source=source, caption=caption, audio=_segment(path, info, start, duration, source, issues, ""))
+        if not _check_duration(duration, source, issues, f"audio {path.name}: ", max_seconds):
+            return None
+    segment = _segment(path, info, start, duration, source, issues, "")
+    return None if caption is None or segment is None else ClipRecord(source=source, caption=caption, audio=segment)
 
 
 def _read_qa(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float,
-             issues: list[Issue]) -> QARecord:
+             issues: list[Issue]) -> QARecord | None:
     question = _text(obj, "question", source, issues)
     answer = _text(obj, "answer", source, issues)
     path = _audio_path(obj, source, root, issues)
-    _probe(probe, path, source, issues, "")
+    info = _probe(probe, path, source, issues, "")
+    if question is None or answer is None or path is None or info is None:
+        return None
     return QARecord(source=source, audio=path, question=question, answer=answer)
 
 
 def _read_story_text(obj: Mapping[str, Any], source: Source, max_seconds: float, issues: list[Issue]
                      ) -> StoryText:
-    """The text of a story line: instruction, storyline and each event's caption, detail and duration."""
+    """The text of a story line: instruction, storyline and each event's caption, detail and duration.
+
+    Every problem of the line is recorded; ``_LineError`` is raised at the end if there was any.
+    """
     instruction = _text(obj, "instruction", source, issues)
-    storyline = storyline_of(_text(obj, "reasoning", source, issues, required=False))
+    reasoning = _text(obj, "reasoning", source, issues, required=False)
+    storyline = storyline_of(reasoning or "")
     events_raw = obj.get("events")
     if not isinstance(events_raw, list) or not events_raw:
         raise _fail(issues, source, "events must be a non-empty list of {caption, duration, ...} objects")
@@ -372,49 +421,79 @@ def _read_story_text(obj: Mapping[str, Any], source: Source, max_seconds: float,
     for number, raw in enumerate(events_raw, start=1):
         where = f"events[{number}]."
         if not isinstance(raw, dict):
-            raise _fail(issues, source, f"events[{number}] must be an object, got {type(raw).__name__}")
+            issues.append(Issue(source, f"events[{number}] must be an object, got {type(raw).__name__}"))
+            continue
         caption = _text(raw, "caption", source, issues, where=where)
         detail = _text(raw, "story_detail", source, issues, where=where, required=False)
         duration = _number(raw, "duration", source, issues, where=where)
-        if duration is None:
-            raise _fail(issues, source, f"missing {where}duration")
-        if duration > max_seconds:
-            raise _fail(issues, source, f"{where}duration {duration:g} s is longer than one DiT window "
-                                        f"({max_seconds:g} s); split the event")
-        events.append(PlannedEvent(caption=caption, story_detail=detail, duration=duration))
+        if duration is None and raw.get("duration") is None:
+            issues.append(Issue(source, f"missing {where}duration"))
+        ok = duration is not None and _check_duration(duration, source, issues, where, max_seconds)
+        if caption is not None and detail is not None and ok and duration is not None:
+            events.append(PlannedEvent(caption=caption, story_detail=detail, duration=duration))
+    if _has_errors(issues) or instruction is None:
+        raise _LineError
     _check_layout(storyline, events, source, issues)
+    if _has_errors(issues):
+        raise _LineError
     return StoryText(source=source, instruction=instruction, storyline=storyline, events=tuple(events))
 
 
 def _read_story(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float,
-                issues: list[Issue]) -> StoryRecord:
-    text = _read_story_text(obj, source, max_seconds, issues)
+                issues: list[Issue]) -> StoryRecord | None:
+    try:
+        text: StoryText | None = _read_story_text(obj, source, max_seconds, issues)
+    except _LineError:
+        if not isinstance(obj.get("events"), list):
+            raise
+        text = None  # keep going: the audio problems of the line are reported too
     story_audio: tuple[Path, AudioInfo] | None = None
     if obj.get("audio") is not None:
         story_path = _audio_path(obj, source, root, issues)
-        story_audio = (story_path, _probe(probe, story_path, source, issues, ""))
+        story_info = _probe(probe, story_path, source, issues, "")
+        if story_path is not None and story_info is not None:
+            story_audio = (story_path, story_info)
     events: list[StoryEventRecord] = []
     cursor = 0.0
-    for number, (raw, event) in enumerate(zip(obj["events"], text.events, strict=True), start=1):
+    for number, raw in enumerate(obj["events"], start=1):
         where = f"events[{number}]."
-        duration = event.duration
+        if not isinstance(raw, dict):
+            continue
+        duration = _quiet_number(raw.get("duration"))
         start = _number(raw, "start", source, issues, where=where, positive=False)
+        segment: Segment | None = None
         if raw.get("audio") is not None:
             path = _audio_path(raw, source, root, issues, where=where)
             info = _probe(probe, path, source, issues, where)
-            segment = _segment(path, info, start or 0.0, duration, source, issues, where)
-            if start is None and info.seconds > duration + LENGTH_TOLERANCE:
-                issues.append(Issue(source, f"{where}audio {path.name} is {info.seconds:.2f} s; the first "
-                                            f"{duration:g} s (its duration) are used", "warning"))
+            if path is not None and info is not None and duration is not None:
+                segment = _segment(path, info, start or 0.0, duration, source, issues, where)
+                if segment is not None and start is None and info.seconds > duration + LENGTH_TOLERANCE:
+                    issues.append(Issue(source, f"{where}audio {path.name} is {info.seconds:.2f} s; the first "
+                                                f"{duration:g} s (its duration) are used", "warning"))
         elif story_audio is not None:
-            begin = cursor if start is None else start
-            segment = _segment(story_audio[0], story_audio[1], begin, duration, source, issues, where)
-        else:
-            raise _fail(issues, source, f"{where}audio is missing and the story has no long 'audio' with event times")
-        events.append(StoryEventRecord(caption=event.caption, story_detail=event.story_detail, duration=duration,
-                                       audio=segment))
-        cursor = segment.start + duration
+            if duration is not None:
+                begin = cursor if start is None else start
+                segment = _segment(story_audio[0], story_audio[1], begin, duration, source, issues, where)
+        elif obj.get("audio") is None:
+            issues.append(Issue(source, f"{where}audio is missing and the story has no long 'audio' with event "
+                                        "times"))
+        if segment is not None and duration is not None:
+            events.append(StoryEventRecord(caption="", story_detail="", duration=duration, audio=segment))
+            cursor = segment.start + duration
+        elif duration is not None:
+            cursor = (cursor if start is None else start) + duration
+    if text is None or _has_errors(issues) or len(events) != len(text.events):
+        return None
+    events = [StoryEventRecord(caption=e.caption, story_detail=e.story_detail, duration=e.duration, audio=r.audio)
+              for e, r in zip(text.events, events, strict=True)]
     return StoryRecord(source=source, instruction=text.instruction, storyline=text.storyline, events=tuple(events))
+
+
+def _quiet_number(value: Any) -> float | None:
+    """A duration already checked (and reported) by ``_read_story_text``: the number, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        return None
+    return float(value)
 
 
 def _check_layout(reasoning: str, events: Sequence[PlannedEvent], source: Source, issues: list[Issue]) -> None:
@@ -422,7 +501,7 @@ def _check_layout(reasoning: str, events: Sequence[PlannedEvent], source: Source
     try:
         check_serialisable(reasoning, events, 1, 1)
     except PlanValidationError as exc:
-        raise _fail(issues, source, str(exc)) from None
+        issues.append(Issue(source, str(exc)))
 
 
 # -- loading for training ------------------------------------------------------------------------------------
