@@ -390,3 +390,27 @@ def test_edit_end_to_end_with_tiny_random(tmp_path):
     assert story.event(3).takes == ["events/03-a-dog-barks.take1.wav"]
     result = runner.invoke(app, ["plan", "show", str(out), "--history"])
     assert result.exit_code == 0 and "replace the dog with a cat" in result.stdout
+
+
+def test_edit_cli_terminal_edit_then_apply(tmp_path, scripted, monkeypatch):
+    import sys
+    import textwrap
+
+    import audiostory_cli.cli.edit as edit_cli
+
+    folder = rendered_story(tmp_path)
+    monkeypatch.setattr(edit_cli, "is_interactive", lambda: True)
+    script = tmp_path / "editor.py"
+    script.write_text(textwrap.dedent("""
+        import pathlib, sys
+        path = pathlib.Path(sys.argv[1])
+        path.write_text(path.read_text().replace('caption = "siren"', 'caption = "a fire engine siren"'))
+    """))
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {script}")
+    result = runner.invoke(app, ["edit", str(folder.root), "add a siren at the end", "--plan-only"], input="e\na\n")
+    assert result.exit_code == 0, result.output
+    assert "a fire engine siren" in result.stderr  # the table is shown again after the hand edit
+    story = folder.load()
+    assert story.events[-1].caption == "a fire engine siren"
+    assert not (folder.root / "plan.edit.toml").exists()
+    assert load_history(folder)[0].after["events"][-1]["caption"] == "a fire engine siren"
