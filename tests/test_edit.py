@@ -54,7 +54,8 @@ def rendered_story(tmp_path, name="story", render=True) -> StoryFolder:
 
 
 def demo_rewrite(text, story, history, attempt):
-    events = [PlannedEvent(e.caption, e.story_detail, round(e.duration, 1)) for e in story.events]
+    events = [PlannedEvent(e.caption, e.story_detail, round(e.duration, 1)) for e in story.events
+              if e.status != "source"]
     return ParsedPlan(reasoning=story.reasoning, events=demo_edit(events, text))
 
 
@@ -200,6 +201,29 @@ def test_bad_instructions_and_stories(tmp_path):
     folder = rendered_story(tmp_path, render=False)
     with pytest.raises(InputError, match="never rendered.*audiostory render"):
         propose_edit(folder, "remove the skid", None, rewrite=demo_rewrite)
+
+
+def test_a_continued_story_keeps_its_source_event(tmp_path):
+    from dataclasses import replace
+
+    from audiostory_cli.story.plan import Event
+
+    folder = rendered_story(tmp_path)
+    story = folder.load()
+    source = Event(index=0, start=0.0, duration=3.0, caption="[source] input.wav", story_detail="input audio",
+                   status="source", file="events/00-source.wav", stem="src")
+    events = [replace(e, start=e.start + 3.0) for e in story.events]
+    continued = replace(story, events=[source, *events], total_duration=story.total_duration + 3.0,
+                        source="source/input.wav")
+    folder.save(continued)
+    proposal = propose_edit(folder, "remove the skid", None, rewrite=demo_rewrite)
+    after = proposal.after
+    assert after.events[0] == continued.events[0]
+    assert [e.index for e in after.events] == [0, 1, 2, 3] and after.event(3).caption == CAPTIONS[3]
+    assert after.event(1).start == 3.0 and [c.kind for c in proposal.changes] == ["kept", "kept", "removed", "kept"]
+    apply_edit(folder, proposal)
+    undo_edit(folder)
+    assert folder.load().to_dict() == continued.to_dict()
 
 
 def test_a_story_changed_meanwhile_is_not_overwritten(tmp_path):
