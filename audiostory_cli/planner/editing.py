@@ -83,9 +83,16 @@ def _find(events: Sequence[PlannedEvent], ref: str) -> int | None:
         return None
     for position, event in enumerate(events):
         caption_words = re.findall(r"[a-z0-9']+", event.caption.lower())
-        if all(any(c.startswith(w) or w.startswith(c) and len(c) > 2 for c in caption_words) for w in words):
+        if all(any(_same_word(w, c) for c in caption_words) for w in words):
             return position
     return None
+
+
+def _same_word(word: str, other: str) -> bool:
+    """Prefix-equal ("dog"/"dogs"), or the same four-letter stem ("barking"/"barks")."""
+    if other.startswith(word) or (len(other) > 2 and word.startswith(other)):
+        return True
+    return len(word) >= 4 and len(other) >= 4 and word[:4] == other[:4]
 
 
 def _article_free(text: str) -> str:
