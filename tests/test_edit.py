@@ -266,6 +266,10 @@ def test_diff_table_reads_at_80_columns(tmp_path):
     ("make the thunder farther and make the rain shorter", ["rain", "door slams", "dog barks", "distant, thunder"],
      [1.3, 1.5, 1.0, 3.0]),
     ("sing a song", ["rain", "door slams", "dog barks", "thunder"], [2.0, 1.5, 1.0, 3.0]),
+    ("insert a siren for 6.3 s after the barking dog", ["rain", "door slams", "dog barks", "siren", "thunder"],
+     [2.0, 1.5, 1.0, 6.3, 3.0]),
+    ("add wind before the door, 2.5 seconds long", ["rain", "wind", "door slams", "dog barks", "thunder"],
+     [2.0, 2.5, 1.5, 1.0, 3.0]),
 ])
 def test_demo_edit(instruction, captions, durations):
     events = [PlannedEvent(c, c, d) for c, d in zip(["rain", "door slams", "dog barks", "thunder"],

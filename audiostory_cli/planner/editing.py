@@ -53,18 +53,26 @@ def build_edit_instruction(
 
 # -- the demo rewrite ---------------------------------------------------------------------------------------
 
-_CLAUSE_RE = re.compile(r"\s*(?:[,;.]|\band then\b|\bthen\b|\band\b(?=\s+(?:remove|drop|delete|cut|replace|swap|"
-                        r"add|insert|put|make|move|shorten|lengthen|change)\b))\s*", re.IGNORECASE)
+_VERBS = r"remove|drop|delete|cut|replace|swap|add|insert|put|make|move|shorten|lengthen|change"
+_CLAUSE_RE = re.compile(r"\s*(?:[,;]|\.(?!\d)|\band then\b|\bthen\b|\band\b(?=\s+(?:" + _VERBS + r")\b))\s*",
+                        re.IGNORECASE)
+_FOR_SECONDS = r"(?:(?:,?\s+(?:for|lasting)\s+|,\s*)(?P<s>\d+(?:\.\d+)?)\s*(?:s|secs?|seconds?)(?:\s+long)?)?"
+_LENGTH_RE = re.compile(r"\d+(?:\.\d+)?\s*(?:s|secs?|seconds?)(?:\s+long)?", re.IGNORECASE)
 _REF = r"(?P<{name}>event\s+\d+|the\s+(?:first|last)(?:\s+event)?|(?:the\s+)?[\w' -]+?)"
 
 
 def demo_edit(events: Sequence[PlannedEvent], instruction: str) -> list[PlannedEvent]:
     """Apply the edits ``demo_edit`` understands, clause by clause; clauses it does not understand change nothing."""
-    result = list(events)
+    clauses: list[str] = []
     for clause in _CLAUSE_RE.split(instruction):
         clause = clause.strip().rstrip(".!").strip()
-        if clause:
-            result = _apply_clause(result, clause)
+        if clauses and _LENGTH_RE.fullmatch(clause):  # "add a siren after the skid, 3 seconds long"
+            clauses[-1] += f", {clause}"
+        elif clause:
+            clauses.append(clause)
+    result = list(events)
+    for clause in clauses:
+        result = _apply_clause(result, clause)
     return result
 
 
@@ -128,14 +136,19 @@ def _apply_clause(events: list[PlannedEvent], clause: str) -> list[PlannedEvent]
         result[position] = replace(old, caption=caption, story_detail=caption)
         return result
     if match := re.fullmatch(
-        r"(?:add|insert|put)\s+(?P<new>.+?)\s+(?P<where>before|after)\s+" + _REF.format(name="ref"), clause, flags
+        r"(?:add|insert|put)\s+(?P<new>.+?)" + _FOR_SECONDS + r"\s+(?P<where>before|after)\s+"
+        + _REF.format(name="ref") + _FOR_SECONDS.replace("?P<s>", "?P<s2>"), clause, flags
     ):
         position = _find(events, match.group("ref"))
         if position is None:
             return events
         new = _article_free(match.group("new"))
         at = position if match.group("where").lower() == "before" else position + 1
-        event = PlannedEvent(caption=new, story_detail=new, duration=_new_duration(events, position))
+        given = match.group("s") or match.group("s2")
+        seconds = float(given) if given else _new_duration(events, position)
+        if seconds < MIN_EVENT_SECONDS:
+            return events
+        event = PlannedEvent(caption=new, story_detail=new, duration=round(seconds, 1))
         return [*events[:at], event, *events[at:]]
     if match := re.fullmatch(r"(?:add|insert|put)\s+(?P<new>.+?)\s+at\s+the\s+(?P<where>start|beginning|end)",
                              clause, flags):
