@@ -440,5 +440,5 @@ def test_edit_cli_terminal_edit_then_apply(tmp_path, scripted, monkeypatch):
     assert "a fire engine siren" in result.stderr  # the table is shown again after the hand edit
     story = folder.load()
     assert story.events[-1].caption == "a fire engine siren"
-    assert not (folder.root / "plan.edit.toml").exists()
+    assert not (folder.root / "edit.proposal.toml").exists() and not (folder.root / "plan.edit.toml").exists()
     assert load_history(folder)[0].after["events"][-1]["caption"] == "a fire engine siren"

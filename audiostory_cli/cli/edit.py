@@ -10,6 +10,8 @@ import typer
 from .common import err_console, is_interactive, out_console, report_error
 from .options import DeviceOpt, JsonOpt, OffloadOpt, StemsOpt, refresh_export_options
 
+PROPOSAL_FILE = "edit.proposal.toml"
+
 if TYPE_CHECKING:
     from ..editing import EditProposal
     from ..story import StoryFolder
@@ -108,12 +110,12 @@ def _hand_edit(folder: StoryFolder, proposal: EditProposal) -> EditProposal:
     from ..editing import revise_proposal
     from ..errors import PlanValidationError
     from ..fsutil import write_text_atomic
-    from ..story.edit import EDIT_FILE, _run_editor, find_editor
+    from ..story.edit import _run_editor, find_editor
     from ..story.editview import parse_view, render_view
     from .plan import _ask_retry
 
     command = find_editor()
-    path = folder.root / EDIT_FILE
+    path = folder.root / PROPOSAL_FILE  # not plan.edit.toml: `plan edit` would reopen it on the current plan
     write_text_atomic(path, render_view(proposal.after))
     while True:
         _run_editor(command, path)
