@@ -205,8 +205,9 @@ def _evaluate_turn(
             continue
         event = final.event(change.new.index)
         untouched += 1
-        identical = bool(event.file) and change.old.file in audio_before and \
-            folder.resolve(event.file).read_bytes() == audio_before[change.old.file]
+        old_audio = audio_before.get(change.old.file or "")
+        identical = bool(event.file and old_audio is not None
+                         and folder.resolve(event.file).read_bytes() == old_audio)
         untouched_identical += identical
         if not change.render:
             same_inputs += 1

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -284,8 +284,10 @@ def _read_line(
                   "edits": "story + instruction + edited"}
         issues.append(Issue(source, f"expected a {kind} line ({wanted[kind]}), found a {found} line"))
         raise _LineError
-    reader = {"clips": _read_clip, "qa": _read_qa, "stories": _read_story, "edits": _read_edit}[found]
-    record = reader(obj, source, root, probe, max_seconds, issues)
+    readers: dict[str, Callable[..., Record]] = {
+        "clips": _read_clip, "qa": _read_qa, "stories": _read_story, "edits": _read_edit,
+    }
+    record = readers[found](obj, source, root, probe, max_seconds, issues)
     if any(i.severity == "error" for i in issues):
         return None
     return record
