@@ -94,8 +94,11 @@ def manifest_texts(paths: list[Path]) -> Iterator[str]:
                     continue
                 row = json.loads(line)
                 yield from (str(row[k]) for k in keys if k in row)
-                for event in row.get("events", []):
-                    yield from (str(event[k]) for k in keys if k in event)
+                yield from (str(h) for h in row.get("history", []))  # an edit line's earlier instructions
+                for part in (row, row.get("story") or {}, row.get("edited") or {}):  # edit lines nest plans
+                    yield from (str(part[k]) for k in ("prompt", "reasoning") if k in part and part is not row)
+                    for event in part.get("events", []):
+                        yield from (str(event[k]) for k in keys if k in event)
 
 
 def build_corpus_tokenizer(texts: Iterator[str] | list[str], bpe_vocab: int = DEMO_BPE_VOCAB) -> Any:

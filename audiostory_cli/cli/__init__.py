@@ -14,6 +14,7 @@ from . import batch as batch_cmd
 from . import continue_ as continue_cmd
 from . import describe as describe_cmd
 from . import doctor, plan, regen, render, tell
+from . import edit as edit_cmd
 from . import eval as eval_cmd
 from . import export as export_cmd
 from . import models as models_cmd
@@ -49,6 +50,7 @@ def root(
 app.command(name="tell")(tell.tell)
 app.command(name="render")(render.render)
 app.command(name="regen")(regen.regen)
+app.command(name="edit")(edit_cmd.edit)
 app.command(name="doctor")(doctor.doctor)
 app.command(name="export")(export_cmd.export)
 app.command(name="continue")(continue_cmd.continue_)

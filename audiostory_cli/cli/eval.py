@@ -39,9 +39,19 @@ def eval_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the full JSON report to this file.")] = (
         None
     ),
+    edits: Annotated[
+        int | None, typer.Option("--edits", help="Instead: score N edit turns (exact edits, untouched audio, cost).")
+    ] = None,
 ) -> None:
     """Score a model on held-out foley stories: plan accuracy, rendered-event classes, seams, loudness, length."""
     from ..eval import EvalOptions, check_eval_options, story_options_up_to
+
+    if edits is not None:
+        from .eval_edits import run_edit_eval
+
+        run_edit_eval(model, edits=edits, split=split, seed=seed, steps=steps, device=device, as_json=as_json,
+                      out=out)
+        return
 
     options = EvalOptions(split=split, stories=stories, seed=seed, steps=steps, baseline=baseline, preset=preset,
                           story_options=story_options_up_to(max_duration))

@@ -20,18 +20,64 @@ def show(
     story_dir: StoryDir,
     fps: Annotated[float, typer.Option(help="Frame rate for the timecode column.")] = 25.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print story.json instead of the table.")] = False,
+    history: Annotated[
+        bool, typer.Option("--history", help="List the edits (`audiostory edit`) of the story, oldest first.")
+    ] = False,
 ) -> None:
     """Print the plan as a table: index, start–end, timecode, duration, caption, story detail, seed, status."""
     from ..story import StoryFolder
     from ..story.timecode import frame_rate
     from .tables import print_plan
 
-    story = StoryFolder(story_dir).load()
+    folder = StoryFolder(story_dir)
+    story = folder.load()
+    if history:
+        _show_history(folder, as_json=as_json)
+        return
     if as_json:
         out_console.print_json(story.to_json())
         return
     frame_rate(fps)  # validates --fps
     print_plan(out_console, story, fps=fps)
+
+
+def _show_history(folder: object, *, as_json: bool) -> None:
+    import json
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..story import StoryFolder
+    from ..story.diff import pair_events, story_changes, summary
+    from ..story.history import load_history
+
+    assert isinstance(folder, StoryFolder)
+    turns = load_history(folder)
+    rows = []
+    for turn in turns:
+        before, after = turn.before_story(), turn.after_story()
+        old = [e.caption for e in before.events if e.status != "source"]
+        new = [e.caption for e in after.events if e.status != "source"]
+        pairs, moved = pair_events(old, new)
+        rows.append((turn, summary(story_changes(before, after, pairs, moved)).split(";")[0]))
+    if as_json:
+        out_console.print_json(json.dumps([
+            {"turn": n, "time": t.time, "instruction": t.instruction, "change": change,
+             "events_before": len(t.before["events"]), "events_after": len(t.after["events"])}
+            for n, (t, change) in enumerate(rows, start=1)
+        ]))
+        return
+    if not turns:
+        err_console.print(f"no edits yet; make one with: audiostory edit {folder.root} \"add a siren at the end\"")
+        return
+    table = Table(title=Text(f"edits of {folder.root}"), title_justify="left", expand=False)
+    table.add_column("turn", justify="right")
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("instruction", overflow="fold", ratio=3)
+    table.add_column("change", overflow="fold", ratio=2)
+    for number, (turn, change) in enumerate(rows, start=1):
+        table.add_row(str(number), turn.time.replace("T", " ")[:19], Text(turn.instruction), change)
+    out_console.print(table)
 
 
 @app.command("edit")

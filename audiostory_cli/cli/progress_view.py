@@ -24,6 +24,7 @@ from .common import err_console
 STAGE_LABELS = {
     "load": "loading model",
     "plan": "planning (tokens)",
+    "edit": "rewriting the plan (tokens)",
     "bridge": "bridge tokens",
     "dit": "rendering (DiT steps)",
     "vae": "decoding audio",

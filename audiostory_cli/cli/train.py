@@ -184,7 +184,9 @@ class _TrainProgress(RichProgress):
 @app.command("check-data")
 def check_data(
     manifest: Annotated[Path, typer.Argument(help="A JSONL manifest.")],
-    kind: Annotated[str | None, typer.Option(help="clips, qa or stories (default: detected per line).")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="clips, qa, stories or edits (default: detected per line).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Validate a manifest line by line (JSON, fields, durations, audio files); exit 1 if any error."""
@@ -261,7 +263,8 @@ def vae(
 def planner(
     model: Annotated[Path, typer.Option("--model", "-m", help="Model folder whose LLM (planner) is trained.")],
     stories: Annotated[Path, typer.Option(metavar="FILE", help="Stories JSONL (instruction, reasoning, events with "
-                                          "caption and duration); audio is not needed.")],
+                                          "caption and duration; or edit turns: story, instruction, edited); "
+                                          "audio is not needed.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="New model folder: the model with the trained planner.")],
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
     batch_size: Annotated[int, typer.Option(help="Stories per step.")] = 16,

@@ -12,7 +12,8 @@ source event (event 0, the input itself) is not part of the plan the LLM sees: `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -22,7 +23,7 @@ from transformers import LogitsProcessor
 from ..config import ModelDims, tiny_dims
 from ..progress import ProgressFn, no_progress
 from .bridge import Bridge
-from .layout import EventLike
+from .layout import EventLike, ParsedPlan
 from .prompt import build_instruction
 from .reasoner import Reasoner, ReasonerOutput, SamplingOptions, build_llm
 from .script import demo_plan, scripted_plan
@@ -84,6 +85,24 @@ class Planner:
             audio_embeds=audio_embeds,
         )
 
+    def rewrite(
+        self,
+        instruction: str,
+        *,
+        sampling: SamplingOptions = SamplingOptions(),  # noqa: B008 - frozen, immutable default
+        progress: ProgressFn = no_progress,
+        processors: Sequence[LogitsProcessor] = (),
+        adapter: bool = True,
+    ) -> ParsedPlan:
+        """Rewrite a plan from an edit's user turn (see ``Reasoner.rewrite``).
+
+        ``adapter=False`` decodes with a peft LoRA adapter switched off: the instruction-tuned base model
+        (the released checkpoint's LoRA was trained to plan from a prompt, never to edit), still constrained to
+        the plan layout. The bridge and render path are unchanged: they run with the adapter on.
+        """
+        with torch.inference_mode(), _adapter_disabled(self.reasoner.llm, not adapter):
+            return self.reasoner.rewrite(instruction, sampling=sampling, progress=progress, processors=processors)
+
     @torch.inference_mode()
     def fuse(self, output: ReasonerOutput) -> torch.Tensor:
         """DiT tokens (N, S, out_dim) from a plan's own states (no LLM pass)."""
@@ -138,6 +157,16 @@ class Planner:
         device = next(self.bridge.parameters()).device
         fused: torch.Tensor = self.bridge(semantic.to(device), residual.to(device))
         return fused
+
+
+@contextlib.contextmanager
+def _adapter_disabled(llm: Any, disable: bool) -> Iterator[None]:
+    """Switch a peft model's adapter off for the block; a plain model (no adapter) is left as it is."""
+    if disable and hasattr(llm, "disable_adapter"):
+        with llm.disable_adapter():
+            yield
+    else:
+        yield
 
 
 def build_tiny_planner(seed: int = 0, dims: ModelDims | None = None) -> Planner:

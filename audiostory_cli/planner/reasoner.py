@@ -33,7 +33,15 @@ from .decoding import (
     placeholder_positions,
     reference_generate,
 )
-from .layout import EventLike, PlannedEvent, find_special_token, parse_with_sources, serialise_ids
+from .layout import (
+    EventLike,
+    ParsedPlan,
+    PlannedEvent,
+    find_special_token,
+    parse,
+    parse_with_sources,
+    serialise_ids,
+)
 from .prompt import build_chat_prompt, build_instruction
 from .tokens import (
     AUD_CLOSE,
@@ -378,6 +386,39 @@ class Reasoner:
             raise UsageError(f"method {method!r} must be 'fast' or 'reference'")
         progress("plan", total, total)
         return self._finish(instruction, total_duration, generation, progress, audio_embeds)
+
+    def rewrite(
+        self,
+        instruction: str,
+        *,
+        sampling: SamplingOptions = SamplingOptions(),  # noqa: B008 - frozen, immutable default
+        progress: ProgressFn = no_progress,
+        processors: Sequence[LogitsProcessor] = (),
+    ) -> ParsedPlan:
+        """Decode a plan for ``instruction`` (an edit's user turn) under the layout grammar and parse it.
+
+        Unlike ``plan_instruction`` the durations are kept as written (an edit may change the total), and no
+        bridge states are taken: the story's render pass bridges the edited plan like any other.
+        Raises ``PlanParseError`` when the output has no complete event or an event without a duration.
+        """
+        limits = sampling.limits()
+        limits.check(self.num_semantic, self.num_residual)
+        prompt_ids = self.prompt_ids(instruction)
+        total = limits.max_new_tokens
+
+        def on_step(generated: int) -> None:
+            progress("edit", min(generated, total), total)
+
+        progress("edit", 0, total)
+        generation = fast_generate(
+            self.decoder, self.lm_head, prompt_ids, self.classes, limits, sampling.sampler(), processors, on_step,
+            engine=self.engine,
+        )
+        progress("edit", total, total)
+        return parse(
+            generation.ids, tokenizer=self.tokenizer, num_text_tokens=self.ids.num_text_tokens,
+            num_semantic=self.num_semantic, num_residual=self.num_residual,
+        )
 
     def _finish(
         self,

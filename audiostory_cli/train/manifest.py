@@ -11,6 +11,12 @@ Three kinds of line (audio paths are relative to the manifest's folder, or absol
   ``reasoning`` is the storyline text; any ``Event N: Timestamp: ...`` lines in it are dropped, because the
   per-event lines are regenerated from the events (as at inference).
 
+* edit (editing a plan by instruction, text only): ``{"story": {"prompt": "...", "reasoning": "...", "events":
+  [{"caption": "...", "story_detail": "...", "duration": 3.2}, ...]}, "history": ["earlier instruction", ...],
+  "instruction": "make the dog quieter", "edited": {"events": [...]}}``. ``history`` (optional) holds the
+  dialogue's earlier instructions, oldest first. The planner learns to write ``edited`` from the prompt
+  ``audiostory edit`` gives the model (``planner.editing.build_edit_instruction``).
+
 Other keys (``class``, ``params``, ``split`` ...) are allowed and ignored. ``check_manifest`` reports every problem
 with its line; ``load_manifests`` raises one ``TrainingError`` that lists them. Torch-free.
 """
@@ -28,8 +34,9 @@ from typing import Any, Literal
 from ..errors import PlanValidationError, TrainingError, UsageError
 from ..planner.layout import MIN_EVENT_SECONDS, PlannedEvent, check_serialisable, find_special_token
 
-Kind = Literal["clips", "qa", "stories"]
-KINDS: tuple[Kind, ...] = ("clips", "qa", "stories")
+Kind = Literal["clips", "qa", "stories", "edits"]
+KINDS: tuple[Kind, ...] = ("clips", "qa", "stories", "edits")
+MAX_EDIT_INSTRUCTION_CHARS = 4000  # as `audiostory edit` accepts
 DEFAULT_MAX_EVENT_SECONDS = 29.95  # one DiT window of the released model (645 latent frames)
 LENGTH_TOLERANCE = 0.05  # seconds an audio file may fall short of the segment it should hold
 _FIRST_EVENT_LINE = re.compile(r"\bEvent\s+1\s*:", re.IGNORECASE)
@@ -90,6 +97,30 @@ class StoryText:
     instruction: str
     storyline: str
     events: tuple[PlannedEvent, ...]
+    edit: bool = False  # made from an edit turn (``EditRecord.as_story_text``)
+
+
+@dataclass(frozen=True)
+class EditRecord:
+    """An edit turn: the plan before, the dialogue's earlier instructions, the instruction, the plan after."""
+
+    source: Source
+    prompt: str
+    total_duration: float
+    storyline: str
+    events: tuple[PlannedEvent, ...]
+    history: tuple[str, ...]
+    instruction: str
+    edited: tuple[PlannedEvent, ...]
+
+    def as_story_text(self) -> StoryText:
+        """What the planner learns: the edit prompt ``audiostory edit`` builds, and the edited plan."""
+        from ..planner.editing import build_edit_instruction
+
+        prompt = build_edit_instruction(self.prompt, self.total_duration, self.events, self.history,
+                                        self.instruction)
+        return StoryText(source=self.source, instruction=prompt, storyline=self.storyline, events=self.edited,
+                         edit=True)
 
 
 @dataclass(frozen=True)
@@ -100,7 +131,7 @@ class QARecord:
     answer: str
 
 
-Record = ClipRecord | StoryRecord | QARecord
+Record = ClipRecord | StoryRecord | QARecord | EditRecord
 
 
 @dataclass(frozen=True)
@@ -131,7 +162,7 @@ class ManifestReport:
         return [i for i in self.issues if i.severity == "warning"]
 
     def count(self, kind: Kind) -> int:
-        types = {"clips": ClipRecord, "qa": QARecord, "stories": StoryRecord}
+        types = {"clips": ClipRecord, "qa": QARecord, "stories": StoryRecord, "edits": EditRecord}
         return sum(isinstance(r, types[kind]) for r in self.records)
 
 
@@ -178,7 +209,10 @@ class _AudioProbe:
 
 
 def detect_kind(obj: Mapping[str, Any]) -> Kind:
-    """``stories`` if the line has ``events``, ``qa`` if it has ``question``/``answer``, else ``clips``."""
+    """``edits`` if the line has ``story``/``edited``, ``stories`` if it has ``events``, ``qa`` if it has
+    ``question``/``answer``, else ``clips``."""
+    if "edited" in obj or "story" in obj:
+        return "edits"
     if "events" in obj or "instruction" in obj:
         return "stories"
     if "question" in obj or "answer" in obj:
@@ -255,13 +289,14 @@ def _read_line(
         raise _LineError
     found = detect_kind(obj)
     if kind is not None and found != kind:
-        wanted = {"clips": "audio + caption", "qa": "audio + question + answer", "stories": "instruction + events"}
+        wanted = {"clips": "audio + caption", "qa": "audio + question + answer", "stories": "instruction + events",
+                  "edits": "story + instruction + edited"}
         issues.append(Issue(source, f"expected a {kind} line ({wanted[kind]}), found a {found} line"))
         raise _LineError
-    readers: dict[Kind, Callable[..., ClipRecord | QARecord | StoryRecord]] = {
-        "clips": _read_clip, "qa": _read_qa, "stories": _read_story}
-    reader = readers[found]
-    record = reader(obj, source, root, probe, max_seconds, issues)
+    readers: dict[Kind, Callable[..., Record]] = {
+        "clips": _read_clip, "qa": _read_qa, "stories": _read_story, "edits": _read_edit,
+    }
+    record = readers[found](obj, source, root, probe, max_seconds, issues)
     if any(i.severity == "error" for i in issues):
         return None
     return record
@@ -414,14 +449,26 @@ def _read_story_text(obj: Mapping[str, Any], source: Source, max_seconds: float,
     instruction = _text(obj, "instruction", source, issues)
     reasoning = _text(obj, "reasoning", source, issues, required=False)
     storyline = storyline_of(reasoning or "")
+    events = _read_events(obj, source, max_seconds, issues, "")
+    if _has_errors(issues) or instruction is None:
+        raise _LineError
+    _check_layout(storyline, events, source, issues)
+    if _has_errors(issues):
+        raise _LineError
+    return StoryText(source=source, instruction=instruction, storyline=storyline, events=tuple(events))
+
+
+def _read_events(obj: Mapping[str, Any], source: Source, max_seconds: float, issues: list[Issue], prefix: str
+                 ) -> list[PlannedEvent]:
+    """The events of a plan object; every problem is recorded, the valid events are returned."""
     events_raw = obj.get("events")
     if not isinstance(events_raw, list) or not events_raw:
-        raise _fail(issues, source, "events must be a non-empty list of {caption, duration, ...} objects")
+        raise _fail(issues, source, f"{prefix}events must be a non-empty list of {{caption, duration, ...}} objects")
     events: list[PlannedEvent] = []
     for number, raw in enumerate(events_raw, start=1):
-        where = f"events[{number}]."
+        where = f"{prefix}events[{number}]."
         if not isinstance(raw, dict):
-            issues.append(Issue(source, f"events[{number}] must be an object, got {type(raw).__name__}"))
+            issues.append(Issue(source, f"{where.rstrip('.')} must be an object, got {type(raw).__name__}"))
             continue
         caption = _text(raw, "caption", source, issues, where=where)
         detail = _text(raw, "story_detail", source, issues, where=where, required=False)
@@ -431,12 +478,55 @@ def _read_story_text(obj: Mapping[str, Any], source: Source, max_seconds: float,
         ok = duration is not None and _check_duration(duration, source, issues, where, max_seconds)
         if caption is not None and detail is not None and ok and duration is not None:
             events.append(PlannedEvent(caption=caption, story_detail=detail, duration=duration))
-    if _has_errors(issues) or instruction is None:
+    return events
+
+
+def _read_edit_text(obj: Mapping[str, Any], source: Source, max_seconds: float, issues: list[Issue]) -> EditRecord:
+    """An edit line: the story before (prompt, storyline, events), history, instruction, the edited events.
+
+    Every problem of the line is recorded; ``_LineError`` is raised at the end if there was any.
+    """
+    story = obj.get("story")
+    if not isinstance(story, dict):
+        raise _fail(issues, source, "story must be an object {prompt, reasoning, events}")
+    prompt = _text(story, "prompt", source, issues, where="story.", required=False) or _text(
+        story, "instruction", source, issues, where="story.")
+    storyline = storyline_of(_text(story, "reasoning", source, issues, where="story.", required=False) or "")
+    events = _read_events(story, source, max_seconds, issues, "story.")
+    instruction = _text(obj, "instruction", source, issues)
+    if instruction is not None and len(instruction) > MAX_EDIT_INSTRUCTION_CHARS:
+        issues.append(Issue(source, f"instruction is {len(instruction)} characters; at most "
+                                    f"{MAX_EDIT_INSTRUCTION_CHARS} (as `audiostory edit` accepts)"))
+    history_raw = obj.get("history", [])
+    if not isinstance(history_raw, list) or not all(isinstance(h, str) and h.strip() for h in history_raw):
+        issues.append(Issue(source, "history must be a list of the earlier instructions (non-empty strings)"))
+        history_raw = []
+    for turn in history_raw:
+        if (token := find_special_token(turn)) is not None:
+            issues.append(Issue(source, f"history contains the special token {token}; remove it"))
+    edited = obj.get("edited")
+    edited_events: list[PlannedEvent] = []
+    if not isinstance(edited, dict):
+        issues.append(Issue(source, "edited must be an object {events: [...]}, the plan after the edit"))
+    else:
+        edited_events = _read_events(edited, source, max_seconds, issues, "edited.")
+    total = _number(story, "total_duration", source, issues, where="story.")
+    if _has_errors(issues) or instruction is None or not prompt:
         raise _LineError
     _check_layout(storyline, events, source, issues)
+    _check_layout(storyline, edited_events, source, issues)
     if _has_errors(issues):
         raise _LineError
-    return StoryText(source=source, instruction=instruction, storyline=storyline, events=tuple(events))
+    return EditRecord(
+        source=source, prompt=prompt, total_duration=total or round(sum(e.duration for e in events), 6),
+        storyline=storyline, events=tuple(events), history=tuple(h.strip() for h in history_raw),
+        instruction=instruction, edited=tuple(edited_events),
+    )
+
+
+def _read_edit(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float,
+               issues: list[Issue]) -> EditRecord:
+    return _read_edit_text(obj, source, max_seconds, issues)
 
 
 def _read_story(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float,
@@ -520,6 +610,7 @@ class TrainingData:
     clips: list[ClipRecord] = field(default_factory=list)
     stories: list[StoryRecord] = field(default_factory=list)
     qa: list[QARecord] = field(default_factory=list)
+    edits: list[EditRecord] = field(default_factory=list)  # text only: `train planner` learns them
     warnings: list[Issue] = field(default_factory=list)
     manifests: list[Path] = field(default_factory=list)
 
@@ -552,6 +643,8 @@ def load_manifests(specs: Sequence[ManifestSpec], *, max_event_seconds: float = 
                 data.clips.append(record)
             elif isinstance(record, StoryRecord):
                 data.stories.append(record)
+            elif isinstance(record, EditRecord):
+                data.edits.append(record)
             else:
                 data.qa.append(record)
     if errors:
@@ -561,8 +654,9 @@ def load_manifests(specs: Sequence[ManifestSpec], *, max_event_seconds: float = 
 
 
 def load_story_texts(path: Path, *, max_event_seconds: float = DEFAULT_MAX_EVENT_SECONDS) -> list[StoryText]:
-    """The text of every story line of ``path`` (any ``audio`` keys are ignored and not checked); any bad line
-    raises one ``TrainingError`` naming each problem."""
+    """The text of every story line of ``path`` (any ``audio`` keys are ignored and not checked); edit lines
+    become their edit prompt and edited plan (``EditRecord.as_story_text``); any bad line raises one
+    ``TrainingError`` naming each problem."""
     path = Path(path)
     if not path.is_file():
         raise TrainingError(f"stories file {path} not found; pass a JSONL file of stories")
@@ -579,9 +673,14 @@ def load_story_texts(path: Path, *, max_event_seconds: float = DEFAULT_MAX_EVENT
         issues: list[Issue] = []
         try:
             obj = json.loads(line)
-            if not isinstance(obj, dict) or detect_kind(obj) != "stories":
-                raise _fail(issues, source, "expected a story line (instruction + events)")
-            stories.append(_read_story_text(obj, source, max_event_seconds, issues))
+            kind = detect_kind(obj) if isinstance(obj, dict) else None
+            if kind == "edits":
+                stories.append(_read_edit_text(obj, source, max_event_seconds, issues).as_story_text())
+            elif kind == "stories":
+                stories.append(_read_story_text(obj, source, max_event_seconds, issues))
+            else:
+                raise _fail(issues, source, "expected a story line (instruction + events) or an edit line "
+                                            "(story + instruction + edited)")
         except json.JSONDecodeError as exc:
             issues.append(Issue(source, f"not valid JSON ({exc.msg} at column {exc.colno})"))
         except _LineError:

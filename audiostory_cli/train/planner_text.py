@@ -209,9 +209,12 @@ def pretrain_planner(config: PlannerTrainConfig, *, progress: ProgressFn = no_pr
     first_loss = losses[0] if start == 0 else None
     final_loss = sum(tail) / len(tail)
     info = {"steps": config.steps, "batch_size": config.batch_size, "lr": config.lr, "stories": str(config.stories),
-            "n_stories": len(stories), "first_loss": first_loss, "final_loss": final_loss}
+            "n_stories": len(stories), "n_edits": sum(story.edit for story in stories),
+            "first_loss": first_loss, "final_loss": final_loss}
     extra = {k: v for k, v in model.extra.items() if k not in ("training", "training_history")}
     model.extra = {**extra, "planner_pretraining": info}
+    if any(story.edit for story in stories):  # `audiostory edit` then rewrites with this planner as trained
+        model.extra["trained_edits"] = True
     model.name = Path(config.out).name
     export_model(Path(config.out), model, t5_tokenizer, base_model=str(config.model),
                  info_extra={"planner_pretraining": info})
