@@ -28,6 +28,7 @@ from .progress import ProgressFn, no_progress
 from .story.diff import EventChange, pair_events, story_changes
 from .story.folder import StoryFolder
 from .story.history import EditTurn, load_history, save_history
+from .story.lock import holds_story_lock
 from .story.plan import TIME_EPS, Event, Story
 
 if TYPE_CHECKING:
@@ -239,6 +240,7 @@ def revise_proposal(proposal: EditProposal, after: Story) -> EditProposal:
 # -- 2. apply and undo: each one read-modify-write of the folder ----------------------------------------------
 
 
+@holds_story_lock("edit")
 def apply_edit(folder: StoryFolder, proposal: EditProposal) -> Story:
     """Save the edited plan as a new turn; renders it made stale become takes (so ``undo`` can bring them back).
 
@@ -272,6 +274,7 @@ def apply_edit(folder: StoryFolder, proposal: EditProposal) -> Story:
     return after
 
 
+@holds_story_lock("edit --undo")
 def undo_edit(folder: StoryFolder) -> UndoResult:
     """Restore the plan before the last turn and its audio (renders the edit moved to takes come back)."""
     turns = load_history(folder)

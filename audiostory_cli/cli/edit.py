@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .common import err_console, is_interactive, out_console, report_error
-from .options import DeviceOpt, JsonOpt, OffloadOpt, StemsOpt, refresh_export_options
+from .options import DeviceOpt, JsonOpt, NoWaitOpt, OffloadOpt, StemsOpt, lock_story, refresh_export_options
 
 PROPOSAL_FILE = "edit.proposal.toml"
 
@@ -32,6 +32,7 @@ def edit(
     device: DeviceOpt = "auto",
     offload: OffloadOpt = None,
     as_json: JsonOpt = False,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Edit a rendered story by instruction; events the edit does not touch keep their audio, byte for byte."""
     from ..editing import apply_edit, check_editable, check_instruction, propose_edit
@@ -43,46 +44,48 @@ def edit(
     if undo:
         if instruction is not None:
             raise UsageError("give either an INSTRUCTION or --undo, not both")
-        _undo(folder, stems=stems, cues=cues)
+        with lock_story(folder, "edit --undo", no_wait=no_wait):
+            _undo(folder, stems=stems, cues=cues)
         return
     if instruction is None:
         raise UsageError(f'say what to change, e.g. audiostory edit {story_dir} "add a siren after the skid"')
     text = check_instruction(instruction)  # every cheap check before the model loads
-    story = folder.load()
-    check_editable(folder, story)
-    err_console.print(f"[dim]audiostory edit: {story_dir}[/]")
+    with lock_story(folder, "edit", no_wait=no_wait):  # the plan read, rewritten and applied as one change
+        story = folder.load()
+        check_editable(folder, story)
+        err_console.print(f"[dim]audiostory edit: {story_dir}[/]")
 
-    from .progress_view import RichProgress
-    from .session import load_for_command, render_and_export, wants_offload
+        from .progress_view import RichProgress
+        from .session import load_for_command, render_and_export, wants_offload
 
-    loaded, runtime = load_for_command(story.model, device)
-    with RichProgress() as progress:
-        proposal = propose_edit(folder, text, loaded, progress=progress)
-    if proposal.attempts > 1:
-        err_console.print("the first rewrite did not parse; the second did")
-    reviewed = _review(folder, proposal, ask=is_interactive() and not yes)
-    if reviewed is None:
-        err_console.print("not applied; the story is unchanged")
-        return
-    proposal = reviewed
-    if not proposal.changed:
-        err_console.print(summary(proposal.changes))
-        err_console.print("no changes; the story is unchanged")
-        return
-    story = apply_edit(folder, proposal)
-    err_console.print(f"applied: {summary(proposal.changes)}")
-    if plan_only:
-        err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
-        out_console.print(str(folder.story_path))
-        return
-    export_options = refresh_export_options(folder, story.preset, stems=stems, cues=cues)
-    try:
-        render_and_export(folder, loaded, runtime, export_options=export_options,
-                          offload=wants_offload(offload, runtime), as_json=as_json)
-    except KeyboardInterrupt:
-        report_error(f"interrupted; the edit is applied and finished events are kept: run `audiostory render "
-                     f"{folder.root}` to finish (or `audiostory edit {folder.root} --undo`)")
-        raise typer.Exit(130) from None
+        loaded, runtime = load_for_command(story.model, device)
+        with RichProgress() as progress:
+            proposal = propose_edit(folder, text, loaded, progress=progress)
+        if proposal.attempts > 1:
+            err_console.print("the first rewrite did not parse; the second did")
+        reviewed = _review(folder, proposal, ask=is_interactive() and not yes)
+        if reviewed is None:
+            err_console.print("not applied; the story is unchanged")
+            return
+        proposal = reviewed
+        if not proposal.changed:
+            err_console.print(summary(proposal.changes))
+            err_console.print("no changes; the story is unchanged")
+            return
+        story = apply_edit(folder, proposal)
+        err_console.print(f"applied: {summary(proposal.changes)}")
+        if plan_only:
+            err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
+            out_console.print(str(folder.story_path))
+            return
+        export_options = refresh_export_options(folder, story.preset, stems=stems, cues=cues)
+        try:
+            render_and_export(folder, loaded, runtime, export_options=export_options,
+                              offload=wants_offload(offload, runtime), as_json=as_json)
+        except KeyboardInterrupt:
+            report_error(f"interrupted; the edit is applied and finished events are kept: run `audiostory render "
+                         f"{folder.root}` to finish (or `audiostory edit {folder.root} --undo`)")
+            raise typer.Exit(130) from None
 
 
 def _review(folder: StoryFolder, proposal: EditProposal, *, ask: bool) -> EditProposal | None:
