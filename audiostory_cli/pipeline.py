@@ -183,7 +183,6 @@ def render_story(
     """
     import torch
 
-    from .generator.geometry import LatentGeometry
     from .generator.render import EventCondition, render_latents
     from .generator.text_encoder import unconditional_tokens
 
@@ -204,7 +203,7 @@ def render_story(
         if offload:
             model.offload_llm()
         uncond = unconditional_tokens(model.text_encoder, model.dims.bridge.num_semantic_tokens)
-    geometry = LatentGeometry.from_vae(model.dims.vae)
+    geometry = model.codec.geometry
     batch = max_batch or len(stale)
     rendered: list[int] = []
     for start in range(0, len(stale), batch):
@@ -254,14 +253,9 @@ def _decode(
 ) -> np.ndarray:
     import torch
 
-    from .generator.vae import DEFAULT_OVERLAP_FRAMES, decode
-
-    if skip_frames > DEFAULT_OVERLAP_FRAMES:  # the decoder only sees this far back: keep just that much context
-        latents = latents[skip_frames - DEFAULT_OVERLAP_FRAMES :]  # type: ignore[index]
-        skip_frames = DEFAULT_OVERLAP_FRAMES
     with torch.inference_mode():
-        audio = decode(  # type: ignore[arg-type]
-            model.vae, latents, num_samples=num_samples, skip_frames=skip_frames, progress=progress
+        audio = model.codec.decode(  # type: ignore[arg-type]
+            latents, num_samples=num_samples, skip_frames=skip_frames, progress=progress
         )
     return audio.float().cpu().numpy()
 

@@ -37,6 +37,7 @@ def test_demo_dims_fit_the_package_budget():
     total = sum(n * (4 if name in fp32_parts else 2) for name, n in sizes.items())
     assert total <= PACKAGE_BUDGET_BYTES, sizes
     assert dims.sample_rate == DEMO_SAMPLE_RATE and dims.window_seconds == pytest.approx(30.0, abs=0.1)
+    assert dims.codec_kind == "spectral" and "vae" not in sizes  # the fixed codec: no VAE weights to ship
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +272,7 @@ def test_an_interrupted_demo_build_resumes_to_the_same_model(tmp_path):
     build_demo(tmp_path / "second", work, quick_recipe(), device="cpu", resume=True, log=notes.append)
 
     kept = [n for n in notes if " kept from " in n]
-    assert len(kept) == 7, notes  # data, init, planner, VAE, stages 1-warm, 1 and 2
+    assert len(kept) == 6, notes  # data, init, planner, stages 1-warm, 1 and 2 (the codec needs no training)
     assert not any("stage 3 kept" in n for n in notes)
     first = sorted(p.name for p in (tmp_path / "first").glob("*.safetensors"))
     assert first and first == sorted(p.name for p in (tmp_path / "second").glob("*.safetensors"))

@@ -13,6 +13,11 @@ ModelOpt = Annotated[
     str,
     typer.Option("--model", "-m", help="Registered model (audiostory-3b, tiny-random) or a model folder."),
 ]
+DefaultModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Registered model (audiostory-3b, demo, tiny-random) or a model folder "
+                 "[default: audiostory-3b when downloaded, else the bundled demo]."),
+]
 DeviceOpt = Annotated[str, typer.Option(help="Compute device: auto (cuda, then mps, then cpu), cuda, mps or cpu.")]
 PresetOpt = Annotated[
     str, typer.Option("--preset", help="Delivery loudness preset: broadcast, atsc, podcast, streaming or none.")
@@ -53,3 +58,17 @@ def refresh_export_options(folder: StoryFolder, preset: str, *, stems: bool, cue
     if cues is not None:
         changes["cues"] = parse_cues(cues)
     return dataclasses.replace(options, **changes)
+
+
+def default_model(model: str | None) -> str:
+    """``--model`` as given, or the default model (``models.registry.resolve_default_model``): the notice that
+    the demo stands in for undownloaded weights goes to stderr, one line."""
+    if model is not None:
+        return model
+    from ..models.registry import resolve_default_model
+    from .common import err_console
+
+    chosen = resolve_default_model()
+    if chosen.notice:
+        err_console.print(chosen.notice, markup=False, highlight=False)
+    return chosen.name

@@ -13,16 +13,17 @@ from .common import err_console, is_interactive, out_console
 from .options import (
     ALL_CUES,
     CuesOpt,
+    DefaultModelOpt,
     DeviceOpt,
     GuidanceOpt,
     JsonOpt,
-    ModelOpt,
     OffloadOpt,
     PresetOpt,
     SeedOpt,
     StemsOpt,
     StepsOpt,
     StyleOpt,
+    default_model,
     parse_cues,
 )
 
@@ -33,7 +34,7 @@ def tell(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Story folder to create (default: named after the prompt).")
     ] = None,
-    model: ModelOpt = "audiostory-3b",
+    model: DefaultModelOpt = None,
     preset: PresetOpt = "broadcast",
     style: StyleOpt = None,
     seed: SeedOpt = None,
@@ -65,6 +66,7 @@ def tell(
 
         get_style(style)
     cue_names = check_cue_names(parse_cues(cues))
+    model = default_model(model)
     resolve_model_ref(model)
     folder = StoryFolder(out or default_out_dir(prompt))
     with _removed_on_failure(folder.root):
