@@ -53,7 +53,7 @@ Log = Callable[[str], None]
 # mean and scale are the log-mel statistics of foley clips, so that latents are about unit variance.
 DEMO_CODEC = SpectralCodecDims(
     sampling_rate=DEMO_SAMPLE_RATE, n_fft=1024, hop_length=256, n_mels=64, f_min=0.0, f_max=8_000.0, floor=1e-5,
-    mean=-2.6, scale=4.6, griffin_lim_iters=32, momentum=0.99, seed=0, audio_channels=2,
+    mean=-2.8, scale=4.6, griffin_lim_iters=16, momentum=0.99, seed=0, audio_channels=2,
 )
 
 
