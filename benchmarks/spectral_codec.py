@@ -138,7 +138,8 @@ def measure(candidate: tuple[int, int, int, int], clips: list[tuple[int, np.ndar
     return {"n_mels": mels, "hop": hop, "n_fft": n_fft, "gl_iters": iters, "clips": len(clips),
             "eval_classifier": ok_eval / len(clips), "second_classifier": ok_second / len(clips),
             "roundtrip_20s_s": min(times),
-            "roundtrip_20s_median_s": statistics.median(times), "roundtrip_20s_cpu_s": min(cpu), "log_mel_mean": mean, "log_mel_std": std}
+            "roundtrip_20s_median_s": statistics.median(times), "roundtrip_20s_cpu_s": min(cpu),
+            "log_mel_mean": mean, "log_mel_std": std}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(row), file=sys.stderr)
         print(f"| {row['n_mels']} | {row['hop']} | {row['n_fft']} | {row['gl_iters']} | "
-              f"{row['eval_classifier']:.1%} | {row['second_classifier']:.1%} | {row['roundtrip_20s_s']:.2f} s ({row['roundtrip_20s_cpu_s']:.2f} s) | "
+              f"{row['eval_classifier']:.1%} | {row['second_classifier']:.1%} | "
+              f"{row['roundtrip_20s_s']:.2f} s ({row['roundtrip_20s_cpu_s']:.2f} s) | "
               f"{row['log_mel_mean']:.2f} / {row['log_mel_std']:.2f} |", flush=True)
     return 0 if math.isfinite(base_eval) else 1
 
