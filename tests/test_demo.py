@@ -1,8 +1,10 @@
-"""The demo recipe's pieces: dims within the package budget, corpus tokenizer, random init folder, VAE pretraining."""
+"""The demo recipe's pieces: dims within the package budget, corpus tokenizer, random init folder, VAE pretraining
+(for Oobleck models), and the whole recipe at smoke-test size on the spectral codec."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from typer.testing import CliRunner
 from audiostory_cli.cli import app
 from audiostory_cli.config import tiny_dims
 from audiostory_cli.demo import (
+    DEMO_CODEC,
     DEMO_SAMPLE_RATE,
     DemoRecipe,
     build_corpus_tokenizer,
@@ -271,6 +274,9 @@ def test_an_interrupted_demo_build_resumes_to_the_same_model(tmp_path):
     notes: list[str] = []
     build_demo(tmp_path / "second", work, quick_recipe(), device="cpu", resume=True, log=notes.append)
 
+    sidecar = json.loads((tmp_path / "first" / "audiostory.json").read_text())
+    assert sidecar["dims"]["codec"] == asdict(DEMO_CODEC) and sidecar["dims"]["vae"] is None
+    assert "vae" not in sidecar["parts"] and "vae_pretraining" not in sidecar["extra"]  # no VAE step
     kept = [n for n in notes if " kept from " in n]
     assert len(kept) == 6, notes  # data, init, planner, stages 1-warm, 1 and 2 (the codec needs no training)
     assert not any("stage 3 kept" in n for n in notes)
