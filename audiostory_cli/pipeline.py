@@ -254,8 +254,8 @@ def _decode(
     import torch
 
     with torch.inference_mode():
-        audio = model.codec.decode(  # type: ignore[arg-type]
-            latents, num_samples=num_samples, skip_frames=skip_frames, progress=progress
+        audio = model.codec.decode(
+            latents, num_samples=num_samples, skip_frames=skip_frames, progress=progress  # type: ignore[arg-type]
         )
     return audio.float().cpu().numpy()
 

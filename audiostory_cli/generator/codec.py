@@ -39,10 +39,17 @@ DECODE_CONTEXT_FRAMES = 16  # frames of context on each side of a chunk (> n_fft
 class Codec(Protocol):
     """What the pipeline and training need from a latent space."""
 
-    kind: str
-    geometry: LatentGeometry
-    latent_channels: int
-    audio_channels: int
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def geometry(self) -> LatentGeometry: ...
+
+    @property
+    def latent_channels(self) -> int: ...
+
+    @property
+    def audio_channels(self) -> int: ...
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor: ...
 
