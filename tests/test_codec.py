@@ -166,3 +166,32 @@ def test_a_spectral_model_plans_and_renders_exact_lengths(spectral_folder, tmp_p
     for event in target.load().events:
         audio, rate = read_audio(target.resolve(event.file))
         assert rate == SR and audio.shape[1] >= round(event.duration * rate)
+
+
+def test_a_spectral_model_continues_an_input_seamlessly(spectral_folder, tmp_path):
+    import soundfile as sf
+
+    from audiostory_cli.audio.input import read_input_audio
+    from audiostory_cli.continuation import continue_story, source_conditioning
+    from audiostory_cli.export import ExportOptions, export_story
+    from audiostory_cli.model import load_model_folder
+    from audiostory_cli.pipeline import render_story
+    from audiostory_cli.runtime import make_runtime
+    from audiostory_cli.story.folder import StoryFolder
+    from tests.test_continue_api import fast, write_input
+
+    runtime = make_runtime("cpu")
+    model = load_model_folder(spectral_folder, runtime)
+    model.extra["random_weights"] = True
+    source = read_input_audio(write_input(tmp_path / "in.wav", SR, 3.0, 1))
+    folder = StoryFolder(tmp_path / "story")
+    folder.prepare_new(force=False)
+    continue_story(source, "rain on the roof, then thunder", fast(2.0), model, folder, notify=lambda _m: None)
+    prefix = source_conditioning(folder, folder.load(), model).prefix
+    assert prefix is not None and prefix.shape[1] == 8  # the input's tail, encoded by the spectral codec
+    render_story(folder, model, runtime)
+    export_story(folder, ExportOptions(loudness="none", sample_rate=SR, bit_depth=32, force=True))
+    mix, rate = sf.read(str(folder.mix_path), always_2d=True, dtype="float32")
+    assert rate == SR and mix.shape[0] == 5 * SR
+    seam = 3 * SR - 2 * 256  # the input is delivered as it was up to the crossfade before the seam
+    assert np.allclose(mix[:seam, 0], source.audio[0, :seam], atol=1e-5)
