@@ -195,3 +195,20 @@ def test_a_spectral_model_continues_an_input_seamlessly(spectral_folder, tmp_pat
     assert rate == SR and mix.shape[0] == 5 * SR
     seam = 3 * SR - 2 * 256  # the input is delivered as it was up to the crossfade before the seam
     assert np.allclose(mix[:seam, 0], source.audio[0, :seam], atol=1e-5)
+
+
+def test_long_latents_are_decoded_in_cross_faded_chunks(monkeypatch):
+    import audiostory_cli.generator.codec as codec_module
+
+    codec = SpectralCodec(SpectralCodecDims(sampling_rate=SR, n_mels=64, griffin_lim_iters=8, mean=-2.6, scale=4.6))
+    t = torch.arange(3 * SR) / SR
+    latents = codec.encode((0.3 * torch.sin(2 * torch.pi * 440.0 * t))[None])
+    whole = codec.decode(latents)
+    monkeypatch.setattr(codec_module, "DECODE_CHUNK_FRAMES", 40)  # 5 chunks instead of 1
+    chunked = codec.decode(latents)
+    assert chunked.shape == whole.shape and torch.isfinite(chunked).all()
+    steps = chunked[0, 2000:-2000].diff().abs()
+    assert float(steps.max()) < 1.5 * float(whole[0, 2000:-2000].diff().abs().max())  # no click at the joins
+    skipped = codec.decode(latents, skip_frames=50, num_samples=4000)
+    assert skipped.shape == (2, 4000)
+    assert codec.decode(latents[:81]).shape == (2, 81 * 256)  # a last chunk of one frame, shorter than a fade

@@ -207,17 +207,32 @@ class SpectralCodec:
             raise ValueError(
                 f"num_samples must be in [1, {available}] for {length - skip_frames} frames, got {num_samples}"
             )
+        # Chunks of DECODE_CHUNK_FRAMES, each with DECODE_CONTEXT_FRAMES of context on both sides; neighbouring
+        # chunks' phases differ, so they are cross-faded over the 2 × context frames both reconstruct.
         first = max(0, skip_frames - DECODE_CONTEXT_FRAMES)
         starts = list(range(skip_frames, length, DECODE_CHUNK_FRAMES))
-        pieces = []
+        total = torch.zeros((length - first) * hop)
+        weight = torch.zeros_like(total)
+
+        def overlap(core: int) -> int:  # samples both chunk ``core`` and the one before it reconstruct
+            return (min(length, core + DECODE_CONTEXT_FRAMES) - (core - DECODE_CONTEXT_FRAMES)) * hop
+
         with torch.no_grad():
             for n, core in enumerate(starts):
                 end = min(core + DECODE_CHUNK_FRAMES, length)
                 lo, hi = max(first, core - DECODE_CONTEXT_FRAMES), min(length, end + DECODE_CONTEXT_FRAMES)
                 audio = self._griffin_lim(latents[lo:hi])
-                pieces.append(audio[(core - lo) * hop : (end - lo) * hop])
+                w = torch.ones_like(audio)
+                if n > 0:
+                    fade_in = overlap(core)
+                    w[:fade_in] = torch.linspace(0.0, 1.0, fade_in + 2)[1:-1]
+                if n < len(starts) - 1:
+                    fade_out = overlap(starts[n + 1])
+                    w[-fade_out:] = torch.linspace(1.0, 0.0, fade_out + 2)[1:-1]
+                total[(lo - first) * hop : (hi - first) * hop] += audio * w
+                weight[(lo - first) * hop : (hi - first) * hop] += w
                 progress("vae", n + 1, len(starts))
-        mono = torch.cat(pieces)
+        mono = (total / weight)[(skip_frames - first) * hop :]
         if num_samples is not None:
             mono = mono[:num_samples]
         return mono[None].repeat(self.audio_channels, 1)
