@@ -119,6 +119,52 @@ class VAEDims:
 
 
 @dataclass(frozen=True)
+class SpectralCodecDims:
+    """A fixed, training-free codec: the DiT's latents are normalised log-mel frames, and Griffin-Lim (with
+    momentum) brings them back to audio. It has no weights; these numbers are all of it.
+
+    One latent frame covers ``hop_length`` samples; its ``n_mels`` channels are
+    ``(ln(max(mel, floor)) - mean) / scale`` of the magnitude mel spectrogram of a Hann-windowed ``n_fft`` STFT.
+    Audio is encoded as the mean of its channels and decoded to ``audio_channels`` identical channels.
+    """
+
+    sampling_rate: int = 16_000
+    n_fft: int = 1024
+    hop_length: int = 256
+    n_mels: int = 64
+    f_min: float = 0.0
+    f_max: float = 8_000.0
+    floor: float = 1e-5
+    ceiling: float = 1e3  # mel magnitudes decode to at most this (a full-scale sine: ~450): bounds an untrained DiT
+    mean: float = -4.0
+    scale: float = 3.0
+    griffin_lim_iters: int = 32
+    momentum: float = 0.99
+    seed: int = 0  # Griffin-Lim's initial phases: the same latents always decode to the same audio
+    audio_channels: int = 2
+
+    @property
+    def latent_channels(self) -> int:
+        return self.n_mels
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the field when the numbers cannot make a codec."""
+        if self.sampling_rate < 1000 or self.n_fft < 16 or not 1 <= self.hop_length <= self.n_fft:
+            raise ValueError(f"spectral codec needs sampling_rate >= 1000 and 1 <= hop_length <= n_fft, got {self}")
+        if not 1 <= self.n_mels <= self.n_fft // 2 + 1:
+            raise ValueError(f"spectral codec n_mels {self.n_mels} must be in 1..{self.n_fft // 2 + 1}")
+        if not 0 <= self.f_min < self.f_max <= self.sampling_rate / 2:
+            raise ValueError(f"spectral codec needs 0 <= f_min < f_max <= {self.sampling_rate / 2:g} Hz")
+        if not (0 < self.floor < self.ceiling and self.scale > 0 and self.griffin_lim_iters >= 1
+                and 0 <= self.momentum < 1):
+            raise ValueError(
+                "spectral codec needs 0 < floor < ceiling, scale > 0, griffin_lim_iters >= 1, 0 <= momentum < 1"
+            )
+        if self.audio_channels not in (1, 2):
+            raise ValueError(f"spectral codec audio_channels {self.audio_channels} must be 1 or 2")
+
+
+@dataclass(frozen=True)
 class AudioEncoderDims:
     """Whisper encoder + ``Whisper_Resampler_llava`` (adaptive pool to ``num_tokens`` then a 2-layer MLP)."""
 
@@ -135,27 +181,66 @@ class AudioEncoderDims:
 
 @dataclass(frozen=True)
 class ModelDims:
-    """Everything needed to build a model of our classes, and nothing that says where its weights are."""
+    """Everything needed to build a model of our classes, and nothing that says where its weights are.
+
+    The DiT's latent space is the model's: ``vae`` (a trained Oobleck VAE, a ``vae`` part with weights) or
+    ``codec`` (the fixed spectral codec, no weights); exactly one of them is set. Old sidecars have no ``codec``
+    and are Oobleck models.
+    """
 
     reasoner: ReasonerDims = field(default_factory=ReasonerDims)
     bridge: BridgeDims = field(default_factory=BridgeDims)
     dit: DiTDims = field(default_factory=DiTDims)
     text_encoder: TextEncoderDims = field(default_factory=TextEncoderDims)
-    vae: VAEDims = field(default_factory=VAEDims)
+    vae: VAEDims | None = field(default_factory=VAEDims)
     audio_encoder: AudioEncoderDims | None = field(default_factory=AudioEncoderDims)
+    codec: SpectralCodecDims | None = None
+
+    def __post_init__(self) -> None:
+        if (self.vae is None) == (self.codec is None):
+            raise ValueError("a model has exactly one latent space: set either vae (Oobleck) or codec (spectral)")
+        if self.codec is not None:
+            self.codec.check()
+        if self.dit.in_channels != self.latent_channels:
+            raise ValueError(
+                f"dit.in_channels {self.dit.in_channels} must equal the latent channels {self.latent_channels}"
+            )
+
+    @property
+    def codec_kind(self) -> str:
+        """``oobleck`` or ``spectral``: how the DiT's latents become audio."""
+        return "oobleck" if self.codec is None else "spectral"
 
     @property
     def sample_rate(self) -> int:
-        return self.vae.sampling_rate
+        return self.codec.sampling_rate if self.codec is not None else self._vae.sampling_rate
+
+    @property
+    def hop_length(self) -> int:
+        """Audio samples per latent frame."""
+        return self.codec.hop_length if self.codec is not None else self._vae.hop_length
+
+    @property
+    def latent_channels(self) -> int:
+        return self.codec.latent_channels if self.codec is not None else self._vae.latent_channels
+
+    @property
+    def audio_channels(self) -> int:
+        return self.codec.audio_channels if self.codec is not None else self._vae.audio_channels
+
+    @property
+    def _vae(self) -> VAEDims:
+        assert self.vae is not None  # __post_init__: one of vae and codec is set
+        return self.vae
 
     @property
     def latent_rate(self) -> float:
-        return self.vae.sampling_rate / self.vae.hop_length
+        return self.sample_rate / self.hop_length
 
     @property
     def window_seconds(self) -> float:
         """Longest audio one DiT pass renders."""
-        return self.dit.audio_seq_len * self.vae.hop_length / self.vae.sampling_rate
+        return self.dit.audio_seq_len * self.hop_length / self.sample_rate
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -179,6 +264,7 @@ class ModelDims:
             text_encoder=build(TextEncoderDims, data.get("text_encoder", {})),
             vae=build(VAEDims, data.get("vae", {})),
             audio_encoder=build(AudioEncoderDims, data.get("audio_encoder")),
+            codec=build(SpectralCodecDims, data.get("codec")),
         )
 
 

@@ -229,8 +229,6 @@ def source_conditioning(folder: StoryFolder, story: Story, model: AudioStoryMode
     """The prefix latents and audio tokens of a continued story's source event."""
     import torch
 
-    from .generator.geometry import LatentGeometry
-    from .generator.vae import encode_tail
     from .understand import audio_tokens, understanding_gap
 
     audio = source_audio(folder, story)
@@ -239,11 +237,11 @@ def source_conditioning(folder: StoryFolder, story: Story, model: AudioStoryMode
     following = story.events[1] if len(story.events) > 1 else None
     if following is None or abs(following.start - source.end) > TIME_EPS:
         return SourceConditioning(continues=None, prefix=None, embeds=embeds)
-    geometry = LatentGeometry.from_vae(model.dims.vae)
+    geometry = model.codec.geometry
     window = model.dims.dit.audio_seq_len
     frames = min(geometry.frames(TAIL_SECONDS), audio.shape[1] // geometry.hop_length, window // 2)
     with torch.inference_mode():
-        prefix = encode_tail(model.vae, torch.from_numpy(np.ascontiguousarray(audio)), frames)
+        prefix = model.codec.encode_tail(torch.from_numpy(np.ascontiguousarray(audio)), frames)
     return SourceConditioning(continues=following.index, prefix=prefix, embeds=embeds)
 
 

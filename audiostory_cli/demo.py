@@ -1,9 +1,13 @@
 """The ``demo`` model: dims, a tokenizer trained on the foley corpus, and the recipe that trains it from scratch.
 
 Everything goes through the same code as any other model and run: the initial random model is a model folder
-written by ``train.checkpoint.export_model``; the VAE is pretrained by ``train.vae.pretrain_vae`` (the
-``audiostory train vae`` command); the planner, bridge and DiT are trained by ``train.engine.train`` (the
-``audiostory train --stage`` command) in the paper's stages on manifests written by ``foley.corpus``.
+written by ``train.checkpoint.export_model``; the planner, bridge and DiT are trained by ``train.engine.train``
+(the ``audiostory train --stage`` command) in the paper's stages on manifests written by ``foley.corpus``.
+
+The demo's latent space is the fixed spectral codec (``generator.codec.SpectralCodec``: normalised log-mel
+frames, Griffin-Lim back to audio), declared in its dims and so in its model folder's sidecar; there is no VAE
+to train. (An Oobleck VAE trained from scratch on a 2-core CPU never reconstructed more than 37 % of foley clips
+recognisably; the codec's round trips are recognised 99 % of the time: ``docs/demo-model.md``.)
 
 The demo's planner starts from random weights, not from a pretrained LLM, so the recipe first pretrains it on the
 text of thousands of stories (``train.planner_text``, the ``audiostory train planner`` command): the stand-in for
@@ -27,8 +31,8 @@ from .config import (
     DiTDims,
     ModelDims,
     ReasonerDims,
+    SpectralCodecDims,
     TextEncoderDims,
-    VAEDims,
 )
 from .errors import UsageError
 from .progress import ProgressFn, no_progress
@@ -45,15 +49,21 @@ DEMO_SAVE_EVERY = 200  # a checkpoint every 200 steps, so that an interrupted bu
 
 Log = Callable[[str], None]
 
+# The demo's codec, chosen by ``benchmarks/spectral_codec.py`` (numbers in docs/demo-model.md, "Spectral codec");
+# mean and scale are the log-mel statistics of foley clips, so that latents are about unit variance.
+DEMO_CODEC = SpectralCodecDims(
+    sampling_rate=DEMO_SAMPLE_RATE, n_fft=1024, hop_length=256, n_mels=64, f_min=0.0, f_max=8_000.0, floor=1e-5,
+    mean=-2.8, scale=4.6, griffin_lim_iters=16, momentum=0.99, seed=0, audio_channels=2,
+)
 
-def demo_dims(vocab_size: int) -> ModelDims:
-    """The demo's dims: every class of ``full_dims()`` at a size a 2-core CPU trains in about two hours.
 
-    Oobleck at 16 kHz with a 512-sample hop (31.25 latent frames per second, 16 latent channels, a 16-channel
-    decoder); a 2+4-layer Flux DiT of width 128 with a 30 s window; a 4-layer Qwen2 of width 256; 16 + 4 bridge
-    tokens; a 2-layer T5 and Whisper.
+def demo_dims(vocab_size: int, codec: SpectralCodecDims = DEMO_CODEC) -> ModelDims:
+    """The demo's dims: every class of ``full_dims()`` at a size a 2-core CPU trains in about three hours.
+
+    The spectral codec (``DEMO_CODEC``: no weights) as the latent space; a 2+4-layer Flux DiT of width 128 with a
+    30 s window over the codec's frames; a 4-layer Qwen2 of width 256; 16 + 4 bridge tokens; a 2-layer T5 and
+    Whisper.
     """
-    hop = 2 * 4 * 8 * 8
     return ModelDims(
         reasoner=ReasonerDims(
             hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=768,
@@ -65,15 +75,14 @@ def demo_dims(vocab_size: int) -> ModelDims:
             fusion_heads=4, t5_feature_scale=10.0,
         ),
         dit=DiTDims(
-            num_layers=2, num_single_layers=4, num_attention_heads=4, attention_head_dim=32, in_channels=16,
-            joint_attention_dim=128, pooled_projection_dim=128, duration_fourier_dim=64,
-            max_duration=DEMO_WINDOW_SECONDS, audio_seq_len=int(DEMO_WINDOW_SECONDS * DEMO_SAMPLE_RATE / hop),
+            num_layers=2, num_single_layers=4, num_attention_heads=4, attention_head_dim=32,
+            in_channels=codec.latent_channels, joint_attention_dim=128, pooled_projection_dim=128,
+            duration_fourier_dim=64, max_duration=DEMO_WINDOW_SECONDS,
+            audio_seq_len=int(DEMO_WINDOW_SECONDS * codec.sampling_rate / codec.hop_length),
         ),
         text_encoder=TextEncoderDims(vocab_size=256, d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4),
-        vae=VAEDims(
-            encoder_hidden_size=32, downsampling_ratios=(2, 4, 8, 8), channel_multiples=(1, 2, 4, 8),
-            decoder_channels=16, decoder_input_channels=16, audio_channels=2, sampling_rate=DEMO_SAMPLE_RATE,
-        ),
+        vae=None,
+        codec=codec,
         audio_encoder=AudioEncoderDims(
             d_model=128, num_layers=2, num_heads=4, ffn_dim=256, num_mel_bins=80, max_source_positions=1500,
             sampling_rate=16_000, num_tokens=8, llm_dim=256,
@@ -126,12 +135,13 @@ def init_model_folder(out: Path, tokenizer: Any, *, dims: ModelDims | None = Non
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         parts = build_parts(dims, len(tokenizer))
-        # Zero VAE biases: with the default bias init the small random decoder's output is mostly one fixed
-        # pattern whatever the latent, and pretraining settles on it (docs/demo-model.md, "VAE").
-        for name, param in parts["vae"].named_parameters():
-            if name.endswith(".bias"):
-                param.data.zero_()
-        unit_variance_init(parts["vae"], seed=seed)
+        if "vae" in parts:  # an Oobleck model (the demo's own dims use the spectral codec: nothing to init)
+            # Zero VAE biases: with the default bias init the small random decoder's output is mostly one fixed
+            # pattern whatever the latent, and pretraining settles on it (docs/demo-model.md, "VAE").
+            for name, param in parts["vae"].named_parameters():
+                if name.endswith(".bias"):
+                    param.data.zero_()
+            unit_variance_init(parts["vae"], seed=seed)
     model = AudioStoryModel(name=Path(out).name, dims=dims, tokenizer=tokenizer, **parts)  # type: ignore[arg-type]
     export_model(Path(out), model, build_tiny_t5_tokenizer(dims.text_encoder.vocab_size),
                  base_model=f"random init (seed {seed})", info_extra={"init_seed": seed})
@@ -168,16 +178,6 @@ class DemoRecipe:
     # held-out classes best; 0 and 0.5 were worse (docs/demo-model.md)
     caption_clauses: float = 0.3
     seed: int = 0
-    vae_steps: int = 1500  # about 0.4-0.6 s per step on the 2-core machine (4 crops of 0.5 s)
-    vae_batch_size: int = 4
-    vae_segment_seconds: float = 0.5
-    vae_lr: float = 1e-3
-    # L1 + STFT: the log-mel variants were no better and came out ~4x too quiet (docs/demo-model.md)
-    vae_l1_weight: float = 1.0
-    vae_stft_weight: float = 1.0
-    vae_mel_weight: float = 0.0
-    vae_level_db: tuple[float, float] | None = None
-    vae_check_clips: int = 40  # reconstructions the eval classifier checks after the VAE pretraining
     # Steps sized from per-step times on a 2-core CPU (docs/demo-model.md, "The recipe").
     stages: tuple[StageSteps, ...] = field(default_factory=lambda: (
         StageSteps("1-warm", 200, 16),
@@ -199,8 +199,6 @@ class DemoRecipe:
             raise UsageError(f"max_story_seconds {self.max_story_seconds} must be in 10..{DEMO_WINDOW_SECONDS:g}")
         if not 0.0 <= self.caption_clauses <= 1.0:
             raise UsageError(f"caption_clauses {self.caption_clauses} must be between 0 and 1")
-        if self.vae_steps < 0:
-            raise UsageError(f"vae_steps {self.vae_steps} must not be negative")
         if not self.stages or self.stages[-1].stage != "3":
             raise UsageError("the demo recipe must end with stage 3 (stories with the reasoning)")
 
@@ -209,7 +207,6 @@ def quick_recipe() -> DemoRecipe:
     """The whole recipe at smoke-test size: every step runs, nothing is learned."""
     return DemoRecipe(
         n_clips=19, n_stories=2, n_text_stories=4, planner_steps=2, planner_batch_size=2,
-        vae_steps=2, vae_batch_size=2, vae_segment_seconds=0.5, vae_check_clips=0,
         stages=tuple(StageSteps(s, 2, 2, warmup=0) for s in ("1-warm", "1", "2", "3")),
     )
 
@@ -226,10 +223,10 @@ def build_demo(
     out: Path, work: Path, recipe: DemoRecipe = DemoRecipe(), *, device: str = "auto", resume: bool = False,
     progress: ProgressFn = no_progress, log: Log = lambda _m: None,
 ) -> DemoBuild:
-    """Reproduce the demo model from nothing: data, tokenizer, random init, planner and VAE pretraining, stages
-    1-warm..3.
+    """Reproduce the demo model from nothing: data, tokenizer, random init (spectral codec: nothing to train for
+    the latent space), planner pretraining, stages 1-warm..3.
 
-    ``work`` keeps the manifests and each step's run folder (``vae/``, ``stage-1-warm/``...); ``out`` receives
+    ``work`` keeps the manifests and each step's run folder (``planner/``, ``stage-1-warm/``...); ``out`` receives
     the final model folder (LLM, bridge and DiT in fp16 when ``recipe.fp16``). With ``resume`` an interrupted
     build goes on: finished steps found in ``work`` are kept and an unfinished stage continues from its last
     checkpoint (or starts over when it saved none).
@@ -241,7 +238,6 @@ def build_demo(
     from .train.engine import train
     from .train.manifest import Kind, ManifestSpec
     from .train.planner_text import PlannerTrainConfig, pretrain_planner
-    from .train.vae import VAETrainConfig, pretrain_vae
 
     recipe.check()
     out, work = Path(out), Path(work)
@@ -299,22 +295,8 @@ def build_demo(
         timings["planner"] = time.perf_counter() - start
         per_step["planner"] = planner_result.seconds_per_step
 
-    # 5. VAE pretraining on the clips
-    start = time.perf_counter()
-    if resume and _is_model_folder(work / "vae"):
-        log(f"pretrained VAE kept from {work / 'vae'}")
-    else:
-        vae_result = pretrain_vae(VAETrainConfig(
-            model=planner, clips=data.clips, out=work / "vae", steps=max(recipe.vae_steps, 1),
-            batch_size=recipe.vae_batch_size, segment_seconds=recipe.vae_segment_seconds, lr=recipe.vae_lr,
-            l1_weight=recipe.vae_l1_weight, stft_weight=recipe.vae_stft_weight, mel_weight=recipe.vae_mel_weight,
-            level_db=recipe.vae_level_db, check_clips=recipe.vae_check_clips, seed=recipe.seed, device=device,
-        ), progress=progress, log=log)
-        timings["vae"] = time.perf_counter() - start
-        per_step["vae"] = timings["vae"] / max(vae_result.steps, 1)
-
-    # 6. the paper's stages, each starting from the previous one's model folder
-    model = work / "vae"
+    # 5. the paper's stages, each starting from the previous one's model folder (the codec is fixed: no VAE step)
+    model = planner
     for spec in recipe.stages:
         run = work / f"stage-{spec.stage}"
         if resume and _is_model_folder(run):
@@ -338,7 +320,7 @@ def build_demo(
         per_step[f"stage-{spec.stage}"] = timings[f"stage-{spec.stage}"] / spec.steps
         model = run
 
-    # 7. the shipped folder
+    # 6. the shipped folder
     start = time.perf_counter()
     package_model(model, out, fp16=recipe.fp16, info_extra={"demo_recipe": asdict(recipe)})
     timings["package"] = time.perf_counter() - start

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .config import CANVAS_FIXED, ModelDims, model_canvas, tiny_dims
-from .errors import ModelError
+from .errors import ModelError, WeightsError
 from .progress import ProgressFn, no_progress
 from .runtime import Runtime
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from torch import nn
     from transformers import Qwen2ForCausalLM, T5EncoderModel
 
+    from .generator.codec import Codec
     from .generator.dit import AudioDiT
     from .planner.api import Planner
     from .planner.audio_encoder import AudioEncoder
@@ -65,25 +66,36 @@ class AudioStoryModel:
     bridge: Bridge
     dit: AudioDiT
     text_encoder: T5EncoderModel
-    vae: AutoencoderOobleck
+    vae: AutoencoderOobleck | None = None  # None when the dims declare the spectral codec (no weights)
     audio_encoder: AudioEncoder | None = None
     revision: str | None = None
     resampler_trained: bool = False  # whether audio_encoder.resampler holds trained weights
     extra: dict[str, Any] = field(default_factory=dict)
     _planner: Planner | None = field(default=None, repr=False)
+    _codec: Codec | None = field(default=None, repr=False)
 
     def parts(self) -> dict[str, nn.Module]:
         parts: dict[str, Any] = {
             "llm": self.llm, "bridge": self.bridge, "dit": self.dit, "text_encoder": self.text_encoder,
-            "vae": self.vae,
         }
+        if self.vae is not None:
+            parts["vae"] = self.vae
         if self.audio_encoder is not None:
             parts["audio_encoder"] = self.audio_encoder
         return parts
 
     @property
     def sample_rate(self) -> int:
-        return self.dims.vae.sampling_rate
+        return self.dims.sample_rate
+
+    @property
+    def codec(self) -> Codec:
+        """How the DiT's latents become audio and back: the Oobleck VAE or the spectral codec the dims declare."""
+        if self._codec is None:
+            from .generator.codec import model_codec
+
+            self._codec = model_codec(self.dims, self.vae)
+        return self._codec
 
     @property
     def repetition_penalty(self) -> float:
@@ -139,7 +151,8 @@ class AudioStoryModel:
             module.to(device=runtime.device, dtype=runtime.dtype)
         text_encoder: nn.Module = self.text_encoder
         text_encoder.to(device=runtime.device, dtype=runtime.text_encoder_dtype)
-        self.vae.to(device=runtime.device, dtype=runtime.vae_dtype)
+        if self.vae is not None:
+            self.vae.to(device=runtime.device, dtype=runtime.vae_dtype)
         if self.audio_encoder is not None:
             self.audio_encoder.to(device=runtime.device, dtype=runtime.vae_dtype)
         for part in self.parts().values():
@@ -173,8 +186,9 @@ def _build_parts(dims: ModelDims, vocab_size: int, dtype: torch.dtype) -> dict[s
         "bridge": Bridge(dims.bridge),
         "dit": build_dit(dims.dit),
         "text_encoder": build_text_encoder(dims.text_encoder),
-        "vae": build_vae(dims.vae),
     }
+    if dims.vae is not None:  # a spectral codec has no weights
+        parts["vae"] = build_vae(dims.vae)
     if dims.audio_encoder is not None:
         parts["audio_encoder"] = build_audio_encoder(dims.audio_encoder)
     return parts
@@ -242,6 +256,12 @@ def load_model_folder(path: Path, runtime: Runtime, *, name: str | None = None) 
         dims = replace(dims, audio_encoder=None)
     model = build_model(dims, len(tokenizer), name=name or meta.name)
     model.tokenizer = tokenizer
+    stray = sorted(set(meta.parts) - set(model.parts()))
+    if stray:
+        raise WeightsError(
+            f"{path} holds weights for {', '.join(stray)}, which its dims do not use (codec: {dims.codec_kind}); "
+            "the model folder is inconsistent, export it again"
+        )
     dtypes = {part: _part_dtype(part, runtime) for part in model.parts()}
     load_parts_strict(Path(path), model.parts(), device=runtime.device, dtype=dtypes)
     reset_rotary_buffers(model.llm)

@@ -326,7 +326,6 @@ def render_story(
     """
     import torch
 
-    from .generator.geometry import LatentGeometry
     from .generator.render import EventCondition, render_latents
     from .generator.text_encoder import unconditional_tokens
 
@@ -347,7 +346,7 @@ def render_story(
         if offload:
             model.offload_llm()
         uncond = unconditional_tokens(model.text_encoder, model.dims.bridge.num_semantic_tokens)
-    geometry = LatentGeometry.from_vae(model.dims.vae)
+    geometry = model.codec.geometry
     batch = max_batch or len(stale)
     rendered: list[int] = []
     for start in range(0, len(stale), batch):
@@ -397,14 +396,9 @@ def _decode(
 ) -> np.ndarray:
     import torch
 
-    from .generator.vae import DEFAULT_OVERLAP_FRAMES, decode
-
-    if skip_frames > DEFAULT_OVERLAP_FRAMES:  # the decoder only sees this far back: keep just that much context
-        latents = latents[skip_frames - DEFAULT_OVERLAP_FRAMES :]
-        skip_frames = DEFAULT_OVERLAP_FRAMES
     with torch.inference_mode():
-        audio = decode(
-            model.vae, latents, num_samples=num_samples, skip_frames=skip_frames, progress=progress
+        audio = model.codec.decode(
+            latents, num_samples=num_samples, skip_frames=skip_frames, progress=progress  # type: ignore[arg-type]
         )
     return audio.float().cpu().numpy()
 

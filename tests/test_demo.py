@@ -1,8 +1,10 @@
-"""The demo recipe's pieces: dims within the package budget, corpus tokenizer, random init folder, VAE pretraining."""
+"""The demo recipe's pieces: dims within the package budget, corpus tokenizer, random init folder, VAE pretraining
+(for Oobleck models), and the whole recipe at smoke-test size on the spectral codec."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from typer.testing import CliRunner
 from audiostory_cli.cli import app
 from audiostory_cli.config import tiny_dims
 from audiostory_cli.demo import (
+    DEMO_CODEC,
     DEMO_SAMPLE_RATE,
     DemoRecipe,
     build_corpus_tokenizer,
@@ -37,6 +40,7 @@ def test_demo_dims_fit_the_package_budget():
     total = sum(n * (4 if name in fp32_parts else 2) for name, n in sizes.items())
     assert total <= PACKAGE_BUDGET_BYTES, sizes
     assert dims.sample_rate == DEMO_SAMPLE_RATE and dims.window_seconds == pytest.approx(30.0, abs=0.1)
+    assert dims.codec_kind == "spectral" and "vae" not in sizes  # the fixed codec: no VAE weights to ship
 
 
 @pytest.fixture(scope="module")
@@ -274,8 +278,11 @@ def test_an_interrupted_demo_build_resumes_to_the_same_model(tmp_path):
     notes: list[str] = []
     build_demo(tmp_path / "second", work, quick_recipe(), device="cpu", resume=True, log=notes.append)
 
+    sidecar = json.loads((tmp_path / "first" / "audiostory.json").read_text())
+    assert sidecar["dims"]["codec"] == asdict(DEMO_CODEC) and sidecar["dims"]["vae"] is None
+    assert "vae" not in sidecar["parts"] and "vae_pretraining" not in sidecar["extra"]  # no VAE step
     kept = [n for n in notes if " kept from " in n]
-    assert len(kept) == 7, notes  # data, init, planner, VAE, stages 1-warm, 1 and 2
+    assert len(kept) == 6, notes  # data, init, planner, stages 1-warm, 1 and 2 (the codec needs no training)
     assert not any("stage 3 kept" in n for n in notes)
     first = sorted(p.name for p in (tmp_path / "first").glob("*.safetensors"))
     assert first and first == sorted(p.name for p in (tmp_path / "second").glob("*.safetensors"))

@@ -13,6 +13,11 @@ ModelOpt = Annotated[
     str,
     typer.Option("--model", "-m", help="Registered model (audiostory-3b, tiny-random) or a model folder."),
 ]
+DefaultModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Registered model (audiostory-3b, demo, tiny-random) or a model folder "
+                 "[default: audiostory-3b when downloaded, else the bundled demo]."),
+]
 DeviceOpt = Annotated[str, typer.Option(help="Compute device: auto (cuda, then mps, then cpu), cuda, mps or cpu.")]
 PresetOpt = Annotated[
     str, typer.Option("--preset", help="Delivery loudness preset: broadcast, atsc, podcast, streaming or none.")
@@ -96,3 +101,17 @@ def lock_story(folder: StoryFolder, command: str, *, no_wait: bool, create: bool
         err_console.print(line, markup=False, highlight=False)
 
     return folder.locked(command, wait=not no_wait, create=create, on_wait=waiting)
+
+
+def default_model(model: str | None) -> str:
+    """``--model`` as given, or the default model (``models.registry.resolve_default_model``): the notice that
+    the demo stands in for undownloaded weights goes to stderr, one line."""
+    if model is not None:
+        return model
+    from ..models.registry import resolve_default_model
+    from .common import err_console
+
+    chosen = resolve_default_model()
+    if chosen.notice:
+        err_console.print(chosen.notice, markup=False, highlight=False)
+    return chosen.name

@@ -13,10 +13,10 @@ from .options import (
     CanvasOpt,
     CrossfadeShapeOpt,
     CuesOpt,
+    DefaultModelOpt,
     DeviceOpt,
     GuidanceOpt,
     JsonOpt,
-    ModelOpt,
     NoWaitOpt,
     OffloadOpt,
     PresetOpt,
@@ -25,6 +25,7 @@ from .options import (
     StemsOpt,
     StepsOpt,
     StyleOpt,
+    default_model,
     lock_story,
     parse_cues,
 )
@@ -36,7 +37,7 @@ def tell(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Story folder to create (default: named after the prompt).")
     ] = None,
-    model: ModelOpt = "audiostory-3b",
+    model: DefaultModelOpt = None,
     preset: PresetOpt = "broadcast",
     style: StyleOpt = None,
     seed: SeedOpt = None,
@@ -63,6 +64,7 @@ def tell(
     options = PlanOptions(total_duration=duration, preset=preset, style=style, seed=seed, steps=steps,
                           guidance=guidance, canvas=canvas,
                           repetition_penalty=repetition_penalty, crossfade_shape=crossfade_shape)
+    model = default_model(model)
     # every cheap check first: a bad flag is one line and creates nothing
     cue_names = check_tell_inputs(prompt, options, cues=parse_cues(cues), model=model)
     folder = StoryFolder(out or default_out_dir(prompt))

@@ -302,7 +302,7 @@ def demo(
         "--resume", help="Go on with an interrupted build in --work: finished steps are kept, a stage continues "
         "from its last checkpoint.")] = False,
 ) -> None:
-    """Reproduce the `demo` model from scratch: foley data, tokenizer, planner and VAE pretraining, stages 1-warm..3."""
+    """Reproduce the `demo` model from scratch: foley data, tokenizer, planner pretraining, stages 1-warm..3."""
     from ..demo import DemoRecipe, build_demo, folder_size, quick_recipe
 
     recipe = quick_recipe() if quick else DemoRecipe()

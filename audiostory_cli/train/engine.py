@@ -270,7 +270,9 @@ class _Run:
     def prepare_model(self) -> None:
         config = self.config
         self.module = build_train_module(self.model, config, understanding=self.understanding)
-        frozen = {"text_encoder": self.model.text_encoder, "vae": self.model.vae}
+        frozen: dict[str, torch.nn.Module] = {"text_encoder": self.model.text_encoder}
+        if self.model.vae is not None:  # a spectral codec has no weights
+            frozen["vae"] = self.model.vae
         if self.model.audio_encoder is not None:
             frozen["audio_encoder.whisper"] = self.model.audio_encoder.whisper
         self.counts = parameter_counts(self.module, frozen)
@@ -602,7 +604,9 @@ def dry_run(stage: str, model_ref: str = "audiostory-3b", *, understanding: bool
     module = TrainModule(llm, model.bridge, model.dit, resampler, uncond, stage=spec, weights=config.loss_weights,
                          flow=FlowOptions())
     configure_trainable(module, understanding=resampler is not None)
-    frozen = {"text_encoder": model.text_encoder, "vae": model.vae}
+    frozen: dict[str, torch.nn.Module] = {"text_encoder": model.text_encoder}
+    if model.vae is not None:
+        frozen["vae"] = model.vae
     if model.audio_encoder is not None:
         frozen["audio_encoder.whisper"] = model.audio_encoder.whisper
         if resampler is None:

@@ -1,7 +1,8 @@
 """Frozen-model features computed once and cached on disk, keyed by content, so epochs never recompute them.
 
-* ``latents``: the Oobleck posterior mean of an audio segment, (frames, C) fp32. Key: sha256 of the audio file's
-  bytes, the segment, the VAE's sample rate and a fingerprint of the VAE weights.
+* ``latents``: the codec's latents of an audio segment (the Oobleck posterior mean, or the spectral codec's
+  normalised log-mel frames), (frames, C) fp32. Key: sha256 of the audio file's bytes, the segment, the sample
+  rate and a fingerprint of the codec (the VAE's weights, or the spectral codec's numbers).
 * ``t5``: the flan-T5 encoder output of a caption padded/truncated to S tokens, (S, D) fp32, NOT yet multiplied
   by ``t5_feature_scale``. Key: caption, S, T5 weights and tokenizer fingerprints.
 * ``whisper``: the frozen Whisper encoder's last hidden state of a clip, (frames, d_model) fp32. Key: audio
@@ -126,20 +127,23 @@ class Featurizer:
     # -- latents ---------------------------------------------------------------------------------------------
 
     def latent_key(self, segment: Segment) -> str:
-        vae = self.model.dims.vae
-        return _digest("latents", self.hashes(segment.path), f"{segment.start:.6f}", f"{segment.duration:.6f}",
-                       vae.sampling_rate, vae.audio_channels, self._fingerprint("vae"))
+        dims = self.model.dims
+        codec = self.model.codec
+        parts: list[object] = [self.hashes(segment.path), f"{segment.start:.6f}", f"{segment.duration:.6f}",
+                               dims.sample_rate, dims.audio_channels, codec.fingerprint()]
+        if codec.kind != "oobleck":  # Oobleck keys stay as they were, so existing caches are still used
+            parts.insert(0, codec.kind)
+        return _digest("latents", *parts)
 
     def ensure_latents(self, segments: Sequence[Segment]) -> list[str]:
         """Cache keys of each segment's latents, encoding the ones not cached yet."""
-        from ..generator.vae import encode
-
         keys = [self.latent_key(s) for s in segments]
         todo = {k: s for k, s in zip(keys, segments, strict=True) if not self.cache.has("latents", k)}
-        reader = _AudioReader(self.model.dims.vae.sampling_rate, self.model.dims.vae.audio_channels)
+        reader = _AudioReader(self.model.dims.sample_rate, self.model.dims.audio_channels)
+        codec = self.model.codec
         for n, (key, segment) in enumerate(sorted(todo.items(), key=lambda kv: str(kv[1].path)), start=1):
             audio = reader.segment(segment)
-            latents = encode(self.model.vae, torch.from_numpy(audio))
+            latents = codec.encode(torch.from_numpy(audio))
             self.cache.store("latents", key, latents)
             self.progress("cache latents", n, len(todo))
         return keys

@@ -366,6 +366,11 @@ def pretrain_vae(config: VAETrainConfig, *, progress: ProgressFn = no_progress,
     runtime = make_runtime(config.device, "fp32")
     with quiet_libraries():
         model = load_model_folder(Path(config.model), runtime)
+    if model.vae is None:
+        raise UsageError(
+            f"{config.model} uses the fixed spectral codec (no VAE weights): there is nothing to pretrain; train "
+            "its stages directly"
+        )
     vae = model.vae.float().to(runtime.device).train()
     dims = model.dims.vae
     clips = load_clips(config.clips, dims.sampling_rate, dims.audio_channels)
