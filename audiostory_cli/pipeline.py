@@ -398,7 +398,7 @@ def _decode(
 
     with torch.inference_mode():
         audio = model.codec.decode(
-            latents, num_samples=num_samples, skip_frames=skip_frames, progress=progress  # type: ignore[arg-type]
+            latents, num_samples=num_samples, skip_frames=skip_frames, progress=progress
         )
     return audio.float().cpu().numpy()
 

@@ -293,7 +293,7 @@ def _read_line(
                   "edits": "story + instruction + edited"}
         issues.append(Issue(source, f"expected a {kind} line ({wanted[kind]}), found a {found} line"))
         raise _LineError
-    readers: dict[Kind, Callable[..., Record]] = {
+    readers: dict[Kind, Callable[..., Record | None]] = {
         "clips": _read_clip, "qa": _read_qa, "stories": _read_story, "edits": _read_edit,
     }
     record = readers[found](obj, source, root, probe, max_seconds, issues)

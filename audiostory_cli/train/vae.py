@@ -366,7 +366,7 @@ def pretrain_vae(config: VAETrainConfig, *, progress: ProgressFn = no_progress,
     runtime = make_runtime(config.device, "fp32")
     with quiet_libraries():
         model = load_model_folder(Path(config.model), runtime)
-    if model.vae is None:
+    if model.vae is None or model.dims.vae is None:
         raise UsageError(
             f"{config.model} uses the fixed spectral codec (no VAE weights): there is nothing to pretrain; train "
             "its stages directly"
