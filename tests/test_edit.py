@@ -308,6 +308,10 @@ def test_edit_cli_renders_only_the_change_then_undo(tmp_path, scripted, monkeypa
     turns = json.loads(history.stdout)
     assert [(t["turn"], t["instruction"], t["change"]) for t in turns] == [(1, "add a siren after the skid",
                                                                             "1 added")]
+    piped = runner.invoke(app, ["plan", "show", str(folder.root), "--history"])  # no terminal: plain columns
+    assert piped.exit_code == 0, piped.output
+    assert not set("┃│┏━") & set(piped.stdout)
+    assert piped.stdout.splitlines()[-1].split()[0] == "1" and "add a siren after the skid" in piped.stdout
     result = runner.invoke(app, ["edit", str(folder.root), "--undo"])
     assert result.exit_code == 0, result.output
     assert "undid: add a siren after the skid" in result.stderr

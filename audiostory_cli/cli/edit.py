@@ -91,9 +91,10 @@ def edit(
 def _review(folder: StoryFolder, proposal: EditProposal, *, ask: bool) -> EditProposal | None:
     """Show the change; in a terminal ask ``[a]pply / [e]dit / [q]uit`` (edit opens the new plan in $EDITOR)."""
     from ..story.diff import diff_table, summary
+    from .tables import print_table
 
     while True:
-        err_console.print(diff_table(proposal.changes, title=f"edit: {proposal.instruction[:70]}"))
+        print_table(err_console, diff_table(proposal.changes, title=f"edit: {proposal.instruction[:70]}"))
         err_console.print(summary(proposal.changes))
         if not ask or not proposal.changed:
             return proposal

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from .common import err_console, out_console
+from .tables import print_table
 
 if TYPE_CHECKING:
     from ..eval_edits import EditEvalReport
@@ -35,7 +36,7 @@ def run_edit_eval(model: str, *, edits: int, split: str, seed: int, steps: int |
     if as_json:
         out_console.print_json(json.dumps(data))
     else:
-        out_console.print(edit_results_table(report))
+        print_table(out_console, edit_results_table(report))
 
 
 def edit_results_table(report: EditEvalReport) -> Any:

@@ -71,13 +71,15 @@ def _show_history(folder: object, *, as_json: bool) -> None:
         err_console.print(f"no edits yet; make one with: audiostory edit {folder.root} \"add a siren at the end\"")
         return
     table = Table(title=Text(f"edits of {folder.root}"), title_justify="left", expand=False)
-    table.add_column("turn", justify="right")
+    table.add_column("turn", justify="right", no_wrap=True)
     table.add_column("time (UTC)", no_wrap=True)
     table.add_column("instruction", overflow="fold", ratio=3)
     table.add_column("change", overflow="fold", ratio=2)
     for number, (turn, change) in enumerate(rows, start=1):
         table.add_row(str(number), turn.time.replace("T", " ")[:19], Text(turn.instruction), change)
-    out_console.print(table)
+    from .tables import print_table
+
+    print_table(out_console, table)
 
 
 @app.command("edit")
