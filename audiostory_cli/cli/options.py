@@ -104,11 +104,11 @@ def lock_story(folder: StoryFolder, command: str, *, no_wait: bool, create: bool
 
 
 def default_model(model: str | None) -> str:
-    """``--model`` as given, or the default model (``models.registry.resolve_default_model``): the notice that
+    """``--model`` as given, or the default model (``models.download.resolve_default_model``): the notice that
     the demo stands in for undownloaded weights goes to stderr, one line."""
     if model is not None:
         return model
-    from ..models.registry import resolve_default_model
+    from ..models.download import resolve_default_model
     from .common import err_console
 
     chosen = resolve_default_model()

@@ -115,7 +115,7 @@ def convert_model(spec: ModelSpec, *, dtype: str = "bf16", force: bool = False,
     """Convert a downloaded registered model into ``converted_path(spec)``."""
     if spec.kind != "hub":
         raise ModelError(f"model {spec.name!r} is {spec.kind}; only downloaded hub models are converted")
-    from .registry import model_status
+    from .download import model_status
 
     if model_status(spec) != "present":
         raise WeightsError(f"{spec.name} is not fully downloaded; run `audiostory models download {spec.name}` first")
