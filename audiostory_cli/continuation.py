@@ -171,7 +171,7 @@ def write_source(folder: StoryFolder, story: Story, original: Path, audio: Float
     import shutil
 
     from .audio.io import write_audio
-    from .audio.timeline import event_spans
+    from .export import event_spans
     from .fsutil import write_with_atomic
 
     if story.source is None:

@@ -509,7 +509,7 @@ def source_audio(folder: StoryFolder, story: Story) -> FloatArray:
     import numpy as np
 
     from .audio.io import read_audio
-    from .audio.timeline import event_spans
+    from .export import event_spans
 
     event = story.events[0]
     if event.status != "source" or not event.file:
@@ -549,7 +549,7 @@ def source_conditioning(folder: StoryFolder, story: Story, model: AudioStoryMode
 
 def seam_frame(story: Story, rate: int) -> int:
     """First sample of the continuation at ``rate`` (the timeline's own rounding)."""
-    from .audio.timeline import event_spans
+    from .export import event_spans
 
     if story.first_index != 0:
         raise StoryError("this story does not continue an input audio; it has no seam")

@@ -11,11 +11,10 @@ import io
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from ..errors import UsageError
-from ..story.plan import Story, one_line
 from ..story.timecode import FrameRate, frames_to_timecode, seconds_to_frames
+from ..text import one_line
 
 CUE_FILES: dict[str, str] = {
     "story": "story.csv",
@@ -44,15 +43,6 @@ def check_cue_names(names: Sequence[str]) -> tuple[str, ...]:
     if unknown:
         raise UsageError(f"unknown cue format {unknown[0]!r}; choose from {', '.join(CUE_FILES)}")
     return tuple(dict.fromkeys(names))
-
-
-def cues_from_story(story: Story, clips: dict[int, str] | None = None) -> list[Cue]:
-    """One cue per event at its planned times; ``clips`` names the audio file per event (default: its render)."""
-    clips = clips or {}
-    return [
-        Cue(e.index, e.start, e.end, e.caption, clips.get(e.index, PurePosixPath(e.file).name if e.file else ""))
-        for e in story.events
-    ]
 
 
 # -- writers ----------------------------------------------------------------------------------------------
