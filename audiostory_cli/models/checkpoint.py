@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 FORMAT = "audiostory-model"
 FORMAT_VERSION = 1
 TOKENIZER_DIR = "tokenizer"
-PART_NAMES = ("llm", "bridge", "dit", "text_encoder", "vae", "audio_encoder")
 _MAX_LISTED = 6
 
 

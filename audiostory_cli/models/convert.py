@@ -22,9 +22,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import CANVAS_FIXED, ModelDims, full_dims
+from ..config import CANVAS_FIXED, OFFICIAL_JOIN, ModelDims, full_dims
 from ..errors import CheckpointKeyError, InputError, ModelError, UsageError, WeightsError
-from ..model import OFFICIAL_JOIN
 from ..progress import ProgressFn, no_progress
 from .checkpoint import ModelFolderMeta, ModelInfo, SourceRef, load_state_strict, merge_key_errors, save_model_folder
 from .download import PART_MANIFEST, converted_path, model_path, read_part_manifest, sha256_file
