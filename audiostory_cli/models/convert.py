@@ -222,8 +222,8 @@ def load_mapped_strict(parts: Mapping[str, nn.Module], mapped: MappedCheckpoint,
     extra = sorted(mapped.parts - set(parts))
     if extra:
         errors.append(CheckpointKeyError(
-            f"the checkpoint has weights for {', '.join(extra)}, which the model being built does not have"))
-        errors[-1].unexpected = [f"{p}.*" for p in extra]  # type: ignore[attr-defined]
+            f"the checkpoint has weights for {', '.join(extra)}, which the model being built does not have",
+            unexpected=[f"{p}.*" for p in extra]))
     for name, module in parts.items():
         try:
             load_state_strict(module, mapped.part_state(name), prefix=f"{name}.", key_check_only=key_check_only)

@@ -283,11 +283,10 @@ def _merge_lora(llm: dict[str, torch.Tensor], lora: Mapping[str, Mapping[str, to
 
 def _unknown_error(keys: list[str]) -> CheckpointKeyError:
     shown = ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
-    error = CheckpointKeyError(
-        f"{len(keys)} key(s) in the AudioStory checkpoint are neither mapped nor known to be unused: {shown}"
+    return CheckpointKeyError(
+        f"{len(keys)} key(s) in the AudioStory checkpoint are neither mapped nor known to be unused: {shown}",
+        unexpected=keys,
     )
-    error.unexpected = keys  # type: ignore[attr-defined]
-    return error
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -315,9 +314,7 @@ def map_prefixed(state: Mapping[str, torch.Tensor], mapping: Mapping[str, str], 
                 unknown.append(key)
     if unknown:
         shown = ", ".join(unknown[:6]) + (f" and {len(unknown) - 6} more" if len(unknown) > 6 else "")
-        error = CheckpointKeyError(f"{len(unknown)} unexpected key(s) in {source}: {shown}")
-        error.unexpected = unknown  # type: ignore[attr-defined]
-        raise error
+        raise CheckpointKeyError(f"{len(unknown)} unexpected key(s) in {source}: {shown}", unexpected=unknown)
     return MappedCheckpoint(state=out, ignored=ignored)
 
 
