@@ -41,7 +41,7 @@ from .audio.timeline import (
     shape_event,
 )
 from .errors import AudioInputError, OutputExistsError, StoryError
-from .fsutil import safe_child, write_json_atomic, write_text_atomic
+from .fsutil import absolute, safe_child, write_json_atomic, write_text_atomic
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
 from .story.lock import holds_story_lock
@@ -95,6 +95,21 @@ class ExportResult:
     @property
     def written(self) -> tuple[Path, ...]:
         return (self.mix, *self.stems, *self.cues, self.qc_path)
+
+    def files_dict(self) -> dict[str, Any]:
+        """The delivered files for a JSON summary, as absolute paths: ``mix``, ``stems``, ``cues``, ``qc``."""
+        return {"mix": absolute(self.mix), "stems": [absolute(p) for p in self.stems],
+                "cues": [absolute(p) for p in self.cues], "qc": absolute(self.qc_path)}
+
+    def loudness_dict(self) -> dict[str, Any]:
+        """What the mix measured: ``integrated_lufs`` and ``true_peak_dbtp``."""
+        return {"integrated_lufs": self.qc.get("integrated_lufs"), "true_peak_dbtp": self.qc.get("true_peak_dbtp")}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary of an export (``export --json``): files, what ``--force`` removed, loudness, target met.
+        ``tell``, ``render``, ``regen`` and ``continue`` put ``files_dict`` and ``loudness_dict`` in theirs."""
+        return {**self.files_dict(), "removed": [absolute(p) for p in self.removed], **self.loudness_dict(),
+                "met": self.qc.get("met")}
 
 
 @holds_story_lock("export")

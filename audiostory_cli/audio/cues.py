@@ -37,6 +37,12 @@ class Cue:
         return self.end - self.start
 
 
+def split_cue_list(text: str) -> tuple[str, ...]:
+    """``"story, reaper,,edl"`` → ``("story", "reaper", "edl")``: how ``--cues`` and a batch job's ``cues`` are
+    written; ``check_cue_names`` validates the names."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def check_cue_names(names: Sequence[str]) -> tuple[str, ...]:
     """Validate ``--cues`` names (``story,reaper,audacity,edl``); returns them de-duplicated, in order."""
     unknown = [n for n in names if n not in CUE_FILES]

@@ -152,13 +152,13 @@ def _print_result(folder: StoryFolder, result: ContinuationResult, *, as_json: b
             markup=False, highlight=False,
         )
     if as_json:
+        files = export.files_dict()
         summary: dict[str, Any] = {
-            "story": absolute(folder.story_path), "mix": absolute(export.mix),
+            "story": absolute(folder.story_path), "mix": files.pop("mix"),
             "new_part": absolute(result.new_part) if result.new_part else None, "new_part_lufs": new_part_lufs,
-            "stems": [absolute(p) for p in export.stems], "cues": [absolute(p) for p in export.cues],
-            "qc": absolute(export.qc_path),
+            **files,
             "rendered": result.rendered, "seam_seconds": round(result.seam_seconds, 6), "seam": seam.to_dict(),
-            "integrated_lufs": export.qc.get("integrated_lufs"), "true_peak_dbtp": export.qc.get("true_peak_dbtp"),
+            **export.loudness_dict(),
         }
         out_console.print_json(json.dumps(summary))
         return

@@ -67,9 +67,9 @@ ALL_CUES = "story,reaper,audacity,edl"
 
 def parse_cues(text: str) -> tuple[str, ...]:
     """``--cues`` as names, validated (an unknown format is a usage error before any work)."""
-    from ..audio.cues import check_cue_names
+    from ..audio.cues import check_cue_names, split_cue_list
 
-    return check_cue_names(tuple(name.strip() for name in text.split(",") if name.strip()))
+    return check_cue_names(split_cue_list(text))
 
 
 def refresh_export_options(folder: StoryFolder, preset: str, *, stems: bool, cues: str | None) -> Any:

@@ -65,18 +65,14 @@ def render_and_export(
     if as_json:
         summary = {
             "story": absolute(folder.story_path),
-            "mix": absolute(result.mix),
-            "stems": [absolute(p) for p in result.stems],
-            "cues": [absolute(p) for p in result.cues],
-            "qc": absolute(result.qc_path),
+            **result.files_dict(),
             "rendered": report.rendered,
             "events": [
                 {"index": e.index, "start": e.start, "duration": e.duration, "caption": e.caption, "seed": e.seed,
                  "file": absolute(folder.resolve(e.file)) if e.file else None}
                 for e in story.events
             ],
-            "integrated_lufs": result.qc.get("integrated_lufs"),
-            "true_peak_dbtp": result.qc.get("true_peak_dbtp"),
+            **result.loudness_dict(),
         }
         out_console.print_json(json.dumps(summary))
         return
