@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .common import err_console, is_interactive, out_console, report_error
-from .options import DeviceOpt, JsonOpt, NoWaitOpt, OffloadOpt, StemsOpt, lock_story, refresh_export_options
+from .options import (
+    DeviceOpt,
+    JsonOpt,
+    NoWaitOpt,
+    OffloadOpt,
+    RecueOpt,
+    StemsOpt,
+    lock_story,
+    refresh_export_options,
+)
 
 PROPOSAL_FILE = "edit.proposal.toml"
 
@@ -26,9 +35,7 @@ def edit(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (always so without a TTY).")] = False,
     plan_only: Annotated[bool, typer.Option("--plan-only", help="Apply the new plan and stop; render later.")] = False,
     stems: StemsOpt = False,
-    cues: Annotated[
-        str | None, typer.Option(help="Cue sheets: story, reaper, audacity, edl (default: as last exported).")
-    ] = None,
+    cues: RecueOpt = None,
     device: DeviceOpt = "auto",
     offload: OffloadOpt = None,
     as_json: JsonOpt = False,

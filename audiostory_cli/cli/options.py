@@ -56,6 +56,9 @@ StemsOpt = Annotated[bool, typer.Option("--stems", help="Also export one stem pe
 CuesOpt = Annotated[
     str, typer.Option(help="Cue sheets, comma-separated: story, reaper, audacity, edl (qc.json always).")
 ]
+RecueOpt = Annotated[  # render, regen, edit: re-delivering keeps the last export's cue sheets unless told
+    str | None, typer.Option("--cues", help="Cue sheets: story, reaper, audacity, edl (default: as last exported).")
+]
 OffloadOpt = Annotated[
     bool | None,
     typer.Option("--offload/--no-offload", help="Move the LLM off the GPU before rendering (default: when needed)."),

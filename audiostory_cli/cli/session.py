@@ -78,3 +78,15 @@ def render_and_export(
         return
     for path in [folder.story_path, result.mix, *result.stems, *result.cues, result.qc_path]:
         out_console.print(str(Path(path)), soft_wrap=True)
+
+
+def rerender_and_export(folder: StoryFolder, model_ref: str, device: str, *, export_options: Any,
+                        offload: bool | None, as_json: bool, needs_model: bool = True) -> None:
+    """The tail ``render`` and ``regen`` share: load the story's model (not when ``needs_model`` is false:
+    nothing is stale, so only delivery runs), render what is missing, export, print the results."""
+    if not needs_model:
+        render_and_export(folder, None, None, export_options=export_options, offload=False, as_json=as_json)
+        return
+    loaded, runtime = load_for_command(model_ref, device)
+    render_and_export(folder, loaded, runtime, export_options=export_options, offload=wants_offload(offload, runtime),
+                      as_json=as_json)
