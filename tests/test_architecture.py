@@ -23,7 +23,7 @@ PACKAGE = Path(audiostory_cli.__file__).parent
 
 # model.py (the assembled model) loads its weights through models/ (registry, download, checkpoint), and
 # models/convert.py builds the assembled model to map the official checkpoint onto it. Resolved when the package
-# layout is redone (issue 24, item 4: the weights package and the application layer get their own rooms).
+# layout is redone (the weights package and the application layer get their own rooms; docs/architecture.md).
 KNOWN_ROOM_CYCLES = {frozenset({"model", "models"})}
 
 

@@ -1,7 +1,10 @@
 """Cue sheets a DAW or NLE imports: story CSV, REAPER region CSV, Audacity labels, CMX3600 EDL; SMPTE timecode.
 
 Every writer is a pure function from cues to text. Times are the plan's (seconds on the story timeline);
-timecode is display only and starts at 00:00:00:00. Layouts follow shared/reference/peers.md §3.4 and §3.6.
+timecode is display only and starts at 00:00:00:00 (drop-frame shown ``HH:MM:SS;FF``). Layouts: REAPER's
+Region/Marker Manager CSV (``#,Name,Start,End,Length``), Audacity labels
+(https://manual.audacityteam.org/man/importing_and_exporting_labels.html), CMX3600 EDL; tests/test_audio_cues.py
+holds an example of each.
 """
 
 from __future__ import annotations

@@ -323,7 +323,7 @@ def _read_vae(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def _default_build_parts(dims: ModelDims, vocab_size: int) -> Mapping[str, nn.Module]:
-    from ..model import build_model  # the lead's container
+    from ..model import build_model  # the assembled model (model.py)
 
     parts: Mapping[str, nn.Module] = build_model(dims, vocab_size, device="meta").parts()
     return parts

@@ -1,7 +1,9 @@
 """Map the released AudioStory checkpoint (and the public files it builds on) onto our modules' keys, strictly.
 
 The official ``pytorch_model.bin`` is a fp32 dump of the whole ``AudioStory_unified`` (DeepSpeed
-``zero_to_fp32``) with peft 0.4 names (reference: audiostory-official.md §1.3):
+``zero_to_fp32``) with peft 0.4 names (``AudioStory_unified.from_pretrained`` in
+``src/models/mllm/modeling_audiostory_unified.py`` of https://github.com/TencentARC/AudioStory; the full key set is
+``tests/data/official-keys-fullsize.json``):
 
 - ``seedx.llm.base_model.model.{model.*, lm_head.weight}``: Qwen2; LoRA as ``<linear>.lora_A.default.weight``
   [r, in] and ``<linear>.lora_B.default.weight`` [out, r] beside the base ``<linear>.weight`` (no ``base_layer``);
