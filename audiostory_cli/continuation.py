@@ -42,6 +42,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import InputError, StoryError, UsageError
+from .pipeline import (
+    PlanOptions,
+    check_plan_options,
+    check_prompt,
+    plan_story,
+    render_story,
+    seam_frame,
+    write_new_part,
+)
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
 from .story.lock import holds_story_lock
@@ -53,7 +62,6 @@ if TYPE_CHECKING:
     from .audio.io import FloatArray
     from .export import ExportOptions, ExportResult
     from .model import AudioStoryModel
-    from .pipeline import PlanOptions
     from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -79,7 +87,6 @@ def continuation_instruction(instruction: str | None, new_seconds: float) -> str
 
 def check_continue_inputs(source: InputAudio, instruction: str | None, options: PlanOptions) -> str | None:
     """Validate before any model is loaded; returns the cleaned instruction (``None`` when not given)."""
-    from .pipeline import check_plan_options, check_prompt
 
     check_plan_options(options)
     room = MAX_TOTAL_SECONDS - source.seconds
@@ -108,7 +115,6 @@ def continue_story(
     ``notify`` receives the one-line notice when the model cannot listen to the input (text-only planning).
     Render with ``pipeline.render_story`` like any story: the first new event gets the input's tail as prefix.
     """
-    from .pipeline import plan_story
     from .understand import audio_tokens, understanding_gap
 
     instruction = check_continue_inputs(source, instruction, options)
@@ -214,7 +220,6 @@ def deliver_continuation(
     """Render what is missing, export, cut the new part (``only_new``) and measure the seam of the mix."""
     from .audio.io import read_audio
     from .export import export_story
-    from .pipeline import render_story, seam_frame, write_new_part
 
     report = render_story(folder, model, runtime, progress=progress, offload=offload)
     result = export_story(folder, export_options, progress)
