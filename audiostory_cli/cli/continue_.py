@@ -98,9 +98,8 @@ def continue_(
     folder = StoryFolder(out or default_out_dir(f"{audio.stem} continued"))
     from ..pipeline import removed_if_left_empty
     from .progress_view import RichProgress
-    from .session import load_for_command, wants_offload
+    from .session import confirm_render, load_for_command, wants_offload
     from .tables import print_plan
-    from .tell import _confirm_render
 
     folder.check_new(force=force)  # before the lock: no lock file is left in a folder that is not ours
     created = not folder.root.exists()
@@ -114,7 +113,7 @@ def continue_(
                 story = continue_story(source, instruction, options, loaded, folder, progress=progress,
                                        notify=_notice)
         print_plan(err_console, story)
-        if plan_only or not _confirm_render(folder, ask=not plan_only and (ask or (is_interactive() and not yes))):
+        if plan_only or not confirm_render(folder, ask=not plan_only and (ask or (is_interactive() and not yes))):
             err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
             out_console.print(str(folder.story_path))
             return

@@ -123,7 +123,7 @@ def _hand_edit(folder: StoryFolder, proposal: EditProposal) -> EditProposal:
     from ..fsutil import write_text_atomic
     from ..story.edit import _run_editor, find_editor
     from ..story.editview import parse_view, render_view
-    from .plan import _ask_retry
+    from .session import ask_retry
 
     command = find_editor()
     path = folder.root / PROPOSAL_FILE  # not plan.edit.toml: `plan edit` would reopen it on the current plan
@@ -133,7 +133,7 @@ def _hand_edit(folder: StoryFolder, proposal: EditProposal) -> EditProposal:
         try:
             after = parse_view(path.read_text(encoding="utf-8"), proposal.after)
         except PlanValidationError as exc:
-            if _ask_retry(str(exc)):
+            if ask_retry(str(exc)):
                 continue
             err_console.print("kept the model's plan")
             path.unlink(missing_ok=True)
