@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .audio.cues import split_cue_list
 from .errors import AudiostoryError, InputError, OutputExistsError, StoryError, UsageError
 from .fsutil import write_json_atomic
 from .pipeline import DEFAULT_MODEL, MAX_SEED, PlanOptions, check_prompt, check_tell_inputs
@@ -245,7 +246,7 @@ def _cues(obj: Mapping[str, Any]) -> tuple[str, ...]:
     if value is None:
         return ALL_CUES
     if isinstance(value, str):
-        return tuple(name.strip() for name in value.split(",") if name.strip())
+        return split_cue_list(value)
     if isinstance(value, list) and all(isinstance(name, str) for name in value):
         return tuple(value)
     raise _BadLine(f"\"cues\" must be a list of names or a comma-separated string, got {_kind(value)}")

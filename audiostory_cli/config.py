@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 # Oobleck at 44.1 kHz: 2048 samples per latent frame.
@@ -19,6 +20,14 @@ CANVAS_FIXED = "fixed"  # denoise the whole audio_seq_len window, then trim (the
 #                         AudioStory trained only on zero-padded 30 s windows without a loss mask)
 CANVAS_SIZED = "sized"  # a canvas sized to each event (how `audiostory train` trains: masked, variable length)
 CANVASES = (CANVAS_FIXED, CANVAS_SIZED)
+
+# The parts of an assembled model (``model.AudioStoryModel``) and of a model folder, in this order.
+PART_NAMES = ("llm", "bridge", "dit", "text_encoder", "vae", "audio_encoder")
+
+# How renders of consecutive events join (a model folder's ``extra["join"]`` overrides): the official inference
+# crossfades 3 s linearly (TencentARC/AudioStory ``evaluate/inference.py``: ``--crossfade_sec 3``, ``linspace``).
+OFFICIAL_JOIN = MappingProxyType({"crossfade": 3.0, "shape": "linear"})
+DEFAULT_JOIN = MappingProxyType({"crossfade": 1.5, "shape": "equal-power"})
 
 
 def model_canvas(extra: dict[str, Any]) -> str:

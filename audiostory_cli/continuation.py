@@ -26,7 +26,8 @@ The seam, at sample n0 (the input's length at the story rate):
 4. Length: event 0 lasts exactly n0 samples and the new events fill S seconds after it, so the mix is input + S.
 ``measure_seam`` checks 3 on delivered audio: the jump at the seam against the 99th percentile of the
 neighbouring sample-to-sample steps. The cue sheets mark the seam: event 0's caption names it, and event 1
-starts there.
+starts there. Rendering and cutting a continued story (``source_conditioning``, ``seam_frame``,
+``write_new_part``) live in ``pipeline``, which renders every story; this module builds on it.
 """
 
 from __future__ import annotations
@@ -41,19 +42,26 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import InputError, StoryError, UsageError
+from .pipeline import (
+    PlanOptions,
+    check_plan_options,
+    check_prompt,
+    plan_story,
+    render_story,
+    seam_frame,
+    write_new_part,
+)
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
 from .story.lock import holds_story_lock
 from .story.plan import MAX_TOTAL_SECONDS, TIME_EPS, Event, GeneratedPlan, Story
 
 if TYPE_CHECKING:
-    import torch
 
     from .audio.input import InputAudio
     from .audio.io import FloatArray
     from .export import ExportOptions, ExportResult
     from .model import AudioStoryModel
-    from .pipeline import PlanOptions
     from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -62,11 +70,9 @@ Notify = Callable[[str], None]
 
 CONTINUE_LEAD = "Understand the input audio, infer the subsequent events, and generate the continued audio of "
 SEAM_CROSSFADE = 0.1  # seconds after the seam: mirrored input end → new audio
-TAIL_SECONDS = 3.0  # input tail encoded as the first new event's latent prefix
 SOURCE_FILE = "events/00-source.wav"
 SOURCE_DIR = "source"
 SOURCE_STEM = "source"
-NEW_PART_FILE = "continuation.wav"
 
 
 def continuation_instruction(instruction: str | None, new_seconds: float) -> str:
@@ -81,7 +87,6 @@ def continuation_instruction(instruction: str | None, new_seconds: float) -> str
 
 def check_continue_inputs(source: InputAudio, instruction: str | None, options: PlanOptions) -> str | None:
     """Validate before any model is loaded; returns the cleaned instruction (``None`` when not given)."""
-    from .pipeline import check_plan_options, check_prompt
 
     check_plan_options(options)
     room = MAX_TOTAL_SECONDS - source.seconds
@@ -110,7 +115,6 @@ def continue_story(
     ``notify`` receives the one-line notice when the model cannot listen to the input (text-only planning).
     Render with ``pipeline.render_story`` like any story: the first new event gets the input's tail as prefix.
     """
-    from .pipeline import plan_story
     from .understand import audio_tokens, understanding_gap
 
     instruction = check_continue_inputs(source, instruction, options)
@@ -173,7 +177,7 @@ def write_source(folder: StoryFolder, story: Story, original: Path, audio: Float
     import shutil
 
     from .audio.io import write_audio
-    from .audio.timeline import event_spans
+    from .export import event_spans
     from .fsutil import write_with_atomic
 
     if story.source is None:
@@ -188,61 +192,6 @@ def write_source(folder: StoryFolder, story: Story, original: Path, audio: Float
         raise StoryError(f"event 0 spans {frames} samples but the input has {audio.shape[1]}")
     tail = audio[:, frames - 1 - np.arange(span.fade_out)] if span.fade_out else audio[:, :0]
     write_audio(folder.resolve(SOURCE_FILE), np.concatenate([audio, tail], axis=1), story.sample_rate, "FLOAT")
-
-
-# -- rendering a continued story (called by pipeline.render_story) ------------------------------------------
-
-
-@dataclass(frozen=True)
-class SourceConditioning:
-    """What the source event gives the render: the first new event's latent prefix, the prompt's audio tokens."""
-
-    continues: int | None  # index of the event that starts at the seam (None: a gap separates them)
-    prefix: torch.Tensor | None  # (P, C) latents of the input's tail, aligned to its end
-    embeds: torch.Tensor | None  # (T, H) resampler tokens; None when the model cannot listen
-
-    def prefix_for(self, event: Event) -> torch.Tensor | None:
-        return self.prefix if event.index == self.continues else None
-
-
-def source_audio(folder: StoryFolder, story: Story) -> FloatArray:
-    """Event 0's audio (the input at the story rate) without its seam tail: ``(2, n0)``."""
-    from .audio.io import read_audio
-    from .audio.timeline import event_spans
-
-    event = story.events[0]
-    if event.status != "source" or not event.file:
-        raise StoryError(f"{folder.root}: event {event.index} is not the source audio of a continuation")
-    audio, rate = read_audio(folder.resolve(event.file), what="source audio")
-    span = event_spans(story, story.sample_rate)[0]
-    frames = span.end - span.start
-    if rate != story.sample_rate or audio.shape[1] < frames:
-        raise StoryError(
-            f"{folder.root}: {event.file} is {audio.shape[1]} samples at {rate} Hz, the plan needs {frames} at "
-            f"{story.sample_rate} Hz; run `audiostory continue` again"
-        )
-    audio = audio[:, :frames]
-    return np.repeat(audio, 2, axis=0) if audio.shape[0] == 1 else audio
-
-
-def source_conditioning(folder: StoryFolder, story: Story, model: AudioStoryModel) -> SourceConditioning:
-    """The prefix latents and audio tokens of a continued story's source event."""
-    import torch
-
-    from .understand import audio_tokens, understanding_gap
-
-    audio = source_audio(folder, story)
-    embeds = audio_tokens(model, audio, story.sample_rate) if understanding_gap(model) is None else None
-    source = story.events[0]
-    following = story.events[1] if len(story.events) > 1 else None
-    if following is None or abs(following.start - source.end) > TIME_EPS:
-        return SourceConditioning(continues=None, prefix=None, embeds=embeds)
-    geometry = model.codec.geometry
-    window = model.dims.dit.audio_seq_len
-    frames = min(geometry.frames(TAIL_SECONDS), audio.shape[1] // geometry.hop_length, window // 2)
-    with torch.inference_mode():
-        prefix = model.codec.encode_tail(torch.from_numpy(np.ascontiguousarray(audio)), frames)
-    return SourceConditioning(continues=following.index, prefix=prefix, embeds=embeds)
 
 
 # -- delivery -----------------------------------------------------------------------------------------------
@@ -271,7 +220,6 @@ def deliver_continuation(
     """Render what is missing, export, cut the new part (``only_new``) and measure the seam of the mix."""
     from .audio.io import read_audio
     from .export import export_story
-    from .pipeline import render_story
 
     report = render_story(folder, model, runtime, progress=progress, offload=offload)
     result = export_story(folder, export_options, progress)
@@ -281,36 +229,6 @@ def deliver_continuation(
     seam = seam_frame(story, rate)
     return ContinuationResult(report.rendered, result, new_part, measure_seam(mix, seam, rate), seam / rate)
 
-
-
-def seam_frame(story: Story, rate: int) -> int:
-    """First sample of the continuation at ``rate`` (the timeline's own rounding)."""
-    from .audio.timeline import event_spans
-
-    if story.first_index != 0:
-        raise StoryError("this story does not continue an input audio; it has no seam")
-    spans = event_spans(story, rate)
-    return spans[0].end
-
-
-def write_new_part(folder: StoryFolder) -> Path:
-    """``continuation.wav``: the delivered mix from the seam on (same mastering, rate and bit depth).
-
-    Placed right after the input in a session it plays exactly like mix.wav.
-    """
-    import soundfile as sf
-
-    from .audio.io import read_audio, write_audio
-
-    story = folder.load()
-    if not folder.mix_path.is_file():
-        raise StoryError(f"{folder.root} has no mix.wav yet; render and export it first")
-    mix, rate = read_audio(folder.mix_path, what="mix")
-    subtype = sf.info(str(folder.mix_path)).subtype
-    if subtype not in ("PCM_16", "PCM_24", "FLOAT"):
-        raise StoryError(f"{folder.mix_path} is {subtype}; export it again with audiostory")
-    start = seam_frame(story, rate)
-    return write_audio(folder.root / NEW_PART_FILE, mix[:, start:], rate, subtype)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ def _format_memory(memory: dict[str, Any]) -> str:
 
 def _model_state() -> dict[str, str]:
     try:
-        from .models.registry import list_models, model_status
+        from .models.download import model_status
+        from .models.registry import list_models
     except ImportError:
         return {}
     return {spec.name: model_status(spec) for spec in list_models()}

@@ -9,6 +9,8 @@ interrupted. README.md ("Commands") documents this.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class AudiostoryError(Exception):
     """Base class for every error a user can cause or fix."""
@@ -62,7 +64,15 @@ class WeightsError(ModelError):
 
 
 class CheckpointKeyError(WeightsError):
-    """Strict loading found missing, unexpected or mis-shaped keys."""
+    """Strict loading found missing, unexpected or mis-shaped keys; the fields list them (full key names)."""
+
+    def __init__(self, message: str, *, missing: Sequence[str] = (), unexpected: Sequence[str] = (),
+                 mismatched: Sequence[str] = (), conflicts: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.missing = list(missing)  # keys the model has and the checkpoint lacks
+        self.unexpected = list(unexpected)  # keys the checkpoint has and the model does not (nor ignores)
+        self.mismatched = list(mismatched)  # keys whose shapes differ
+        self.conflicts = list(conflicts)  # tied weights that differ in the checkpoint
 
 
 class OfflineError(ModelError):

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -31,20 +31,21 @@ from .audio.master import MasterResult, master
 from .audio.presets import check_format, check_targets, load_preset
 from .audio.timeline import (
     EventSpan,
+    EventTiming,
     Piece,
     clip_piece,
-    event_spans,
+    frames_at,
     mix_pieces,
+    place_events,
     resample_piece,
     shape_event,
-    total_frames,
 )
 from .errors import AudioInputError, OutputExistsError, StoryError
-from .fsutil import safe_child, write_json_atomic, write_text_atomic
+from .fsutil import absolute, safe_child, write_json_atomic, write_text_atomic
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
 from .story.lock import holds_story_lock
-from .story.plan import Event, Story, event_slug
+from .story.plan import TIME_EPS, Event, Story, event_slug
 from .story.timecode import FrameRate, frame_rate
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,21 @@ class ExportResult:
     @property
     def written(self) -> tuple[Path, ...]:
         return (self.mix, *self.stems, *self.cues, self.qc_path)
+
+    def files_dict(self) -> dict[str, Any]:
+        """The delivered files for a JSON summary, as absolute paths: ``mix``, ``stems``, ``cues``, ``qc``."""
+        return {"mix": absolute(self.mix), "stems": [absolute(p) for p in self.stems],
+                "cues": [absolute(p) for p in self.cues], "qc": absolute(self.qc_path)}
+
+    def loudness_dict(self) -> dict[str, Any]:
+        """What the mix measured: ``integrated_lufs`` and ``true_peak_dbtp``."""
+        return {"integrated_lufs": self.qc.get("integrated_lufs"), "true_peak_dbtp": self.qc.get("true_peak_dbtp")}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary of an export (``export --json``): files, what ``--force`` removed, loudness, target met.
+        ``tell``, ``render``, ``regen`` and ``continue`` put ``files_dict`` and ``loudness_dict`` in theirs."""
+        return {**self.files_dict(), "removed": [absolute(p) for p in self.removed], **self.loudness_dict(),
+                "met": self.qc.get("met")}
 
 
 @holds_story_lock("export")
@@ -310,7 +326,7 @@ def _write_cues(
     outputs: PlannedOutputs, story: Story, folder: StoryFolder, names: tuple[str, ...], fps: FrameRate
 ) -> tuple[Path, ...]:
     clips = {index: path.name for index, path in outputs.event_stems.items()}
-    cues = cue_sheets.cues_from_story(story, clips)
+    cues = cues_from_story(story, clips)
     texts = {
         "story": lambda: cue_sheets.story_csv(cues, fps),
         "reaper": lambda: cue_sheets.reaper_csv(cues),
@@ -441,3 +457,37 @@ def _event_report(story: Story, pieces: list[Piece], gain: FloatArray, rate: int
 
 def _maybe_round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
+
+
+# -- the plan as plain timeline data (``audio`` does not know the story plan) -------------------------
+
+
+def event_timings(story: Story) -> list[EventTiming]:
+    """Each event's seconds on the timeline; contiguous events (within ``TIME_EPS``) share their boundary."""
+    timings: list[EventTiming] = []
+    for position, event in enumerate(story.events):
+        nxt = story.events[position + 1] if position + 1 < len(story.events) else None
+        end = nxt.start if nxt is not None and abs(nxt.start - event.end) <= TIME_EPS else event.end
+        timings.append(EventTiming(event.index, event.start, end, story.crossfade_after(event),
+                                   keep_head=event.status == "source"))
+    return timings
+
+
+def event_spans(story: Story, rate: int) -> list[EventSpan]:
+    """Sample positions of every event of ``story`` at ``rate`` (``audio.timeline``'s convention)."""
+    return place_events(event_timings(story), rate, story.settings.crossfade_shape)
+
+
+def total_frames(story: Story, rate: int) -> int:
+    """The mix's length in samples at ``rate``."""
+    return frames_at(story.total_duration, rate)
+
+
+def cues_from_story(story: Story, clips: dict[int, str] | None = None) -> list[cue_sheets.Cue]:
+    """One cue per event at its planned times; ``clips`` names the audio file per event (default: its render)."""
+    clips = clips or {}
+    return [
+        cue_sheets.Cue(e.index, e.start, e.end, e.caption,
+                       clips.get(e.index, PurePosixPath(e.file).name if e.file else ""))
+        for e in story.events
+    ]

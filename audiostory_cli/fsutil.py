@@ -87,3 +87,8 @@ def safe_child(folder: Path, relative: str, *, what: str = "file name") -> Path:
     if root != resolved and root not in resolved.parents:
         raise InputError(f"refusing {what} {relative!r}: it points outside {folder}")
     return resolved
+
+
+def absolute(path: str | os.PathLike[str]) -> str:
+    """A path for ``--json`` output: always absolute (normalised, symlinks kept), whatever the user typed."""
+    return os.path.abspath(os.fspath(path))

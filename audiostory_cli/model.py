@@ -15,10 +15,9 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .config import CANVAS_FIXED, ModelDims, model_canvas, tiny_dims
+from .config import CANVAS_FIXED, DEFAULT_JOIN, OFFICIAL_JOIN, PART_NAMES, ModelDims, model_canvas, tiny_dims
 from .errors import ModelError, WeightsError
 from .progress import ProgressFn, no_progress
 from .runtime import Runtime
@@ -51,10 +50,7 @@ def quiet_libraries() -> Iterator[None]:
                 logger.setLevel(level)
 
 
-PART_NAMES = ("llm", "bridge", "dit", "text_encoder", "vae", "audio_encoder")
 TINY_RANDOM = "tiny-random"
-OFFICIAL_JOIN = MappingProxyType({"crossfade": 3.0, "shape": "linear"})  # inference.py: --crossfade_sec 3, linspace
-DEFAULT_JOIN = MappingProxyType({"crossfade": 1.5, "shape": "equal-power"})
 
 
 @dataclass
@@ -75,14 +71,9 @@ class AudioStoryModel:
     _codec: Codec | None = field(default=None, repr=False)
 
     def parts(self) -> dict[str, nn.Module]:
-        parts: dict[str, Any] = {
-            "llm": self.llm, "bridge": self.bridge, "dit": self.dit, "text_encoder": self.text_encoder,
-        }
-        if self.vae is not None:
-            parts["vae"] = self.vae
-        if self.audio_encoder is not None:
-            parts["audio_encoder"] = self.audio_encoder
-        return parts
+        """The parts this model holds, in ``PART_NAMES`` order (no VAE with the spectral codec, no audio encoder
+        unless the model listens)."""
+        return {name: getattr(self, name) for name in PART_NAMES if getattr(self, name) is not None}
 
     @property
     def sample_rate(self) -> int:

@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import CANVAS_FIXED, CANVASES
-from .errors import InputError, UsageError
+from .errors import InputError, StoryError, UsageError
 from .progress import ProgressFn, no_progress
 from .story.folder import StoryFolder
 from .story.lock import holds_story_lock
-from .story.plan import FADE_SHAPES, MAX_TOTAL_SECONDS, Event, GeneratedPlan, RenderSettings, Story
+from .story.plan import FADE_SHAPES, MAX_TOTAL_SECONDS, TIME_EPS, Event, GeneratedPlan, RenderSettings, Story
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from .audio.io import FloatArray
     from .export import ExportOptions, ExportResult
     from .model import AudioStoryModel
     from .runtime import Runtime
@@ -34,6 +35,8 @@ DEFAULT_MODEL = "audiostory-3b"
 MIN_TOTAL_SECONDS = 1.0
 MAX_PROMPT_CHARS = 4000
 MAX_SEED = 2**31 - 1
+TAIL_SECONDS = 3.0  # a continued story: input tail encoded as the first new event's latent prefix
+NEW_PART_FILE = "continuation.wav"  # a continued story: the delivered mix from the seam on
 
 
 @dataclass(frozen=True)
@@ -174,9 +177,7 @@ def deliver_story(
         report = render_story(folder, model, runtime, progress=progress, offload=offload)
     result = export_story(folder, export_options, progress)
     story = folder.load()
-    if story.source and (folder.root / "continuation.wav").is_file():
-        from .continuation import write_new_part
-
+    if story.source and (folder.root / NEW_PART_FILE).is_file():
         write_new_part(folder)  # keep the new-part file in step with the refreshed mix
     return Delivery(story=story, render=report, export=result)
 
@@ -386,8 +387,6 @@ def _source_conditioning(folder: StoryFolder, story: Story, model: AudioStoryMod
     """For a continued story: the input's tail latents and audio tokens (``None`` for an ordinary story)."""
     if story.first_index != 0:
         return None
-    from .continuation import source_conditioning
-
     return source_conditioning(folder, story, model)
 
 
@@ -488,3 +487,91 @@ def default_out_dir(prompt: str) -> Path:
     from .story.plan import event_slug
 
     return Path(event_slug(prompt, max_words=5))
+
+
+# -- a continued story (``continuation``): its source event's conditioning and the new part -------------
+
+
+@dataclass(frozen=True)
+class SourceConditioning:
+    """What the source event gives the render: the first new event's latent prefix, the prompt's audio tokens."""
+
+    continues: int | None  # index of the event that starts at the seam (None: a gap separates them)
+    prefix: torch.Tensor | None  # (P, C) latents of the input's tail, aligned to its end
+    embeds: torch.Tensor | None  # (T, H) resampler tokens; None when the model cannot listen
+
+    def prefix_for(self, event: Event) -> torch.Tensor | None:
+        return self.prefix if event.index == self.continues else None
+
+
+def source_audio(folder: StoryFolder, story: Story) -> FloatArray:
+    """Event 0's audio (the input at the story rate) without its seam tail: ``(2, n0)``."""
+    import numpy as np
+
+    from .audio.io import read_audio
+    from .export import event_spans
+
+    event = story.events[0]
+    if event.status != "source" or not event.file:
+        raise StoryError(f"{folder.root}: event {event.index} is not the source audio of a continuation")
+    audio, rate = read_audio(folder.resolve(event.file), what="source audio")
+    span = event_spans(story, story.sample_rate)[0]
+    frames = span.end - span.start
+    if rate != story.sample_rate or audio.shape[1] < frames:
+        raise StoryError(
+            f"{folder.root}: {event.file} is {audio.shape[1]} samples at {rate} Hz, the plan needs {frames} at "
+            f"{story.sample_rate} Hz; run `audiostory continue` again"
+        )
+    audio = audio[:, :frames]
+    return np.repeat(audio, 2, axis=0) if audio.shape[0] == 1 else audio
+
+
+def source_conditioning(folder: StoryFolder, story: Story, model: AudioStoryModel) -> SourceConditioning:
+    """The prefix latents and audio tokens of a continued story's source event."""
+    import numpy as np
+    import torch
+
+    from .understand import audio_tokens, understanding_gap
+
+    audio = source_audio(folder, story)
+    embeds = audio_tokens(model, audio, story.sample_rate) if understanding_gap(model) is None else None
+    source = story.events[0]
+    following = story.events[1] if len(story.events) > 1 else None
+    if following is None or abs(following.start - source.end) > TIME_EPS:
+        return SourceConditioning(continues=None, prefix=None, embeds=embeds)
+    geometry = model.codec.geometry
+    window = model.dims.dit.audio_seq_len
+    frames = min(geometry.frames(TAIL_SECONDS), audio.shape[1] // geometry.hop_length, window // 2)
+    with torch.inference_mode():
+        prefix = model.codec.encode_tail(torch.from_numpy(np.ascontiguousarray(audio)), frames)
+    return SourceConditioning(continues=following.index, prefix=prefix, embeds=embeds)
+
+
+def seam_frame(story: Story, rate: int) -> int:
+    """First sample of the continuation at ``rate`` (the timeline's own rounding)."""
+    from .export import event_spans
+
+    if story.first_index != 0:
+        raise StoryError("this story does not continue an input audio; it has no seam")
+    spans = event_spans(story, rate)
+    return spans[0].end
+
+
+def write_new_part(folder: StoryFolder) -> Path:
+    """``continuation.wav``: the delivered mix from the seam on (same mastering, rate and bit depth).
+
+    Placed right after the input in a session it plays exactly like mix.wav.
+    """
+    import soundfile as sf
+
+    from .audio.io import read_audio, write_audio
+
+    story = folder.load()
+    if not folder.mix_path.is_file():
+        raise StoryError(f"{folder.root} has no mix.wav yet; render and export it first")
+    mix, rate = read_audio(folder.mix_path, what="mix")
+    subtype = sf.info(str(folder.mix_path)).subtype
+    if subtype not in ("PCM_16", "PCM_24", "FLOAT"):
+        raise StoryError(f"{folder.mix_path} is {subtype}; export it again with audiostory")
+    start = seam_frame(story, rate)
+    return write_audio(folder.root / NEW_PART_FILE, mix[:, start:], rate, subtype)

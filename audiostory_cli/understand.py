@@ -1,6 +1,7 @@
 """Audio understanding (stage 2): an input audio as LLM tokens, and ``describe`` (a caption or an answer).
 
-The path, as in the official training code (audiostory-official.md §5):
+The path, as in the official training code (``get_last_hidden_states``, ``src/models/mllm/`` of
+https://github.com/TencentARC/AudioStory; the released inference never encodes audio):
 mono mix → Whisper log-mel features at 16 kHz over one fixed 30 s window (an input longer than 30 s contributes
 its LAST 30 s, the part a continuation follows) → Whisper encoder → resampler (pool + MLP) → T tokens in the LLM's
 embedding space, placed at ``<aud><aud_00000>…<aud_{T-1}></aud>`` in the user turn (``planner.reasoner``).

@@ -1,6 +1,7 @@
 """The official AudioStory inference structure (evaluate/inference.py ``main``), on our modules and the same weights.
 
-What it reproduces (reference/audiostory-official.md §0, §4, §8):
+What it reproduces (``evaluate/inference.py`` ``main`` of https://github.com/TencentARC/AudioStory;
+docs/official-differences.md lists where ``audiostory tell`` differs):
 
 1. one greedy ``generate`` that keeps the hidden states of ALL layers for every step (``output_hidden_states=True``;
    every placeholder of every event is its own decode step); the bridge states are the last layer's at the

@@ -13,13 +13,12 @@ from audiostory_cli.audio.timeline import (
     Piece,
     clip_piece,
     equal_power_fade,
-    event_spans,
     mix_pieces,
     on_timeline,
     resample_piece,
     shape_event,
-    total_frames,
 )
+from audiostory_cli.export import event_spans, total_frames
 from tests.story_factory import make_story
 
 RATE = 44_100

@@ -172,10 +172,10 @@ def test_a_spectral_model_continues_an_input_seamlessly(spectral_folder, tmp_pat
     import soundfile as sf
 
     from audiostory_cli.audio.input import read_input_audio
-    from audiostory_cli.continuation import continue_story, source_conditioning
+    from audiostory_cli.continuation import continue_story
     from audiostory_cli.export import ExportOptions, export_story
     from audiostory_cli.model import load_model_folder
-    from audiostory_cli.pipeline import render_story
+    from audiostory_cli.pipeline import render_story, source_conditioning
     from audiostory_cli.runtime import make_runtime
     from audiostory_cli.story.folder import StoryFolder
     from tests.test_continue_api import fast, write_input

@@ -26,14 +26,18 @@ from audiostory_cli.continuation import (
     continuation_instruction,
     continue_story,
     measure_seam,
-    seam_frame,
-    source_conditioning,
-    write_new_part,
 )
 from audiostory_cli.errors import UsageError
 from audiostory_cli.export import ExportOptions, export_story
 from audiostory_cli.model import AudioStoryModel, tiny_random_model
-from audiostory_cli.pipeline import PlanOptions, regen_events, render_story
+from audiostory_cli.pipeline import (
+    PlanOptions,
+    regen_events,
+    render_story,
+    seam_frame,
+    source_conditioning,
+    write_new_part,
+)
 from audiostory_cli.runtime import make_runtime
 from audiostory_cli.story import StoryFolder
 from audiostory_cli.story.edit import set_event_fields

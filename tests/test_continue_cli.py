@@ -38,6 +38,8 @@ def test_continue_only_new_json(tmp_path):
     assert f"note: model 'tiny-random' has {NOTICE}" in result.stderr
     assert result.stderr.count(NOTICE) == 1
     summary = json.loads(result.stdout)
+    assert list(summary) == ["story", "mix", "new_part", "new_part_lufs", "stems", "cues", "qc", "rendered",
+                             "seam_seconds", "seam", "integrated_lufs", "true_peak_dbtp"]
     assert summary["new_part"] == str(out / "continuation.wav") and summary["mix"] == str(out / "mix.wav")
     assert summary["seam_seconds"] == 3.0 and summary["seam"]["continuous"] is True
     mix, rate = sf.read(summary["mix"], always_2d=True)

@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from audiostory_cli.cli import app
 from audiostory_cli.models import download, registry
-from audiostory_cli.models.registry import DEMO_MODEL, OFFICIAL_MODEL, resolve_default_model
+from audiostory_cli.models.download import resolve_default_model
+from audiostory_cli.models.registry import DEMO_MODEL, OFFICIAL_MODEL
 from audiostory_cli.story import StoryFolder
 
 runner = CliRunner()
@@ -45,7 +46,7 @@ def _bundle_demo(models_dir) -> None:
 
 
 def test_without_weights_or_a_demo_the_official_model_is_the_default(models_dir):
-    assert resolve_default_model() == registry.DefaultModel(OFFICIAL_MODEL, None)
+    assert resolve_default_model() == download.DefaultModel(OFFICIAL_MODEL, None)
     (models_dir / "demo.toml").write_text(DEMO_TOML)  # registered, but its folder is not there
     assert resolve_default_model().name == OFFICIAL_MODEL
 
@@ -58,7 +59,7 @@ def test_the_bundled_demo_stands_in_until_the_official_weights_are_here(models_d
     converted = download.converted_path(registry.get_model_spec(OFFICIAL_MODEL))
     converted.mkdir(parents=True)
     (converted / registry.SIDECAR_NAME).write_text("{}")
-    assert resolve_default_model() == registry.DefaultModel(OFFICIAL_MODEL, None)
+    assert resolve_default_model() == download.DefaultModel(OFFICIAL_MODEL, None)
 
 
 def test_tell_without_model_uses_the_demo_and_says_so_once(models_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""What a new user tripped over (issue 22): each test reproduces one report through the real CLI."""
+"""What a new user tripped over (reports from first use): each test reproduces one through the real CLI."""
 
 from __future__ import annotations
 

@@ -14,8 +14,14 @@ import pytest
 
 import audiostory_cli.models.download as download
 from audiostory_cli.errors import AudiostoryError
-from audiostory_cli.models.download import PART_MANIFEST, download_model, part_dir, read_part_manifest, verify_model
-from audiostory_cli.models.registry import model_status
+from audiostory_cli.models.download import (
+    PART_MANIFEST,
+    download_model,
+    model_status,
+    part_dir,
+    read_part_manifest,
+    verify_model,
+)
 from tests.test_models_download import FolderHub, _payload, _spec
 
 

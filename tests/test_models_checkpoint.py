@@ -16,6 +16,7 @@ from audiostory_cli.models.checkpoint import (
     SourceRef,
     empty_weights,
     load_parts_strict,
+    merge_key_errors,
     read_part_state,
     read_sidecar,
     save_model_folder,
@@ -202,3 +203,14 @@ def test_empty_weights_keeps_ties_and_real_buffers() -> None:
 def test_full_model_dims_round_trip_through_the_sidecar(tmp_path) -> None:
     meta = save_model_folder(tmp_path / "m", {"bridge": nn.Linear(2, 2)}, ModelDims(), INFO)
     assert read_sidecar(meta.path).dims == ModelDims()
+
+
+def test_key_errors_carry_their_keys_as_fields_and_merge_every_part() -> None:
+    plain = CheckpointKeyError("bad source")
+    assert (plain.missing, plain.unexpected, plain.mismatched, plain.conflicts) == ([], [], [], [])
+    llm = CheckpointKeyError("llm", missing=["llm.a"], mismatched=["llm.b"])
+    dit = CheckpointKeyError("dit", unexpected=("dit.c",), conflicts=["dit.d"])
+    merged = merge_key_errors([llm, plain, dit])
+    assert (merged.missing, merged.unexpected, merged.mismatched, merged.conflicts) == (
+        ["llm.a"], ["dit.c"], ["llm.b"], ["dit.d"])
+    assert "1 missing: llm.a" in str(merged) and "1 tied weights differ: dit.d" in str(merged)

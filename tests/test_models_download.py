@@ -21,11 +21,12 @@ from audiostory_cli.models.download import (
     RemoteFile,
     download_model,
     model_path,
+    model_status,
     part_dir,
     read_part_manifest,
     verify_model,
 )
-from audiostory_cli.models.registry import FileSpec, ModelSpec, PartSpec, model_status
+from audiostory_cli.models.registry import FileSpec, ModelSpec, PartSpec
 
 COMMIT = "c" * 40
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 
 from audiostory_cli.errors import ModelError, UnknownModelError, UsageError
-from audiostory_cli.models.download import converted_path, model_path
+from audiostory_cli.models.download import converted_path, model_path, model_status
 from audiostory_cli.models.registry import (
     COMMIT_RE,
     format_size,
     get_model_spec,
     list_models,
-    model_status,
     parse_spec,
     resolve_model_ref,
 )

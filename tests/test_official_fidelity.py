@@ -1,7 +1,8 @@
 """Fidelity to the official inference, checked against things this code did not produce.
 
 - ``tests/data/official-keys-fullsize.json`` is the official ``pytorch_model.bin`` key set and shapes (1709 keys),
-  derived independently from the official module code (shared/reference/audiostory-official.md §1.3). It goes
+  derived independently from the official module code (``src/models/mllm/`` of
+  https://github.com/TencentARC/AudioStory). It goes
   through the real mapping and strict loader on the meta device, against the full-size modules.
 - The sampler is compared with the official sampling loop (``Flux_T5.inference_flow_full_tokens``) written here
   from the reference's formulas, not from our sampler.
@@ -61,7 +62,8 @@ def test_every_official_key_is_mapped_or_ignored_and_fills_every_parameter(offic
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The sampler against the official loop (audiostory-official.md §4, tangoflux.md §1.6-1.7, §2.4)
+# The sampler against the official loop (TangoFlux ``tangoflux/model.py`` ``inference_flow``, https://github.com/declare-lab/TangoFlux,
+# as AudioStory's ``Flux_T5.inference_flow_full_tokens`` calls it)
 
 
 def official_uncond(text_encoder, num_tokens: int) -> torch.Tensor:

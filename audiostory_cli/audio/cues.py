@@ -1,7 +1,10 @@
 """Cue sheets a DAW or NLE imports: story CSV, REAPER region CSV, Audacity labels, CMX3600 EDL; SMPTE timecode.
 
 Every writer is a pure function from cues to text. Times are the plan's (seconds on the story timeline);
-timecode is display only and starts at 00:00:00:00. Layouts follow shared/reference/peers.md §3.4 and §3.6.
+timecode is display only and starts at 00:00:00:00 (drop-frame shown ``HH:MM:SS;FF``). Layouts: REAPER's
+Region/Marker Manager CSV (``#,Name,Start,End,Length``), Audacity labels
+(https://manual.audacityteam.org/man/importing_and_exporting_labels.html), CMX3600 EDL; tests/test_audio_cues.py
+holds an example of each.
 """
 
 from __future__ import annotations
@@ -11,11 +14,10 @@ import io
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from ..errors import UsageError
-from ..story.plan import Story, one_line
 from ..story.timecode import FrameRate, frames_to_timecode, seconds_to_frames
+from ..text import one_line
 
 CUE_FILES: dict[str, str] = {
     "story": "story.csv",
@@ -38,21 +40,18 @@ class Cue:
         return self.end - self.start
 
 
+def split_cue_list(text: str) -> tuple[str, ...]:
+    """``"story, reaper,,edl"`` → ``("story", "reaper", "edl")``: how ``--cues`` and a batch job's ``cues`` are
+    written; ``check_cue_names`` validates the names."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def check_cue_names(names: Sequence[str]) -> tuple[str, ...]:
     """Validate ``--cues`` names (``story,reaper,audacity,edl``); returns them de-duplicated, in order."""
     unknown = [n for n in names if n not in CUE_FILES]
     if unknown:
         raise UsageError(f"unknown cue format {unknown[0]!r}; choose from {', '.join(CUE_FILES)}")
     return tuple(dict.fromkeys(names))
-
-
-def cues_from_story(story: Story, clips: dict[int, str] | None = None) -> list[Cue]:
-    """One cue per event at its planned times; ``clips`` names the audio file per event (default: its render)."""
-    clips = clips or {}
-    return [
-        Cue(e.index, e.start, e.end, e.caption, clips.get(e.index, PurePosixPath(e.file).name if e.file else ""))
-        for e in story.events
-    ]
 
 
 # -- writers ----------------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 The convention (sample-exact at any rate ``sr``):
 
 * event ``i`` owns ``[s_i, e_i)`` with ``s_i = round(start_i·sr)`` and ``e_i = round(end_i·sr)``; when the next
-  event starts where this one ends (within ``TIME_EPS``), ``e_i = s_{i+1}`` so contiguous events abut exactly;
-* ``x_i = round(story.crossfade_after(event_i)·sr)`` is the boundary crossfade; the raw render holds
+  event starts where this one ends (the caller says so: ``EventTiming.end`` is then the next start, see
+  ``export.event_spans``), ``e_i = s_{i+1}`` so contiguous events abut exactly;
+* ``x_i = round(crossfade_i·sr)`` is the boundary crossfade (``Story.crossfade_after``); the raw render holds
   ``e_i - s_i + x_i`` frames (duration plus tail);
 * on ``[e_i, e_i + x_i)`` event ``i``'s tail fades out with ``cos(π/2·t)`` while event ``i+1``'s head (its first
   ``x_i`` frames, already at its planned start) fades in with ``sin(π/2·t)``, ``t = (k + ½)/x_i``: equal power,
@@ -13,17 +14,19 @@ The convention (sample-exact at any rate ``sr``):
 * an edge without a crossfade (story start, before or after a gap, story end) gets a 5 ms raised-cosine
   de-click inside the event's own span; gaps stay digital silence;
 * the mix is ``round(total_duration·sr)`` frames long.
+
+This module takes plain data (``EventTiming``), not the story plan; ``export.event_spans`` converts a plan.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from ..story.plan import TIME_EPS, Story
 from .io import resample, resample_margin
 
 FloatArray = npt.NDArray[np.float32]
@@ -60,24 +63,30 @@ class Piece:
         return self.offset + int(self.audio.shape[1])
 
 
-def total_frames(story: Story, rate: int) -> int:
-    return int(round(story.total_duration * rate))
+@dataclass(frozen=True)
+class EventTiming:
+    """One event's place on the timeline in seconds: what ``place_events`` needs of a plan."""
+
+    index: int
+    start: float
+    end: float  # the next event's start when the two are contiguous, so they abut exactly
+    crossfade: float  # seconds of tail after ``end`` shared with the next event (0: none)
+    keep_head: bool = False  # the user's own source audio
 
 
-def event_spans(story: Story, rate: int) -> list[EventSpan]:
-    """Sample positions of every event of ``story`` at ``rate`` (the convention in the module docstring)."""
+def frames_at(seconds: float, rate: int) -> int:
+    """Timeline length in samples of ``seconds`` at ``rate``."""
+    return int(round(seconds * rate))
+
+
+def place_events(timings: Sequence[EventTiming], rate: int, fade_shape: str = "equal-power") -> list[EventSpan]:
+    """Sample positions of every event at ``rate`` (the convention in the module docstring)."""
     spans: list[EventSpan] = []
     previous_tail = 0
-    for position, event in enumerate(story.events):
-        start = round(event.start * rate)
-        nxt = story.events[position + 1] if position + 1 < len(story.events) else None
-        if nxt is not None and abs(nxt.start - event.end) <= TIME_EPS:
-            end = round(nxt.start * rate)
-        else:
-            end = round(event.end * rate)
-        tail = round(story.crossfade_after(event) * rate)
-        spans.append(EventSpan(event.index, start, end, previous_tail, tail, keep_head=event.status == "source",
-                               fade_shape=story.settings.crossfade_shape))
+    for timing in timings:
+        tail = round(timing.crossfade * rate)
+        spans.append(EventSpan(timing.index, round(timing.start * rate), round(timing.end * rate), previous_tail,
+                               tail, keep_head=timing.keep_head, fade_shape=fade_shape))
         previous_tail = tail
     return spans
 

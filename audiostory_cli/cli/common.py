@@ -12,6 +12,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from ..errors import AudiostoryError
+from ..fsutil import absolute as absolute  # re-exported: the commands print paths with it
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)
@@ -90,11 +91,6 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
-
-
-def absolute(path: str | os.PathLike[str]) -> str:
-    """A path for ``--json`` output: always absolute (normalised, symlinks kept), whatever the user typed."""
-    return os.path.abspath(os.fspath(path))
 
 
 def is_interactive() -> bool:

@@ -98,9 +98,8 @@ def continue_(
     folder = StoryFolder(out or default_out_dir(f"{audio.stem} continued"))
     from ..pipeline import removed_if_left_empty
     from .progress_view import RichProgress
-    from .session import load_for_command, wants_offload
+    from .session import confirm_render, load_for_command, wants_offload
     from .tables import print_plan
-    from .tell import _confirm_render
 
     folder.check_new(force=force)  # before the lock: no lock file is left in a folder that is not ours
     created = not folder.root.exists()
@@ -114,7 +113,7 @@ def continue_(
                 story = continue_story(source, instruction, options, loaded, folder, progress=progress,
                                        notify=_notice)
         print_plan(err_console, story)
-        if plan_only or not _confirm_render(folder, ask=not plan_only and (ask or (is_interactive() and not yes))):
+        if plan_only or not confirm_render(folder, ask=not plan_only and (ask or (is_interactive() and not yes))):
             err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
             out_console.print(str(folder.story_path))
             return
@@ -152,13 +151,13 @@ def _print_result(folder: StoryFolder, result: ContinuationResult, *, as_json: b
             markup=False, highlight=False,
         )
     if as_json:
+        files = export.files_dict()
         summary: dict[str, Any] = {
-            "story": absolute(folder.story_path), "mix": absolute(export.mix),
+            "story": absolute(folder.story_path), "mix": files.pop("mix"),
             "new_part": absolute(result.new_part) if result.new_part else None, "new_part_lufs": new_part_lufs,
-            "stems": [absolute(p) for p in export.stems], "cues": [absolute(p) for p in export.cues],
-            "qc": absolute(export.qc_path),
+            **files,
             "rendered": result.rendered, "seam_seconds": round(result.seam_seconds, 6), "seam": seam.to_dict(),
-            "integrated_lufs": export.qc.get("integrated_lufs"), "true_peak_dbtp": export.qc.get("true_peak_dbtp"),
+            **export.loudness_dict(),
         }
         out_console.print_json(json.dumps(summary))
         return

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .common import err_console, is_interactive, out_console, report_error
-from .options import DeviceOpt, JsonOpt, NoWaitOpt, OffloadOpt, StemsOpt, lock_story, refresh_export_options
+from .options import (
+    DeviceOpt,
+    JsonOpt,
+    NoWaitOpt,
+    OffloadOpt,
+    RecueOpt,
+    StemsOpt,
+    lock_story,
+    refresh_export_options,
+)
 
 PROPOSAL_FILE = "edit.proposal.toml"
 
@@ -26,9 +35,7 @@ def edit(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (always so without a TTY).")] = False,
     plan_only: Annotated[bool, typer.Option("--plan-only", help="Apply the new plan and stop; render later.")] = False,
     stems: StemsOpt = False,
-    cues: Annotated[
-        str | None, typer.Option(help="Cue sheets: story, reaper, audacity, edl (default: as last exported).")
-    ] = None,
+    cues: RecueOpt = None,
     device: DeviceOpt = "auto",
     offload: OffloadOpt = None,
     as_json: JsonOpt = False,
@@ -116,7 +123,7 @@ def _hand_edit(folder: StoryFolder, proposal: EditProposal) -> EditProposal:
     from ..fsutil import write_text_atomic
     from ..story.edit import _run_editor, find_editor
     from ..story.editview import parse_view, render_view
-    from .plan import _ask_retry
+    from .session import ask_retry
 
     command = find_editor()
     path = folder.root / PROPOSAL_FILE  # not plan.edit.toml: `plan edit` would reopen it on the current plan
@@ -126,7 +133,7 @@ def _hand_edit(folder: StoryFolder, proposal: EditProposal) -> EditProposal:
         try:
             after = parse_view(path.read_text(encoding="utf-8"), proposal.after)
         except PlanValidationError as exc:
-            if _ask_retry(str(exc)):
+            if ask_retry(str(exc)):
                 continue
             err_console.print("kept the model's plan")
             path.unlink(missing_ok=True)

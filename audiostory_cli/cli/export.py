@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import absolute, err_console, out_console
-from .options import NoWaitOpt, lock_story
+from .common import err_console, out_console
+from .options import ALL_CUES, CuesOpt, NoWaitOpt, lock_story, parse_cues
 
 
 def export(
@@ -38,9 +38,7 @@ def export(
                            help="Also write one stem per stem group (fx, amb, ...) into stem-groups/; they sum "
                            "to the mix.")
     ] = False,
-    cues: Annotated[
-        str, typer.Option(help="Cue sheets, comma-separated: story, reaper, audacity, edl (qc.json always).")
-    ] = "story,reaper,audacity,edl",
+    cues: CuesOpt = ALL_CUES,
     fps: Annotated[
         float, typer.Option(help="Timecode rate: 23.976, 24, 25, 29.97 (drop-frame), 30, 48, 50, 59.94, 60.")
     ] = 25.0,
@@ -60,7 +58,7 @@ def export(
         bit_depth=bit_depth,
         stems=stems,
         stem_groups=stem_groups,
-        cues=tuple(name.strip() for name in cues.split(",") if name.strip()),
+        cues=parse_cues(cues),
         fps=fps,
         force=force,
     )
@@ -82,17 +80,7 @@ def export(
             f"see {escape(str(result.qc_path))}"
         )
     if as_json:
-        summary = {
-            "mix": absolute(result.mix),
-            "stems": [absolute(p) for p in result.stems],
-            "cues": [absolute(p) for p in result.cues],
-            "qc": absolute(result.qc_path),
-            "removed": [absolute(p) for p in result.removed],
-            "integrated_lufs": qc["integrated_lufs"],
-            "true_peak_dbtp": qc["true_peak_dbtp"],
-            "met": qc["met"],
-        }
-        out_console.print_json(json.dumps(summary))
+        out_console.print_json(json.dumps(result.to_dict()))
         return
     for path in result.written:
         out_console.print(str(path), markup=False, highlight=False)

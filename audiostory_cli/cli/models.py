@@ -29,8 +29,8 @@ def list_models_cmd(
     """Registered models with kind, download size, whether revisions are pinned, licence and local status."""
     from rich.table import Table
 
-    from ..models.download import converted_path
-    from ..models.registry import ModelSpec, format_size, list_models, model_status
+    from ..models.download import converted_path, model_status
+    from ..models.registry import ModelSpec, format_size, list_models
 
     rows: list[tuple[ModelSpec, dict[str, str]]] = []
     for spec in list_models():
@@ -183,7 +183,7 @@ def convert_cmd(
         if name is None:
             raise UsageError("give a downloaded model NAME (e.g. audiostory-3b) or --source folders with --out")
         spec = get_model_spec(name)
-        from ..models.registry import model_status
+        from ..models.download import model_status
 
         if spec.kind != "hub" or model_status(spec) != "present":
             raise UsageError(f"{name} is not a fully downloaded hub model; run `audiostory models download {name}`")

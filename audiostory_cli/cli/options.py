@@ -56,6 +56,9 @@ StemsOpt = Annotated[bool, typer.Option("--stems", help="Also export one stem pe
 CuesOpt = Annotated[
     str, typer.Option(help="Cue sheets, comma-separated: story, reaper, audacity, edl (qc.json always).")
 ]
+RecueOpt = Annotated[  # render, regen, edit: re-delivering keeps the last export's cue sheets unless told
+    str | None, typer.Option("--cues", help="Cue sheets: story, reaper, audacity, edl (default: as last exported).")
+]
 OffloadOpt = Annotated[
     bool | None,
     typer.Option("--offload/--no-offload", help="Move the LLM off the GPU before rendering (default: when needed)."),
@@ -67,9 +70,9 @@ ALL_CUES = "story,reaper,audacity,edl"
 
 def parse_cues(text: str) -> tuple[str, ...]:
     """``--cues`` as names, validated (an unknown format is a usage error before any work)."""
-    from ..audio.cues import check_cue_names
+    from ..audio.cues import check_cue_names, split_cue_list
 
-    return check_cue_names(tuple(name.strip() for name in text.split(",") if name.strip()))
+    return check_cue_names(split_cue_list(text))
 
 
 def refresh_export_options(folder: StoryFolder, preset: str, *, stems: bool, cues: str | None) -> Any:
@@ -104,11 +107,11 @@ def lock_story(folder: StoryFolder, command: str, *, no_wait: bool, create: bool
 
 
 def default_model(model: str | None) -> str:
-    """``--model`` as given, or the default model (``models.registry.resolve_default_model``): the notice that
+    """``--model`` as given, or the default model (``models.download.resolve_default_model``): the notice that
     the demo stands in for undownloaded weights goes to stderr, one line."""
     if model is not None:
         return model
-    from ..models.registry import resolve_default_model
+    from ..models.download import resolve_default_model
     from .common import err_console
 
     chosen = resolve_default_model()

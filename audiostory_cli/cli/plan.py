@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from .common import ErrorHandlingGroup, err_console, is_interactive, out_console
+from .common import ErrorHandlingGroup, err_console, out_console
 from .options import NoWaitOpt, lock_story
+from .session import ask_retry
 
 app = typer.Typer(cls=ErrorHandlingGroup, no_args_is_help=True, help="Show or change a story's plan.")
 
@@ -91,19 +92,12 @@ def edit(story_dir: StoryDir, no_wait: NoWaitOpt = False) -> None:
 
     folder = StoryFolder(story_dir)
     with lock_story(folder, "plan edit", no_wait=no_wait):  # held while the editor is open: nothing can change
-        result = edit_story(folder, folder.load(), ask_retry=_ask_retry)  # the plan under the user's hands
+        result = edit_story(folder, folder.load(), ask_retry=ask_retry)  # the plan under the user's hands
     if not result.changed:
         err_console.print("no changes")
         return
     print_plan(err_console, result.story)
     out_console.print(str(folder.story_path))
-
-
-def _ask_retry(message: str) -> bool:
-    if not is_interactive():
-        return False  # no question to ask: the error is reported once, by the caller
-    err_console.print(f"[bold red]invalid plan:[/] {_escape(message)}")
-    return typer.confirm("Re-open the editor to fix it?", default=True, err=True)
 
 
 def _escape(text: str) -> str:

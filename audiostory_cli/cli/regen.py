@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from .common import err_console
-from .options import DeviceOpt, JsonOpt, NoWaitOpt, OffloadOpt, StemsOpt, lock_story, refresh_export_options
+from .options import (
+    DeviceOpt,
+    JsonOpt,
+    NoWaitOpt,
+    OffloadOpt,
+    RecueOpt,
+    StemsOpt,
+    lock_story,
+    refresh_export_options,
+)
 
 
 def regen(
@@ -19,9 +28,7 @@ def regen(
     caption: Annotated[str | None, typer.Option(help="A new caption for the event(s).")] = None,
     duration: Annotated[float | None, typer.Option(help="A new duration in seconds; later events move.")] = None,
     stems: StemsOpt = False,
-    cues: Annotated[
-        str | None, typer.Option(help="Cue sheets: story, reaper, audacity, edl (default: as last exported).")
-    ] = None,
+    cues: RecueOpt = None,
     device: DeviceOpt = "auto",
     offload: OffloadOpt = None,
     as_json: JsonOpt = False,
@@ -37,8 +44,7 @@ def regen(
         story = regen_events(folder, events, seed=seed, new_seed=new_seed, caption=caption, duration=duration)
         err_console.print(f"[dim]audiostory regen: {story_dir} {' '.join(map(str, events))}[/]")
 
-        from .session import load_for_command, render_and_export, wants_offload
+        from .session import rerender_and_export
 
-        loaded, runtime = load_for_command(story.model, device)
-        render_and_export(folder, loaded, runtime, export_options=export_options,
-                          offload=wants_offload(offload, runtime), as_json=as_json)
+        rerender_and_export(folder, story.model, device, export_options=export_options, offload=offload,
+                            as_json=as_json)

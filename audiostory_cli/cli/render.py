@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from .common import err_console
-from .options import DeviceOpt, JsonOpt, NoWaitOpt, OffloadOpt, StemsOpt, lock_story, refresh_export_options
+from .options import (
+    DeviceOpt,
+    JsonOpt,
+    NoWaitOpt,
+    OffloadOpt,
+    RecueOpt,
+    StemsOpt,
+    lock_story,
+    refresh_export_options,
+)
 
 
 def render(
@@ -17,9 +26,7 @@ def render(
         str | None, typer.Option("--model", "-m", help="Model to render with (default: the story's model).")
     ] = None,
     stems: StemsOpt = False,
-    cues: Annotated[
-        str | None, typer.Option(help="Cue sheets: story, reaper, audacity, edl (default: as last exported).")
-    ] = None,
+    cues: RecueOpt = None,
     device: DeviceOpt = "auto",
     offload: OffloadOpt = None,
     as_json: JsonOpt = False,
@@ -42,11 +49,8 @@ def render(
         stale = [e.index for e in story.events if folder.needs_render(story, e)]
         err_console.print(f"{len(stale)} of {len(story.events)} events to render" if stale else "all events rendered")
 
-        from .session import load_for_command, render_and_export, wants_offload
+        from .session import rerender_and_export
 
-        if not stale:  # nothing to render: deliver again without loading a model
-            render_and_export(folder, None, None, export_options=export_options, offload=False, as_json=as_json)
-            return
-        loaded, runtime = load_for_command(story.model, device)
-        render_and_export(folder, loaded, runtime, export_options=export_options,
-                          offload=wants_offload(offload, runtime), as_json=as_json)
+        # nothing stale: deliver again without loading a model
+        rerender_and_export(folder, story.model, device, export_options=export_options, offload=offload,
+                            as_json=as_json, needs_model=bool(stale))

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import absolute, err_console, out_console
+import typer
+
+from .common import absolute, err_console, is_interactive, out_console
 
 if TYPE_CHECKING:
     from ..model import AudioStoryModel
@@ -65,20 +67,63 @@ def render_and_export(
     if as_json:
         summary = {
             "story": absolute(folder.story_path),
-            "mix": absolute(result.mix),
-            "stems": [absolute(p) for p in result.stems],
-            "cues": [absolute(p) for p in result.cues],
-            "qc": absolute(result.qc_path),
+            **result.files_dict(),
             "rendered": report.rendered,
             "events": [
                 {"index": e.index, "start": e.start, "duration": e.duration, "caption": e.caption, "seed": e.seed,
                  "file": absolute(folder.resolve(e.file)) if e.file else None}
                 for e in story.events
             ],
-            "integrated_lufs": result.qc.get("integrated_lufs"),
-            "true_peak_dbtp": result.qc.get("true_peak_dbtp"),
+            **result.loudness_dict(),
         }
         out_console.print_json(json.dumps(summary))
         return
     for path in [folder.story_path, result.mix, *result.stems, *result.cues, result.qc_path]:
         out_console.print(str(Path(path)), soft_wrap=True)
+
+
+def rerender_and_export(folder: StoryFolder, model_ref: str, device: str, *, export_options: Any,
+                        offload: bool | None, as_json: bool, needs_model: bool = True) -> None:
+    """The tail ``render`` and ``regen`` share: load the story's model (not when ``needs_model`` is false:
+    nothing is stale, so only delivery runs), render what is missing, export, print the results."""
+    if not needs_model:
+        render_and_export(folder, None, None, export_options=export_options, offload=False, as_json=as_json)
+        return
+    loaded, runtime = load_for_command(model_ref, device)
+    render_and_export(folder, loaded, runtime, export_options=export_options, offload=wants_offload(offload, runtime),
+                      as_json=as_json)
+
+
+def ask_retry(message: str) -> bool:
+    """After an invalid hand edit: whether to re-open the editor (never asked when not interactive)."""
+    if not is_interactive():
+        return False  # no question to ask: the error is reported once, by the caller
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]invalid plan:[/] {escape(message)}")
+    return typer.confirm("Re-open the editor to fix it?", default=True, err=True)
+
+
+def confirm_render(folder: object, *, ask: bool) -> bool:
+    """``[r]ender / [e]dit / [q]uit`` until the user renders or quits; edits re-show the table (``tell`` and
+    ``continue`` review a plan with it)."""
+    from ..story import StoryFolder
+    from ..story.edit import edit_story
+    from .tables import print_plan
+
+    assert isinstance(folder, StoryFolder)
+    while ask:
+        choice = typer.prompt("[r]ender / [e]dit / [q]uit", default="r", err=True).strip().lower()[:1]
+        if choice == "r":
+            return True
+        if choice == "q":
+            return False
+        if choice == "e":
+            result = edit_story(folder, folder.load(), ask_retry=ask_retry)
+            if result.changed:
+                print_plan(err_console, result.story)
+            else:
+                err_console.print("no changes")
+            continue
+        err_console.print("please answer r, e or q")
+    return True

@@ -75,7 +75,7 @@ def tell(
         err_console.print(f"[dim]audiostory tell: {duration:g} s, model {model}[/]")  # the first line, before imports
         from ..export import ExportOptions
         from .progress_view import RichProgress
-        from .session import load_for_command, render_and_export, wants_offload
+        from .session import confirm_render, load_for_command, render_and_export, wants_offload
         from .tables import print_plan
 
         loaded, runtime = load_for_command(model, device)
@@ -87,34 +87,9 @@ def tell(
             err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
             out_console.print(str(folder.story_path))
             return
-        if not _confirm_render(folder, ask=ask or (is_interactive() and not yes)):
+        if not confirm_render(folder, ask=ask or (is_interactive() and not yes)):
             err_console.print(f"plan saved; render it later with: audiostory render {folder.root}")
             out_console.print(str(folder.story_path))
             return
         render_and_export(folder, loaded, runtime, export_options=export_options,
                           offload=wants_offload(offload, runtime), as_json=as_json)
-
-
-def _confirm_render(folder: object, *, ask: bool) -> bool:
-    """``[r]ender / [e]dit / [q]uit`` until the user renders or quits; edits re-show the table."""
-    from ..story import StoryFolder
-    from ..story.edit import edit_story
-    from .plan import _ask_retry
-    from .tables import print_plan
-
-    assert isinstance(folder, StoryFolder)
-    while ask:
-        choice = typer.prompt("[r]ender / [e]dit / [q]uit", default="r", err=True).strip().lower()[:1]
-        if choice == "r":
-            return True
-        if choice == "q":
-            return False
-        if choice == "e":
-            result = edit_story(folder, folder.load(), ask_retry=_ask_retry)
-            if result.changed:
-                print_plan(err_console, result.story)
-            else:
-                err_console.print("no changes")
-            continue
-        err_console.print("please answer r, e or q")
-    return True

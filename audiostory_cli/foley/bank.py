@@ -13,11 +13,9 @@ Rendering is deterministic: the same class, params, duration, rate and seed give
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from scipy import fft as sp_fft
@@ -25,44 +23,14 @@ from scipy import fft as sp_fft
 from ..errors import InputError
 from . import synth
 from .captions import VOCAB, CaptionVocab, fill
+from .params import PARAM_NAMES, EventParams
 
-PARAM_NAMES: tuple[str, ...] = ("intensity", "tempo", "pitch", "texture", "distance")
 MIN_SR = 8_000
 MAX_SR = 192_000
 MAX_SECONDS = 600.0
 PEAK_CEILING = 0.9  # peak of a render at intensity 1, distance 0; everything else is quieter
 
 SynthFn = Callable[["EventParams", int, int, np.random.Generator], np.ndarray]
-
-
-@dataclass(frozen=True)
-class EventParams:
-    """The five controls of every class, each in [0, 1]."""
-
-    intensity: float = 0.5  # loudness and density/force of the source
-    tempo: float = 0.5  # rate of repetition, modulation or movement
-    pitch: float = 0.5  # frequency register of the source (resonances, fundamental)
-    texture: float = 0.5  # timbre: soft/smooth/pure (0) to hard/rough/bright (1), per class
-    distance: float = 0.3  # 0 = close and dry, 1 = far: quieter, duller, more room, narrower image
-
-    def __post_init__(self) -> None:
-        for name in PARAM_NAMES:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise InputError(f"EventParams.{name}={value!r} is not a number; use a float in [0, 1]")
-            if not 0.0 <= value <= 1.0:
-                raise InputError(f"EventParams.{name}={value!r} is out of range; use a float in [0, 1]")
-            object.__setattr__(self, name, float(value))
-
-    def to_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EventParams:
-        unknown = set(data) - set(PARAM_NAMES)
-        if unknown:
-            raise InputError(f"unknown event parameter(s) {sorted(unknown)}; known: {', '.join(PARAM_NAMES)}")
-        return cls(**{k: float(v) for k, v in data.items()})
 
 
 FULL_RANGE: Mapping[str, tuple[float, float]] = {name: (0.0, 1.0) for name in PARAM_NAMES}

@@ -11,13 +11,11 @@ Parameters are all in [0, 1]; what each one means for a class is documented in `
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import signal
 
-if TYPE_CHECKING:
-    from .bank import EventParams
+from .params import EventParams
 
 Rng = np.random.Generator
 

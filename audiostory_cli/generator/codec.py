@@ -116,10 +116,20 @@ class OobleckCodec:
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            from ..train.features import module_fingerprint
-
             self._fingerprint = module_fingerprint(self.vae)
         return self._fingerprint
+
+
+def module_fingerprint(module: torch.nn.Module) -> str:
+    """sha256 over every tensor of the state dict (names, dtypes, shapes, bytes): the identity of weights
+    (the VAE's here, every part's in ``train.features``' cache keys)."""
+    sha = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        value = tensor.detach().to("cpu").contiguous()
+        sha.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        if value.numel():
+            sha.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()
 
 
 # -- spectral -------------------------------------------------------------------------------------------------

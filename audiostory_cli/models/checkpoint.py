@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 FORMAT = "audiostory-model"
 FORMAT_VERSION = 1
 TOKENIZER_DIR = "tokenizer"
-PART_NAMES = ("llm", "bridge", "dit", "text_encoder", "vae", "audio_encoder")
 _MAX_LISTED = 6
 
 
@@ -355,21 +354,14 @@ def _key_error(missing: list[str], unexpected: list[str], mismatched: list[str],
             shown = ", ".join(items[:_MAX_LISTED])
             more = f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
             pieces.append(f"{len(items)} {label}: {shown}{more}")
-    error = CheckpointKeyError("checkpoint does not match the model: " + "; ".join(pieces))
-    error.missing = missing  # type: ignore[attr-defined]
-    error.unexpected = unexpected  # type: ignore[attr-defined]
-    error.mismatched = mismatched  # type: ignore[attr-defined]
-    error.conflicts = conflicts  # type: ignore[attr-defined]
-    return error
+    return CheckpointKeyError("checkpoint does not match the model: " + "; ".join(pieces), missing=missing,
+                              unexpected=unexpected, mismatched=mismatched, conflicts=conflicts)
 
 
 def merge_key_errors(errors: list[CheckpointKeyError]) -> CheckpointKeyError:
     """One error for several parts (so a user sees every problem at once)."""
-    merged: dict[str, list[str]] = {"missing": [], "unexpected": [], "mismatched": [], "conflicts": []}
-    for err in errors:
-        for k in merged:
-            merged[k] += getattr(err, k, [])
-    return _key_error(merged["missing"], merged["unexpected"], merged["mismatched"], merged["conflicts"])
+    return _key_error([k for err in errors for k in err.missing], [k for err in errors for k in err.unexpected],
+                      [k for err in errors for k in err.mismatched], [k for err in errors for k in err.conflicts])
 
 
 # ---------------------------------------------------------------------------------------------------------------

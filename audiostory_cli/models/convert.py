@@ -22,9 +22,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import CANVAS_FIXED, ModelDims, full_dims
+from ..config import CANVAS_FIXED, OFFICIAL_JOIN, ModelDims, full_dims
 from ..errors import CheckpointKeyError, InputError, ModelError, UsageError, WeightsError
-from ..model import OFFICIAL_JOIN
 from ..progress import ProgressFn, no_progress
 from .checkpoint import ModelFolderMeta, ModelInfo, SourceRef, load_state_strict, merge_key_errors, save_model_folder
 from .download import PART_MANIFEST, converted_path, model_path, read_part_manifest, sha256_file
@@ -115,7 +114,7 @@ def convert_model(spec: ModelSpec, *, dtype: str = "bf16", force: bool = False,
     """Convert a downloaded registered model into ``converted_path(spec)``."""
     if spec.kind != "hub":
         raise ModelError(f"model {spec.name!r} is {spec.kind}; only downloaded hub models are converted")
-    from .registry import model_status
+    from .download import model_status
 
     if model_status(spec) != "present":
         raise WeightsError(f"{spec.name} is not fully downloaded; run `audiostory models download {spec.name}` first")
@@ -223,8 +222,8 @@ def load_mapped_strict(parts: Mapping[str, nn.Module], mapped: MappedCheckpoint,
     extra = sorted(mapped.parts - set(parts))
     if extra:
         errors.append(CheckpointKeyError(
-            f"the checkpoint has weights for {', '.join(extra)}, which the model being built does not have"))
-        errors[-1].unexpected = [f"{p}.*" for p in extra]  # type: ignore[attr-defined]
+            f"the checkpoint has weights for {', '.join(extra)}, which the model being built does not have",
+            unexpected=[f"{p}.*" for p in extra]))
     for name, module in parts.items():
         try:
             load_state_strict(module, mapped.part_state(name), prefix=f"{name}.", key_check_only=key_check_only)
@@ -324,7 +323,7 @@ def _read_vae(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def _default_build_parts(dims: ModelDims, vocab_size: int) -> Mapping[str, nn.Module]:
-    from ..model import build_model  # the lead's container
+    from ..model import build_model  # the assembled model (model.py)
 
     parts: Mapping[str, nn.Module] = build_model(dims, vocab_size, device="meta").parts()
     return parts

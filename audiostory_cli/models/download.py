@@ -35,7 +35,18 @@ from ..errors import ModelError, OfflineError, UsageError, WeightsError
 from ..fsutil import safe_child, write_json_atomic
 from ..progress import ProgressFn, no_progress
 from ..resources import cache_dir, data_dir
-from .registry import COMMIT_RE, SHA256_RE, FileSpec, ModelSpec, PartSpec
+from .registry import (
+    COMMIT_RE,
+    DEMO_MODEL,
+    OFFICIAL_MODEL,
+    SHA256_RE,
+    SIDECAR_NAME,
+    FileSpec,
+    ModelSpec,
+    PartSpec,
+    get_model_spec,
+    list_models,
+)
 
 PART_MANIFEST = ".audiostory-part.json"
 INCOMPLETE_SUFFIX = ".incomplete"
@@ -503,3 +514,50 @@ def _check_file(part: PartSpec, f: FileSpec, folder: Path, recorded: dict[str, A
         return FileCheck(part.name, f.path, "sha256 mismatch", f"differs from the {source}", digest.size,
                          digest.sha256)
     return FileCheck(part.name, f.path, "ok", f"sha256 matches the {source}", digest.size, digest.sha256)
+
+
+@dataclass(frozen=True)
+class DefaultModel:
+    """The model a command uses when ``--model`` is not given, and the one line to tell the user, if any."""
+
+    name: str
+    notice: str | None = None
+
+
+def resolve_default_model() -> DefaultModel:
+    """``audiostory-3b`` when its weights are on this machine (converted or downloaded); otherwise the bundled
+    ``demo`` when one is registered and present, with a notice naming the download command; otherwise
+    ``audiostory-3b`` (loading it then says how to download it)."""
+    official = get_model_spec(OFFICIAL_MODEL)
+    if (converted_path(official) / SIDECAR_NAME).is_file() or model_status(official) != "missing":
+        return DefaultModel(OFFICIAL_MODEL)
+    demo = next((s for s in list_models() if s.name == DEMO_MODEL and s.kind == "bundled"), None)
+    if demo is None or model_status(demo) != "present":
+        return DefaultModel(OFFICIAL_MODEL)
+    return DefaultModel(DEMO_MODEL, (
+        f"{OFFICIAL_MODEL} is not downloaded: using the bundled {DEMO_MODEL} model (a small foley world); "
+        f"for the full model run `audiostory models download {OFFICIAL_MODEL}`"
+    ))
+
+
+def model_status(spec: ModelSpec) -> str:
+    """``builtin``, ``present`` (every required file on disk at its expected size), ``partial`` or ``missing``.
+
+    Cheap: only file sizes are looked at; ``verify_model`` hashes.
+    """
+    if spec.kind == "builtin":
+        return "builtin"
+    if spec.kind in ("bundled", "folder"):
+        try:
+            return "present" if (model_path(spec) / SIDECAR_NAME).is_file() else "missing"
+        except ModelError:
+            return "missing"
+    present = total = 0
+    for part in spec.required_parts():
+        folder = part_dir(spec, part)
+        for f in part.files:
+            total += 1
+            present += file_present(folder, f)
+    if total and present == total:
+        return "present"
+    return "partial" if present else "missing"

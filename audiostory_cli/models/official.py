@@ -1,7 +1,9 @@
 """Map the released AudioStory checkpoint (and the public files it builds on) onto our modules' keys, strictly.
 
 The official ``pytorch_model.bin`` is a fp32 dump of the whole ``AudioStory_unified`` (DeepSpeed
-``zero_to_fp32``) with peft 0.4 names (reference: audiostory-official.md §1.3):
+``zero_to_fp32``) with peft 0.4 names (``AudioStory_unified.from_pretrained`` in
+``src/models/mllm/modeling_audiostory_unified.py`` of https://github.com/TencentARC/AudioStory; the full key set is
+``tests/data/official-keys-fullsize.json``):
 
 - ``seedx.llm.base_model.model.{model.*, lm_head.weight}``: Qwen2; LoRA as ``<linear>.lora_A.default.weight``
   [r, in] and ``<linear>.lora_B.default.weight`` [out, r] beside the base ``<linear>.weight`` (no ``base_layer``);
@@ -142,80 +144,112 @@ def map_official_state_dict(
     ``base_llm`` (stock Qwen2.5 keys ``model.*``) supplies LLM weights the bin does not contain; where the bin has
     its own copy, the base one is ignored as superseded. Unknown keys raise ``CheckpointKeyError``.
     """
-    llm: dict[str, torch.Tensor] = {}
-    lora: dict[str, dict[str, torch.Tensor]] = {}
-    out: dict[str, torch.Tensor] = {}
-    ignored: dict[str, str] = {}
+    # 1. sort every official key: LLM weight, LoRA half, other part, known-unused or unknown
+    keys = _sort_official_keys(state)
+    if keys.unknown:
+        raise _unknown_error(keys.unknown)
     notes: list[str] = []
-    unknown: list[str] = []
+    if keys.peft7_names:
+        notes.append(f"{keys.peft7_names} LLM keys used peft>=0.7 'base_layer' names; mapped the same way")
+    # 2. fill in the LLM weights the bin lacks from the base model
+    if base_llm is not None:
+        taken = _take_base_llm(keys.llm, base_llm, keys.ignored)
+        notes.append(f"took {taken} base LLM tensors that the AudioStory checkpoint does not contain")
+    # 3. merge LoRA into the base weights
+    merged = _merge_lora(keys.llm, keys.lora, lora_alpha=lora_alpha, lora_r=lora_r)
+    if merged:
+        notes.append(f"merged LoRA into {merged} linear layers (scale alpha/r = {lora_alpha / lora_r:g})")
+    # 4. check the tied weights: the LLM's embeddings and head, T5's shared embeddings
+    _check_llm_embeddings(keys.llm, keys.lm_head, dims.reasoner.vocab_size, keys.ignored)
+    _drop_t5_alias(keys.out, keys.ignored)
+    keys.out.update({f"llm.{k}": v for k, v in keys.llm.items()})
+    return MappedCheckpoint(state=keys.out, ignored=keys.ignored, notes=tuple(notes))
+
+
+@dataclass
+class _SortedKeys:
+    """The official state dict sorted by where each key goes (``_sort_official_keys``)."""
+
+    llm: dict[str, torch.Tensor] = field(default_factory=dict)  # our Qwen2 names, before LoRA is merged
+    lora: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # module → {"A": ..., "B": ...}
+    out: dict[str, torch.Tensor] = field(default_factory=dict)  # every other part, our names
+    ignored: dict[str, str] = field(default_factory=dict)  # official key → why it is not used
+    unknown: list[str] = field(default_factory=list)
     lm_head: torch.Tensor | None = None
-    peft7_names = 0
+    peft7_names: int = 0
 
-    def put_llm(key: str, tensor: torch.Tensor, official: str) -> None:
-        if key in llm:
-            unknown.append(f"{official} (a second copy of llm.{key})")
-        llm[key] = tensor
+    def put_llm(self, key: str, tensor: torch.Tensor, official: str) -> None:
+        if key in self.llm:
+            self.unknown.append(f"{official} (a second copy of llm.{key})")
+        self.llm[key] = tensor
 
+
+def _sort_official_keys(state: Mapping[str, torch.Tensor]) -> _SortedKeys:
+    keys = _SortedKeys()
     for key, tensor in state.items():
         if key.startswith(LLM_PREFIX):
-            rest = key[len(LLM_PREFIX):]
-            match = _LORA_RE.match(rest)
-            if match:
-                if match["adapter"] != "default":
-                    unknown.append(key)
-                else:
-                    lora.setdefault(match["module"], {})[match["ab"]] = tensor
-            elif ".original_module." in rest:
-                ignored[key] = REASON_ORIGINAL
-            elif ".modules_to_save." in rest:
-                head, _, tail = rest.partition(".modules_to_save.")
-                adapter, _, param = tail.partition(".")
-                if adapter != "default" or not param:
-                    unknown.append(key)
-                else:
-                    put_llm(f"{head}.{param}", tensor, key)
-            elif ".base_layer." in rest:  # peft >= 0.7 names, accepted for checkpoints re-saved with newer peft
-                peft7_names += 1
-                put_llm(rest.replace(".base_layer.", "."), tensor, key)
-            elif rest == "lm_head.weight":
-                lm_head = tensor
-            elif ".lora_" in rest:
-                unknown.append(key)
-            else:
-                put_llm(rest, tensor, key)
+            _sort_llm_key(keys, key, tensor)
             continue
         for old, new in PREFIX_MAP:
             if key.startswith(old):
-                out[new + key[len(old):]] = tensor
+                keys.out[new + key[len(old):]] = tensor
                 break
         else:
             for old, reason in UNUSED_PREFIXES:
                 if key.startswith(old):
-                    ignored[key] = reason
+                    keys.ignored[key] = reason
                     break
             else:
-                unknown.append(key)
-    if unknown:
-        raise _unknown_error(unknown)
-    if peft7_names:
-        notes.append(f"{peft7_names} LLM keys used peft>=0.7 'base_layer' names; mapped the same way")
+                keys.unknown.append(key)
+    return keys
 
-    if base_llm is not None:
-        taken = 0
-        for key, tensor in base_llm.items():
-            if key in llm or (key == "lm_head.weight"):
-                ignored[f"base:{key}"] = REASON_SUPERSEDED if key in llm else REASON_LM_HEAD
-            else:
-                llm[key] = tensor
-                taken += 1
-        notes.append(f"took {taken} base LLM tensors that the AudioStory checkpoint does not contain")
 
-    merged = _merge_lora(llm, lora, lora_alpha=lora_alpha, lora_r=lora_r)
-    if merged:
-        notes.append(f"merged LoRA into {merged} linear layers (scale alpha/r = {lora_alpha / lora_r:g})")
+def _sort_llm_key(keys: _SortedKeys, key: str, tensor: torch.Tensor) -> None:
+    """One ``llm.base_model.model.*`` key: peft 0.4 LoRA names (and peft >= 0.7 ``base_layer`` ones)."""
+    rest = key[len(LLM_PREFIX):]
+    match = _LORA_RE.match(rest)
+    if match:
+        if match["adapter"] != "default":
+            keys.unknown.append(key)
+        else:
+            keys.lora.setdefault(match["module"], {})[match["ab"]] = tensor
+    elif ".original_module." in rest:
+        keys.ignored[key] = REASON_ORIGINAL
+    elif ".modules_to_save." in rest:
+        head, _, tail = rest.partition(".modules_to_save.")
+        adapter, _, param = tail.partition(".")
+        if adapter != "default" or not param:
+            keys.unknown.append(key)
+        else:
+            keys.put_llm(f"{head}.{param}", tensor, key)
+    elif ".base_layer." in rest:  # peft >= 0.7 names, accepted for checkpoints re-saved with newer peft
+        keys.peft7_names += 1
+        keys.put_llm(rest.replace(".base_layer.", "."), tensor, key)
+    elif rest == "lm_head.weight":
+        keys.lm_head = tensor
+    elif ".lora_" in rest:
+        keys.unknown.append(key)
+    else:
+        keys.put_llm(rest, tensor, key)
 
+
+def _take_base_llm(llm: dict[str, torch.Tensor], base_llm: Mapping[str, torch.Tensor],
+                   ignored: dict[str, str]) -> int:
+    """Add the base model's tensors the bin lacks to ``llm``; returns how many were taken."""
+    taken = 0
+    for key, tensor in base_llm.items():
+        if key in llm or (key == "lm_head.weight"):
+            ignored[f"base:{key}"] = REASON_SUPERSEDED if key in llm else REASON_LM_HEAD
+        else:
+            llm[key] = tensor
+            taken += 1
+    return taken
+
+
+def _check_llm_embeddings(llm: Mapping[str, torch.Tensor], lm_head: torch.Tensor | None, vocab: int,
+                          ignored: dict[str, str]) -> None:
+    """The embeddings match the tokenizer, and the bin's ``lm_head`` is the tied copy our Qwen2 expects."""
     embed = llm.get("model.embed_tokens.weight")
-    vocab = dims.reasoner.vocab_size
     if embed is not None and vocab > 0 and embed.shape[0] != vocab:
         raise CheckpointKeyError(
             f"{LLM_PREFIX}model.embed_tokens.weight has {embed.shape[0]} rows but the tokenizer has {vocab} "
@@ -229,6 +263,10 @@ def map_official_state_dict(
                 f"{LLM_PREFIX}lm_head.weight differs from embed_tokens.weight, but our Qwen2 ties them (as the "
                 "official model does); the checkpoint is not the one expected"
             )
+
+
+def _drop_t5_alias(out: dict[str, torch.Tensor], ignored: dict[str, str]) -> None:
+    """T5 ties ``encoder.embed_tokens`` to ``shared``: keep one copy, after checking they are the same."""
     shared, alias = "text_encoder.shared.weight", "text_encoder.encoder.embed_tokens.weight"
     if shared in out and alias in out:
         if _identical(out[shared], out[alias]):
@@ -238,8 +276,6 @@ def map_official_state_dict(
             raise CheckpointKeyError(
                 f"tangoflux.{alias} differs from tangoflux.{shared}, but T5 ties them; the checkpoint is corrupt"
             )
-    out.update({f"llm.{k}": v for k, v in llm.items()})
-    return MappedCheckpoint(state=out, ignored=ignored, notes=tuple(notes))
 
 
 def _identical(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -283,11 +319,10 @@ def _merge_lora(llm: dict[str, torch.Tensor], lora: Mapping[str, Mapping[str, to
 
 def _unknown_error(keys: list[str]) -> CheckpointKeyError:
     shown = ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
-    error = CheckpointKeyError(
-        f"{len(keys)} key(s) in the AudioStory checkpoint are neither mapped nor known to be unused: {shown}"
+    return CheckpointKeyError(
+        f"{len(keys)} key(s) in the AudioStory checkpoint are neither mapped nor known to be unused: {shown}",
+        unexpected=keys,
     )
-    error.unexpected = keys  # type: ignore[attr-defined]
-    return error
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -315,9 +350,7 @@ def map_prefixed(state: Mapping[str, torch.Tensor], mapping: Mapping[str, str], 
                 unknown.append(key)
     if unknown:
         shown = ", ".join(unknown[:6]) + (f" and {len(unknown) - 6} more" if len(unknown) > 6 else "")
-        error = CheckpointKeyError(f"{len(unknown)} unexpected key(s) in {source}: {shown}")
-        error.unexpected = unknown  # type: ignore[attr-defined]
-        raise error
+        raise CheckpointKeyError(f"{len(unknown)} unexpected key(s) in {source}: {shown}", unexpected=unknown)
     return MappedCheckpoint(state=out, ignored=ignored)
 
 

@@ -151,57 +151,6 @@ OFFICIAL_MODEL = "audiostory-3b"
 DEMO_MODEL = "demo"
 
 
-@dataclass(frozen=True)
-class DefaultModel:
-    """The model a command uses when ``--model`` is not given, and the one line to tell the user, if any."""
-
-    name: str
-    notice: str | None = None
-
-
-def resolve_default_model() -> DefaultModel:
-    """``audiostory-3b`` when its weights are on this machine (converted or downloaded); otherwise the bundled
-    ``demo`` when one is registered and present, with a notice naming the download command; otherwise
-    ``audiostory-3b`` (loading it then says how to download it)."""
-    from .download import converted_path
-
-    official = get_model_spec(OFFICIAL_MODEL)
-    if (converted_path(official) / SIDECAR_NAME).is_file() or model_status(official) != "missing":
-        return DefaultModel(OFFICIAL_MODEL)
-    demo = next((s for s in list_models() if s.name == DEMO_MODEL and s.kind == "bundled"), None)
-    if demo is None or model_status(demo) != "present":
-        return DefaultModel(OFFICIAL_MODEL)
-    return DefaultModel(DEMO_MODEL, (
-        f"{OFFICIAL_MODEL} is not downloaded: using the bundled {DEMO_MODEL} model (a small foley world); "
-        f"for the full model run `audiostory models download {OFFICIAL_MODEL}`"
-    ))
-
-
-def model_status(spec: ModelSpec) -> str:
-    """``builtin``, ``present`` (every required file on disk at its expected size), ``partial`` or ``missing``.
-
-    Cheap: only file sizes are looked at; ``verify_model`` hashes.
-    """
-    if spec.kind == "builtin":
-        return "builtin"
-    from .download import file_present, model_path, part_dir
-
-    if spec.kind in ("bundled", "folder"):
-        try:
-            return "present" if (model_path(spec) / SIDECAR_NAME).is_file() else "missing"
-        except ModelError:
-            return "missing"
-    present = total = 0
-    for part in spec.required_parts():
-        folder = part_dir(spec, part)
-        for f in part.files:
-            total += 1
-            present += file_present(folder, f)
-    if total and present == total:
-        return "present"
-    return "partial" if present else "missing"
-
-
 def load_spec_file(path: Path) -> ModelSpec:
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))

@@ -4,7 +4,9 @@
 ``R = audio_projector(residual states)``; events are the MHA batch, so each event's semantic tokens attend only to
 its own residual tokens. Submodule names map the official checkpoint keys: ``seedx.projector.*`` →
 ``projector.*``, ``seedx.audio_projector.*`` → ``audio_projector.*``, ``multihead_attention.*`` →
-``multihead_attention.*``. Inference divides by the scale once (the official inference; see the reference §3.4).
+``multihead_attention.*``. Inference divides by the scale once, as the official inference does
+(``evaluate/inference.py`` of https://github.com/TencentARC/AudioStory;
+its training path divides twice: see ``train/module.py``).
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ to take the final-norm hidden states at the S semantic and R residual placeholde
 Audio input (``continue`` with a trained resampler): ``audio_embeds`` (T, H) are placed SEED-X style, as in the
 official ``get_last_hidden_states``: the user turn starts with ``<aud><aud_00000>…<aud_{T-1}></aud>`` and the
 input embeddings at those T placeholder positions are replaced by the resampler tokens (``AudioPromptDecoder``).
-The official code never fixed which placeholders (audiostory-official.md §5); this layout is our documented choice.
+The official code never fixed which placeholders (``get_last_hidden_states`` in
+``src/models/mllm/modeling_audiostory_llm.py`` of https://github.com/TencentARC/AudioStory); this layout is our
+documented choice.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from typing import Literal
 from rich.table import Table
 from rich.text import Text
 
-from .plan import Event, Story, one_line
+from ..text import one_line
+from .plan import Event, Story
 
 ChangeKind = Literal["kept", "changed", "moved", "added", "removed"]
 _STYLE = {"kept": "dim", "changed": "yellow", "moved": "cyan", "added": "green", "removed": "red"}

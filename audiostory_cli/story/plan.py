@@ -341,12 +341,6 @@ class Story:
         self.total_duration = round(max(cursor, 0.0), 6)
 
 
-def one_line(text: str) -> str:
-    """``text`` safe for a cue sheet or a terminal: control characters (ESC, BEL, NUL, CR...) and runs of
-    whitespace become single spaces; everything else (accents, emoji) is kept."""
-    return " ".join("".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text).split())
-
-
 _LIGATURES = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "þ": "th"})
 
 

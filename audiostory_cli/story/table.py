@@ -10,7 +10,8 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from .plan import Story, one_line
+from ..text import one_line
+from .plan import Story
 from .timecode import smpte
 
 _STATUS_STYLE = {"planned": "yellow", "rendered": "green", "source": "cyan"}

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import TrainingError
 from ..fsutil import write_with_atomic
+from ..generator.codec import module_fingerprint
 from ..progress import ProgressFn, no_progress
 from .manifest import Segment
 
@@ -63,17 +63,6 @@ def sha256_bytes(data: bytes) -> str:
 
 def _digest(*parts: object) -> str:
     return sha256_bytes(json.dumps([str(p) for p in parts]).encode("utf-8"))
-
-
-def module_fingerprint(module: nn.Module) -> str:
-    """sha256 over every tensor of the state dict (names, dtypes, shapes, bytes)."""
-    sha = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        value = tensor.detach().to("cpu").contiguous()
-        sha.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
-        if value.numel():
-            sha.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return sha.hexdigest()
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

@@ -6,7 +6,9 @@ Generation batch (one sequence per clip or story, any number of events per seque
 2. ``L_lm``: cross-entropy of ``lm_head(h[i-1])`` against ``ids[i]`` at the positions of the stage's scope;
 3. ``S = projector(h[<t5_k>])`` for every event of every sequence; ``L_bridge = MSE(S, s · T5(caption))``;
 4. ``fused = (S + MHA(S, R, R)) / s`` with ``R = audio_projector(h[<aud_k>])`` (divided ONCE, like inference;
-   the released training code divides twice, see the reference §3.4);
+   the released training code divides twice: ``get_last_hidden_states`` returns ``projector(h)/s`` and
+   ``AudioStory_unified.forward`` divides the fused tokens by ``s`` again, https://github.com/TencentARC/AudioStory
+   ``src/models/mllm/``; the two agree only for ``s = 1``);
 5. ``L_flow``: σ from the official grid (``u ~ logit-normal``, ``σ = 1 − ⌊1000u⌋/1000``),
    ``x_σ = (1−σ)x₀ + σ·ε``, target ``v = ε − x₀``; the DiT is conditioned exactly as at inference (fused tokens +
    duration token, pooled = fc(mean)); with probability ``cond_dropout`` an event's tokens are replaced by the
