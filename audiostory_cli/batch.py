@@ -83,8 +83,14 @@ class Job:
     cues: tuple[str, ...] = ALL_CUES
 
     def plan_options(self) -> PlanOptions:
-        return PlanOptions(total_duration=self.duration, preset=self.preset, style=self.style, seed=self.seed,
-                           steps=self.steps, guidance=self.guidance)
+        return PlanOptions(
+            total_duration=self.duration,
+            preset=self.preset,
+            style=self.style,
+            seed=self.seed,
+            steps=self.steps,
+            guidance=self.guidance,
+        )
 
     def export_options(self) -> ExportOptions:
         from .export import ExportOptions
@@ -120,8 +126,9 @@ def read_jobs(path: Path, *, default_model: str = DEFAULT_MODEL) -> JobsFile:
     """Read and validate every line; a bad line is collected with its number, a bad file raises ``InputError``."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"jobs file {path} not found; give a JSONL file with one job a line (see "
-                         "`audiostory batch --help`)")
+        raise InputError(
+            f"jobs file {path} not found; give a JSONL file with one job a line (see `audiostory batch --help`)"
+        )
     if not path.is_file():
         raise InputError(f"jobs file {path} is not a file; give a JSONL file with one job a line")
     try:
@@ -143,16 +150,18 @@ def read_jobs(path: Path, *, default_model: str = DEFAULT_MODEL) -> JobsFile:
             continue
         key = job.name.casefold()
         if key in first_line:
-            hint = ("give each job its own \"name\"" if named
-                    else "its folder name comes from the prompt; add a \"name\"")
-            found.errors.append(LineError(number, f"name {job.name!r} is already used on line {first_line[key]}; "
-                                          f"{hint}", job.name))
+            hint = 'give each job its own "name"' if named else 'its folder name comes from the prompt; add a "name"'
+            found.errors.append(
+                LineError(number, f"name {job.name!r} is already used on line {first_line[key]}; {hint}", job.name)
+            )
             continue
         first_line[key] = number
         found.jobs.append(job)
     if found.lines == 0:
-        raise InputError(f"jobs file {path} has no jobs; write one JSON object a line, e.g. "
-                         '{"prompt": "rain on a tin roof", "duration": 20}')
+        raise InputError(
+            f"jobs file {path} has no jobs; write one JSON object a line, e.g. "
+            '{"prompt": "rain on a tin roof", "duration": 20}'
+        )
     return found
 
 
@@ -162,7 +171,7 @@ def _parse_line(text: str, number: int, default_model: str) -> tuple[Job, bool]:
     except json.JSONDecodeError as exc:
         raise _BadLine(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(obj, dict):
-        raise _BadLine(f"must be a JSON object with \"prompt\" and \"duration\", got {_kind(obj)}")
+        raise _BadLine(f'must be a JSON object with "prompt" and "duration", got {_kind(obj)}')
     for key in obj:
         if key not in JOB_KEYS:
             close = difflib.get_close_matches(str(key), JOB_KEYS, n=1)
@@ -173,9 +182,14 @@ def _parse_line(text: str, number: int, default_model: str) -> tuple[Job, bool]:
     duration = _number(obj, "duration", required=True)
     assert duration is not None  # required: _number raised otherwise
     seed = _integer(obj, "seed")
-    options = PlanOptions(total_duration=duration, preset=_field(obj, "preset", str) or "broadcast",
-                          style=_field(obj, "style", str), seed=seed, steps=_integer(obj, "steps"),
-                          guidance=_number(obj, "guidance"))
+    options = PlanOptions(
+        total_duration=duration,
+        preset=_field(obj, "preset", str) or "broadcast",
+        style=_field(obj, "style", str),
+        seed=seed,
+        steps=_integer(obj, "steps"),
+        guidance=_number(obj, "guidance"),
+    )
     stems = _field(obj, "stems", bool) or False
     cues = _cues(obj)
     model = _field(obj, "model", str) or default_model
@@ -192,9 +206,20 @@ def _parse_line(text: str, number: int, default_model: str) -> tuple[Job, bool]:
         _check_name(name)
     if seed is None:
         seed = derive_seed(name, prompt, duration)
-    job = Job(line=number, name=name, prompt=prompt, duration=duration, seed=seed, model=model,
-              preset=options.preset, style=options.style, steps=options.steps, guidance=options.guidance,
-              stems=stems, cues=cue_names)
+    job = Job(
+        line=number,
+        name=name,
+        prompt=prompt,
+        duration=duration,
+        seed=seed,
+        model=model,
+        preset=options.preset,
+        style=options.style,
+        steps=options.steps,
+        guidance=options.guidance,
+        stems=stems,
+        cues=cue_names,
+    )
     return job, "name" in obj
 
 
@@ -206,29 +231,30 @@ def derive_seed(name: str, prompt: str, duration: float) -> int:
 
 def _kind(value: object) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "true/false", type(None): "null"}.get(
-        type(value), "a number")
+        type(value), "a number"
+    )
 
 
 def _field(obj: Mapping[str, Any], key: str, kind: type, *, required: bool = False) -> Any:
     if key not in obj or (obj[key] is None and not required and kind is not bool):
         if required:
-            raise _BadLine(f"missing \"{key}\"")
+            raise _BadLine(f'missing "{key}"')
         return None
     value = obj[key]
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         wanted = {str: "a string", bool: "true or false"}[kind]
-        raise _BadLine(f"\"{key}\" must be {wanted}, got {_kind(value)}")
+        raise _BadLine(f'"{key}" must be {wanted}, got {_kind(value)}')
     return value
 
 
 def _number(obj: Mapping[str, Any], key: str, *, required: bool = False) -> float | None:
     if key not in obj or obj[key] is None:
         if required:
-            raise _BadLine(f"missing \"{key}\"" + (" (seconds, e.g. 20)" if key == "duration" else ""))
+            raise _BadLine(f'missing "{key}"' + (" (seconds, e.g. 20)" if key == "duration" else ""))
         return None
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _BadLine(f"\"{key}\" must be a number, got {_kind(value)}")
+        raise _BadLine(f'"{key}" must be a number, got {_kind(value)}')
     return float(value)
 
 
@@ -237,7 +263,7 @@ def _integer(obj: Mapping[str, Any], key: str) -> int | None:
     if value is None:
         return None
     if not value.is_integer():
-        raise _BadLine(f"\"{key}\" must be a whole number, got {obj[key]}")
+        raise _BadLine(f'"{key}" must be a whole number, got {obj[key]}')
     return int(value)
 
 
@@ -249,13 +275,16 @@ def _cues(obj: Mapping[str, Any]) -> tuple[str, ...]:
         return split_cue_list(value)
     if isinstance(value, list) and all(isinstance(name, str) for name in value):
         return tuple(value)
-    raise _BadLine(f"\"cues\" must be a list of names or a comma-separated string, got {_kind(value)}")
+    raise _BadLine(f'"cues" must be a list of names or a comma-separated string, got {_kind(value)}')
 
 
 def _check_name(name: str) -> None:
     if not _NAME.fullmatch(name) or len(name) > MAX_NAME_CHARS or name == BATCH_FILE:
-        raise _BadLine(f"\"name\" {name!r} is not a plain folder name; use letters, digits, '.', '_' and '-' "
-                       f"(at most {MAX_NAME_CHARS}, not starting with '.' or '-')", name)
+        raise _BadLine(
+            f"\"name\" {name!r} is not a plain folder name; use letters, digits, '.', '_' and '-' "
+            f"(at most {MAX_NAME_CHARS}, not starting with '.' or '-')",
+            name,
+        )
 
 
 def _as_job_message(message: str) -> str:
@@ -308,8 +337,15 @@ class JobRecord:
 
     @classmethod
     def pending(cls, job: Job) -> JobRecord:
-        return cls(line=job.line, name=job.name, status="pending", seed=job.seed, model=job.model,
-                   folder=job.name, job=job_spec(job))
+        return cls(
+            line=job.line,
+            name=job.name,
+            status="pending",
+            seed=job.seed,
+            model=job.model,
+            folder=job.name,
+            job=job_spec(job),
+        )
 
     @classmethod
     def bad_line(cls, error: LineError) -> JobRecord:
@@ -317,9 +353,18 @@ class JobRecord:
 
 
 def job_spec(job: Job) -> dict[str, Any]:
-    return {"prompt": job.prompt, "duration": job.duration, "preset": job.preset, "style": job.style,
-            "seed": job.seed, "steps": job.steps, "guidance": job.guidance, "stems": job.stems,
-            "cues": list(job.cues), "model": job.model}
+    return {
+        "prompt": job.prompt,
+        "duration": job.duration,
+        "preset": job.preset,
+        "style": job.style,
+        "seed": job.seed,
+        "steps": job.steps,
+        "guidance": job.guidance,
+        "stems": job.stems,
+        "cues": list(job.cues),
+        "model": job.model,
+    }
 
 
 def check_out_dir(out: Path) -> None:
@@ -328,8 +373,10 @@ def check_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"--out {out} is a file; choose a folder for the stories")
     if out.is_dir() and any(out.iterdir()) and not (out / BATCH_FILE).is_file():
-        raise OutputExistsError(f"--out {out} holds other files and no {BATCH_FILE}; choose a new or empty folder "
-                                "(or the --out of an earlier batch, to resume it)")
+        raise OutputExistsError(
+            f"--out {out} holds other files and no {BATCH_FILE}; choose a new or empty folder "
+            "(or the --out of an earlier batch, to resume it)"
+        )
 
 
 def read_batch_file(out: Path) -> dict[str, dict[str, Any]]:
@@ -344,22 +391,26 @@ def read_batch_file(out: Path) -> dict[str, dict[str, Any]]:
             raise ValueError("not a batch file")
         return {r["name"]: r for r in records if isinstance(r, dict) and isinstance(r.get("name"), str)}
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OutputExistsError(f"{path} is not a batch file this version wrote ({exc}); choose another --out "
-                                "or move that file away") from exc
+        raise OutputExistsError(
+            f"{path} is not a batch file this version wrote ({exc}); choose another --out or move that file away"
+        ) from exc
 
 
 def write_batch_file(out: Path, jobs_path: Path, records: Sequence[JobRecord], *, processes: int) -> Path:
     """batch.json, atomically: every job's record in line order and a summary."""
     ordered = sorted(records, key=lambda r: r.line)
     counts = {status: sum(r.status == status for r in ordered) for status in ("done", "failed", "pending")}
-    return write_json_atomic(Path(out) / BATCH_FILE, {
-        "batch_version": BATCH_VERSION,
-        "jobs_file": str(Path(jobs_path).resolve()),
-        "updated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "processes": processes,
-        "summary": {"jobs": len(ordered), **counts, "skipped": sum(r.skipped for r in ordered)},
-        "jobs": [r.to_json() for r in ordered],
-    })
+    return write_json_atomic(
+        Path(out) / BATCH_FILE,
+        {
+            "batch_version": BATCH_VERSION,
+            "jobs_file": str(Path(jobs_path).resolve()),
+            "updated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "processes": processes,
+            "summary": {"jobs": len(ordered), **counts, "skipped": sum(r.skipped for r in ordered)},
+            "jobs": [r.to_json() for r in ordered],
+        },
+    )
 
 
 # -- one job -------------------------------------------------------------------------------------------------
@@ -371,13 +422,16 @@ def inspect_job(job: Job, out: Path, previous: Mapping[str, Any] | None = None) 
     if not folder.root.exists() or (folder.root.is_dir() and not folder.content()):
         return "new"
     if not folder.exists():
-        raise OutputExistsError(f"{folder.root} holds other files and no story.json; move them away or give the "
-                                "job another \"name\"")
+        raise OutputExistsError(
+            f'{folder.root} holds other files and no story.json; move them away or give the job another "name"'
+        )
     story = folder.load()
     changed = _changed_fields(job, story, previous)
     if changed:
-        raise OutputExistsError(f"{folder.root} holds a story whose {', '.join(changed)} differ from this line; "
-                                "delete that folder to make it again, or give the job another \"name\"")
+        raise OutputExistsError(
+            f"{folder.root} holds a story whose {', '.join(changed)} differ from this line; "
+            'delete that folder to make it again, or give the job another "name"'
+        )
     if any(story.is_stale(event) for event in story.events):
         return "render"
     return "done" if is_delivered(folder, job.export_options()) else "export"
@@ -387,17 +441,22 @@ def _changed_fields(job: Job, story: Any, previous: Mapping[str, Any] | None) ->
     from .pipeline import render_settings
 
     settings = render_settings(job.plan_options())
-    changed = [name for name, differs in (
-        ("prompt", story.prompt != job.prompt),
-        ("duration", abs(story.total_duration - job.duration) > 1e-9),
-        ("preset", story.preset != job.preset),
-        ("style", story.style != job.style),
-        ("steps", story.settings.steps != settings.steps),
-        ("guidance", story.settings.guidance != settings.guidance),
-    ) if differs]
+    changed = [
+        name
+        for name, differs in (
+            ("prompt", story.prompt != job.prompt),
+            ("duration", abs(story.total_duration - job.duration) > 1e-9),
+            ("preset", story.preset != job.preset),
+            ("style", story.style != job.style),
+            ("steps", story.settings.steps != settings.steps),
+            ("guidance", story.settings.guidance != settings.guidance),
+        )
+        if differs
+    ]
     if previous:  # the seed and model the folder was made with are in the earlier batch.json
-        changed += [key for key in ("seed", "model")
-                    if previous.get(key) is not None and previous[key] != getattr(job, key)]
+        changed += [
+            key for key in ("seed", "model") if previous.get(key) is not None and previous[key] != getattr(job, key)
+        ]
     return changed
 
 
@@ -412,7 +471,10 @@ def is_delivered(folder: StoryFolder, options: ExportOptions) -> bool:
         qc = json.loads(qc_path.read_text(encoding="utf-8"))
         done = qc["options"]
         if (done.get("loudness"), bool(done.get("stems")), tuple(done.get("cues") or ())) != (
-                options.loudness, options.stems, tuple(options.cues)):
+            options.loudness,
+            options.stems,
+            tuple(options.cues),
+        ):
             return False
         return all((folder.root / name).is_file() for name in qc["outputs"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -492,15 +554,26 @@ def run_job(
         elif state in ("new", "render"):
             model = models.get(job.model)
             if state == "new":
-                delivery = tell(job.prompt, job.plan_options(), folder, model, runtime,
-                                export_options=job.export_options(), progress=progress, offload=offload)
+                delivery = tell(
+                    job.prompt,
+                    job.plan_options(),
+                    folder,
+                    model,
+                    runtime,
+                    export_options=job.export_options(),
+                    progress=progress,
+                    offload=offload,
+                )
             else:
                 planned_with = folder.load().model
                 if planned_with != model.name:
-                    raise InputError(f"{folder.root} was planned with model {planned_with!r}, but the job asks for "
-                                     f"{model.name!r}; delete that folder or set \"model\" to {planned_with!r}")
-                delivery = deliver_story(folder, model, runtime, export_options=job.export_options(),
-                                         progress=progress, offload=offload)
+                    raise InputError(
+                        f"{folder.root} was planned with model {planned_with!r}, but the job asks for "
+                        f'{model.name!r}; delete that folder or set "model" to {planned_with!r}'
+                    )
+                delivery = deliver_story(
+                    folder, model, runtime, export_options=job.export_options(), progress=progress, offload=offload
+                )
             record.rendered = len(delivery.render.rendered)
         record.skipped = state == "done"
         _fill_paths(record, folder)
@@ -545,8 +618,10 @@ def launch_from_env(environ: Mapping[str, str] | None = None) -> Launch:
         rank, world = int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1"))
         local = int(env.get("LOCAL_RANK", str(rank)))
     except ValueError:
-        raise UsageError("RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers; launch with `torchrun "
-                         "--nproc_per_node N -m audiostory_cli batch ...` or unset them") from None
+        raise UsageError(
+            "RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers; launch with `torchrun "
+            "--nproc_per_node N -m audiostory_cli batch ...` or unset them"
+        ) from None
     if world < 1 or not 0 <= rank < world or local < 0:
         raise UsageError(f"RANK {rank} does not fit WORLD_SIZE {world}; launch with torchrun or unset them")
     return Launch(rank=rank, world=world, local_rank=local)
@@ -667,8 +742,16 @@ def run_batch(
         try:
             with watcher or contextlib.nullcontext():
                 for job in mine:
-                    record = run_job(job, out, models, runtime, previous=previous.get(job.name), progress=progress,
-                                     offload=offload, rank=launch.rank)
+                    record = run_job(
+                        job,
+                        out,
+                        models,
+                        runtime,
+                        previous=previous.get(job.name),
+                        progress=progress,
+                        offload=offload,
+                        rank=launch.rank,
+                    )
                     records.append(record)
                     if watcher is not None:
                         watcher.finished(job.name)
@@ -710,8 +793,9 @@ def _all_records(jobs: JobsFile, done: Mapping[int, JobRecord]) -> list[JobRecor
 class _Watcher:
     """Rank 0's view of the whole batch: its own results, plus other processes' story folders as they finish."""
 
-    def __init__(self, jobs: Sequence[Job], mine: Sequence[Job], out: Path, progress: ProgressFn,
-                 interval: float = 2.0) -> None:
+    def __init__(
+        self, jobs: Sequence[Job], mine: Sequence[Job], out: Path, progress: ProgressFn, interval: float = 2.0
+    ) -> None:
         self._total = len(jobs)
         own = {job.line for job in mine}
         self._others = [job for job in jobs if job.line not in own]

@@ -164,8 +164,9 @@ class SpectralCodecDims:
             raise ValueError(f"spectral codec n_mels {self.n_mels} must be in 1..{self.n_fft // 2 + 1}")
         if not 0 <= self.f_min < self.f_max <= self.sampling_rate / 2:
             raise ValueError(f"spectral codec needs 0 <= f_min < f_max <= {self.sampling_rate / 2:g} Hz")
-        if not (0 < self.floor < self.ceiling and self.scale > 0 and self.griffin_lim_iters >= 1
-                and 0 <= self.momentum < 1):
+        if not (
+            0 < self.floor < self.ceiling and self.scale > 0 and self.griffin_lim_iters >= 1 and 0 <= self.momentum < 1
+        ):
             raise ValueError(
                 "spectral codec needs 0 < floor < ceiling, scale > 0, griffin_lim_iters >= 1, 0 <= momentum < 1"
             )
@@ -286,28 +287,65 @@ def tiny_dims() -> ModelDims:
     """Same classes at toy size: builds in well under a second on a CPU. Vocab is set by the tiny tokenizer."""
     return ModelDims(
         reasoner=ReasonerDims(
-            hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128,
-            vocab_size=0, base_vocab_size=0, rope_theta=10_000.0, max_position_embeddings=4096,
-            lora_r=4, lora_alpha=4, lora_dropout=0.0,
+            hidden_size=64,
+            num_layers=2,
+            num_heads=4,
+            num_kv_heads=2,
+            intermediate_size=128,
+            vocab_size=0,
+            base_vocab_size=0,
+            rope_theta=10_000.0,
+            max_position_embeddings=4096,
+            lora_r=4,
+            lora_alpha=4,
+            lora_dropout=0.0,
         ),
         bridge=BridgeDims(
-            num_semantic_tokens=8, num_residual_tokens=2, llm_dim=64, projector_hidden=32, out_dim=32,
-            fusion_heads=4, t5_feature_scale=10.0,
+            num_semantic_tokens=8,
+            num_residual_tokens=2,
+            llm_dim=64,
+            projector_hidden=32,
+            out_dim=32,
+            fusion_heads=4,
+            t5_feature_scale=10.0,
         ),
         dit=DiTDims(
-            num_layers=1, num_single_layers=1, num_attention_heads=2, attention_head_dim=16, in_channels=8,
-            joint_attention_dim=32, pooled_projection_dim=32, duration_fourier_dim=16, max_duration=30.0,
+            num_layers=1,
+            num_single_layers=1,
+            num_attention_heads=2,
+            attention_head_dim=16,
+            in_channels=8,
+            joint_attention_dim=32,
+            pooled_projection_dim=32,
+            duration_fourier_dim=16,
+            max_duration=30.0,
             audio_seq_len=645,
         ),
         text_encoder=TextEncoderDims(
-            vocab_size=256, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
+            vocab_size=256,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=1,
+            num_heads=4,
         ),
         vae=VAEDims(
-            encoder_hidden_size=16, downsampling_ratios=(2, 4, 4, 8, 8), channel_multiples=(1, 2, 2, 2, 2),
-            decoder_channels=16, decoder_input_channels=8, audio_channels=2, sampling_rate=FULL_SAMPLE_RATE,
+            encoder_hidden_size=16,
+            downsampling_ratios=(2, 4, 4, 8, 8),
+            channel_multiples=(1, 2, 2, 2, 2),
+            decoder_channels=16,
+            decoder_input_channels=8,
+            audio_channels=2,
+            sampling_rate=FULL_SAMPLE_RATE,
         ),
         audio_encoder=AudioEncoderDims(
-            d_model=32, num_layers=1, num_heads=2, ffn_dim=64, num_mel_bins=80, max_source_positions=1500,
-            num_tokens=4, llm_dim=64,
+            d_model=32,
+            num_layers=1,
+            num_heads=2,
+            ffn_dim=64,
+            num_mel_bins=80,
+            max_source_positions=1500,
+            num_tokens=4,
+            llm_dim=64,
         ),
     )

@@ -57,7 +57,6 @@ from .story.lock import holds_story_lock
 from .story.plan import MAX_TOTAL_SECONDS, TIME_EPS, Event, GeneratedPlan, Story
 
 if TYPE_CHECKING:
-
     from .audio.input import InputAudio
     from .audio.io import FloatArray
     from .export import ExportOptions, ExportResult
@@ -129,14 +128,18 @@ def continue_story(
         if instruction is None:
             raise UsageError(
                 f"{gap}, so it cannot hear what to continue: describe what follows, e.g. "
-                f"`audiostory continue {source.path.name} \"the storm passes, birds return\" --duration ...`"
+                f'`audiostory continue {source.path.name} "the storm passes, birds return" --duration ...`'
             )
         notify(f"{gap}: planning the continuation from your instruction alone (the input still shapes the seam)")
     # 3. plan the new part: S seconds from 0, as the reasoner sees it
     prompt = instruction or "continue the input audio"
     planned = plan_story(
-        prompt, options, model, progress=progress,
-        instruction=continuation_instruction(instruction, options.total_duration), audio_embeds=embeds,
+        prompt,
+        options,
+        model,
+        progress=progress,
+        instruction=continuation_instruction(instruction, options.total_duration),
+        audio_embeds=embeds,
     )
     # 4. the input becomes event 0; the new events follow it; write the folder
     story = attach_source(planned, source.path.name, audio.shape[1])
@@ -156,16 +159,25 @@ def attach_source(planned: Story, name: str, frames: int) -> Story:
     if last.end > total:
         last.duration = round(total - last.start, 6)
     source_event = Event(
-        index=0, start=0.0, duration=seconds,
+        index=0,
+        start=0.0,
+        duration=seconds,
         caption=f"[source] {name} (the input; the continuation starts at the seam, {seconds:.3f} s)",
-        story_detail="input audio (not rendered)", seed=0, stem=SOURCE_STEM, crossfade=SEAM_CROSSFADE,
-        status="source", file=SOURCE_FILE,
+        story_detail="input audio (not rendered)",
+        seed=0,
+        stem=SOURCE_STEM,
+        crossfade=SEAM_CROSSFADE,
+        status="source",
+        file=SOURCE_FILE,
     )
     generated = planned.generated
     if generated is not None:  # the shift is not an edit: the events are still what the reasoner wrote
         generated = replace(generated, events=[GeneratedPlan.fingerprint(e) for e in events])
     story = replace(
-        planned, events=[source_event, *events], total_duration=total, source=f"{SOURCE_DIR}/{name}",
+        planned,
+        events=[source_event, *events],
+        total_duration=total,
+        source=f"{SOURCE_DIR}/{name}",
         generated=generated,
     )
     story.validate()
@@ -182,6 +194,7 @@ def write_source(folder: StoryFolder, story: Story, original: Path, audio: Float
 
     if story.source is None:
         raise StoryError("the story has no source audio to write")
+
     def copy(tmp: Path) -> None:
         shutil.copyfile(original, tmp)
 
@@ -230,7 +243,6 @@ def deliver_continuation(
     return ContinuationResult(report.rendered, result, new_part, measure_seam(mix, seam, rate), seam / rate)
 
 
-
 @dataclass(frozen=True)
 class SeamReport:
     """Continuity at the seam of delivered audio: the step there against the audio's own steps."""
@@ -247,8 +259,12 @@ class SeamReport:
 
     def to_dict(self) -> dict[str, float | int | bool]:
         return {
-            "seam": self.seam, "jump": self.jump, "p99_before": self.p99_before, "p99_around": self.p99_around,
-            "max_step_crossfade": self.max_step_crossfade, "continuous": self.continuous,
+            "seam": self.seam,
+            "jump": self.jump,
+            "p99_before": self.p99_before,
+            "p99_around": self.p99_around,
+            "max_step_crossfade": self.max_step_crossfade,
+            "continuous": self.continuous,
         }
 
 
@@ -267,7 +283,8 @@ def measure_seam(audio: FloatArray, seam: int, rate: int, *, window_seconds: flo
     fade = after[:, : max(1, round(SEAM_CROSSFADE * rate))]
     around = np.concatenate([before, after], axis=1)
     return SeamReport(
-        seam=seam, jump=jump,
+        seam=seam,
+        jump=jump,
         p99_before=float(np.percentile(before, 99)) if before.size else 0.0,
         p99_around=float(np.percentile(around, 99)) if around.size else 0.0,
         max_step_crossfade=float(fade.max()) if fade.size else 0.0,

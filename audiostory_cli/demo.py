@@ -52,8 +52,19 @@ Log = Callable[[str], None]
 # The demo's codec, chosen by ``benchmarks/spectral_codec.py`` (numbers in docs/demo-model.md, "Spectral codec");
 # mean and scale are the log-mel statistics of foley clips, so that latents are about unit variance.
 DEMO_CODEC = SpectralCodecDims(
-    sampling_rate=DEMO_SAMPLE_RATE, n_fft=1024, hop_length=256, n_mels=64, f_min=0.0, f_max=8_000.0, floor=1e-5,
-    mean=-2.8, scale=4.6, griffin_lim_iters=16, momentum=0.99, seed=0, audio_channels=2,
+    sampling_rate=DEMO_SAMPLE_RATE,
+    n_fft=1024,
+    hop_length=256,
+    n_mels=64,
+    f_min=0.0,
+    f_max=8_000.0,
+    floor=1e-5,
+    mean=-2.8,
+    scale=4.6,
+    griffin_lim_iters=16,
+    momentum=0.99,
+    seed=0,
+    audio_channels=2,
 )
 
 
@@ -66,26 +77,53 @@ def demo_dims(vocab_size: int, codec: SpectralCodecDims = DEMO_CODEC) -> ModelDi
     """
     return ModelDims(
         reasoner=ReasonerDims(
-            hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=768,
-            vocab_size=vocab_size, base_vocab_size=vocab_size, rope_theta=10_000.0, max_position_embeddings=4096,
-            lora_r=16, lora_alpha=16, lora_dropout=0.0,
+            hidden_size=256,
+            num_layers=4,
+            num_heads=4,
+            num_kv_heads=2,
+            intermediate_size=768,
+            vocab_size=vocab_size,
+            base_vocab_size=vocab_size,
+            rope_theta=10_000.0,
+            max_position_embeddings=4096,
+            lora_r=16,
+            lora_alpha=16,
+            lora_dropout=0.0,
         ),
         bridge=BridgeDims(
-            num_semantic_tokens=16, num_residual_tokens=4, llm_dim=256, projector_hidden=256, out_dim=128,
-            fusion_heads=4, t5_feature_scale=10.0,
+            num_semantic_tokens=16,
+            num_residual_tokens=4,
+            llm_dim=256,
+            projector_hidden=256,
+            out_dim=128,
+            fusion_heads=4,
+            t5_feature_scale=10.0,
         ),
         dit=DiTDims(
-            num_layers=2, num_single_layers=4, num_attention_heads=4, attention_head_dim=32,
-            in_channels=codec.latent_channels, joint_attention_dim=128, pooled_projection_dim=128,
-            duration_fourier_dim=64, max_duration=DEMO_WINDOW_SECONDS,
+            num_layers=2,
+            num_single_layers=4,
+            num_attention_heads=4,
+            attention_head_dim=32,
+            in_channels=codec.latent_channels,
+            joint_attention_dim=128,
+            pooled_projection_dim=128,
+            duration_fourier_dim=64,
+            max_duration=DEMO_WINDOW_SECONDS,
             audio_seq_len=int(DEMO_WINDOW_SECONDS * codec.sampling_rate / codec.hop_length),
         ),
         text_encoder=TextEncoderDims(vocab_size=256, d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4),
         vae=None,
         codec=codec,
         audio_encoder=AudioEncoderDims(
-            d_model=128, num_layers=2, num_heads=4, ffn_dim=256, num_mel_bins=80, max_source_positions=1500,
-            sampling_rate=16_000, num_tokens=8, llm_dim=256,
+            d_model=128,
+            num_layers=2,
+            num_heads=4,
+            ffn_dim=256,
+            num_mel_bins=80,
+            max_source_positions=1500,
+            sampling_rate=16_000,
+            num_tokens=8,
+            llm_dim=256,
         ),
     )
 
@@ -130,8 +168,7 @@ def init_model_folder(out: Path, tokenizer: Any, *, dims: ModelDims | None = Non
 
     dims = dims or demo_dims(len(tokenizer))
     if dims.reasoner.vocab_size != len(tokenizer):
-        dims = replace(dims, reasoner=replace(dims.reasoner, vocab_size=len(tokenizer),
-                                              base_vocab_size=len(tokenizer)))
+        dims = replace(dims, reasoner=replace(dims.reasoner, vocab_size=len(tokenizer), base_vocab_size=len(tokenizer)))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         parts = build_parts(dims, len(tokenizer))
@@ -143,8 +180,13 @@ def init_model_folder(out: Path, tokenizer: Any, *, dims: ModelDims | None = Non
                     param.data.zero_()
             unit_variance_init(parts["vae"], seed=seed)
     model = AudioStoryModel(name=Path(out).name, dims=dims, tokenizer=tokenizer, **parts)  # type: ignore[arg-type]
-    export_model(Path(out), model, build_tiny_t5_tokenizer(dims.text_encoder.vocab_size),
-                 base_model=f"random init (seed {seed})", info_extra={"init_seed": seed})
+    export_model(
+        Path(out),
+        model,
+        build_tiny_t5_tokenizer(dims.text_encoder.vocab_size),
+        base_model=f"random init (seed {seed})",
+        info_extra={"init_seed": seed},
+    )
     return Path(out)
 
 
@@ -179,15 +221,17 @@ class DemoRecipe:
     caption_clauses: float = 0.3
     seed: int = 0
     # Steps sized from per-step times on a 2-core CPU (docs/demo-model.md, "The recipe").
-    stages: tuple[StageSteps, ...] = field(default_factory=lambda: (
-        StageSteps("1-warm", 200, 16),
-        # The paper's stage 1 trains only the boundary tokens (its LLM can already read); the demo's planner starts
-        # from random weights, so stage 1 also trains the clips' whole plan text: copying each caption and duration
-        # from the instruction is the skill the stories need, learned here on short, cheap sequences.
-        StageSteps("1", 1000, 8, lm_scope="full"),
-        StageSteps("2", 150, 8),
-        StageSteps("3", 600, 4),
-    ))
+    stages: tuple[StageSteps, ...] = field(
+        default_factory=lambda: (
+            StageSteps("1-warm", 200, 16),
+            # The paper's stage 1 trains only the boundary tokens (its LLM can already read); the demo's planner starts
+            # from random weights, so stage 1 also trains the clips' whole plan text: copying each caption and duration
+            # from the instruction is the skill the stories need, learned here on short, cheap sequences.
+            StageSteps("1", 1000, 8, lm_scope="full"),
+            StageSteps("2", 150, 8),
+            StageSteps("3", 600, 4),
+        )
+    )
     fp16: bool = True  # store LLM, bridge and DiT in fp16 (the package budget is 30 MB)
 
     def check(self) -> None:
@@ -206,7 +250,11 @@ class DemoRecipe:
 def quick_recipe() -> DemoRecipe:
     """The whole recipe at smoke-test size: every step runs, nothing is learned."""
     return DemoRecipe(
-        n_clips=19, n_stories=2, n_text_stories=4, planner_steps=2, planner_batch_size=2,
+        n_clips=19,
+        n_stories=2,
+        n_text_stories=4,
+        planner_steps=2,
+        planner_batch_size=2,
         stages=tuple(StageSteps(s, 2, 2, warmup=0) for s in ("1-warm", "1", "2", "3")),
     )
 
@@ -220,8 +268,14 @@ class DemoBuild:
 
 
 def build_demo(
-    out: Path, work: Path, recipe: DemoRecipe = DemoRecipe(), *, device: str = "auto", resume: bool = False,
-    progress: ProgressFn = no_progress, log: Log = lambda _m: None,
+    out: Path,
+    work: Path,
+    recipe: DemoRecipe = DemoRecipe(),
+    *,
+    device: str = "auto",
+    resume: bool = False,
+    progress: ProgressFn = no_progress,
+    log: Log = lambda _m: None,
 ) -> DemoBuild:
     """Reproduce the demo model from nothing: data, tokenizer, random init (spectral codec: nothing to train for
     the latent space), planner pretraining, stages 1-warm..3.
@@ -248,13 +302,22 @@ def build_demo(
 
     # 1. the foley world: clips, QA and stories of the train split at the demo's rate
     start = time.perf_counter()
-    options = StoryOptions(max_total=recipe.max_story_seconds, duration_hints=True,
-                           caption_clauses=recipe.caption_clauses)
+    options = StoryOptions(
+        max_total=recipe.max_story_seconds, duration_hints=True, caption_clauses=recipe.caption_clauses
+    )
     data = _finished_data(work / "data", recipe) if resume else None
     if data is None:
-        data = write_manifests(work / "data", split="train", n_stories=recipe.n_stories, n_clips=recipe.n_clips,
-                               sr=DEMO_SAMPLE_RATE, seed=recipe.seed, progress=progress, options=options,
-                               overwrite=resume)
+        data = write_manifests(
+            work / "data",
+            split="train",
+            n_stories=recipe.n_stories,
+            n_clips=recipe.n_clips,
+            sr=DEMO_SAMPLE_RATE,
+            seed=recipe.seed,
+            progress=progress,
+            options=options,
+            overwrite=resume,
+        )
         timings["data"] = time.perf_counter() - start
         log(f"foley data: {recipe.n_clips} clips, {recipe.n_stories} stories in {data.root}")
     else:
@@ -264,8 +327,9 @@ def build_demo(
     start = time.perf_counter()
     text_stories = work / "data" / PLANNER_STORIES_FILE
     if not (resume and _line_count(text_stories) == recipe.n_text_stories):
-        write_story_texts(text_stories, split="train", n_stories=recipe.n_text_stories, seed=recipe.seed,
-                          options=options)
+        write_story_texts(
+            text_stories, split="train", n_stories=recipe.n_text_stories, seed=recipe.seed, options=options
+        )
         timings["text-stories"] = time.perf_counter() - start
         log(f"{recipe.n_text_stories} text-only stories in {text_stories}")
 
@@ -286,12 +350,23 @@ def build_demo(
     if resume and _is_model_folder(planner):
         log(f"pretrained planner kept from {planner}")
     else:
-        planner_result = pretrain_planner(PlannerTrainConfig(
-            model=init, stories=text_stories, out=planner, steps=recipe.planner_steps,
-            batch_size=recipe.planner_batch_size, lr=recipe.planner_lr,
-            warmup=min(100, recipe.planner_steps - 1), save_every=DEMO_SAVE_EVERY, seed=recipe.seed, device=device,
-            resume=resume,
-        ), progress=progress, log=log)
+        planner_result = pretrain_planner(
+            PlannerTrainConfig(
+                model=init,
+                stories=text_stories,
+                out=planner,
+                steps=recipe.planner_steps,
+                batch_size=recipe.planner_batch_size,
+                lr=recipe.planner_lr,
+                warmup=min(100, recipe.planner_steps - 1),
+                save_every=DEMO_SAVE_EVERY,
+                seed=recipe.seed,
+                device=device,
+                resume=resume,
+            ),
+            progress=progress,
+            log=log,
+        )
         timings["planner"] = time.perf_counter() - start
         per_step["planner"] = planner_result.seconds_per_step
 
@@ -304,15 +379,30 @@ def build_demo(
             model = run
             continue
         by_stage: dict[str, list[tuple[Kind, Path]]] = {
-            "1-warm": [("clips", data.clips)], "1": [("clips", data.clips)],
-            "2": [("clips", data.clips), ("qa", data.qa)], "3": [("stories", data.stories), ("qa", data.qa)]}
+            "1-warm": [("clips", data.clips)],
+            "1": [("clips", data.clips)],
+            "2": [("clips", data.clips), ("qa", data.qa)],
+            "3": [("stories", data.stories), ("qa", data.qa)],
+        }
         manifests = by_stage[spec.stage]
         config = TrainConfig(
-            stage=spec.stage, data=tuple(ManifestSpec(p, k) for k, p in manifests), out=run, model=str(model),
-            steps=spec.steps, batch_size=spec.batch_size, lr_llm=spec.lr_llm, lr_dit=spec.lr_dit,
-            warmup=min(spec.warmup, spec.steps - 1), save_every=max(min(spec.steps, DEMO_SAVE_EVERY), 1),
-            keep_checkpoints=1, resume=resume, seed=recipe.seed, device=device, mixed_precision="auto",
-            cache_dir=work / "features", lm_scope=spec.lm_scope,
+            stage=spec.stage,
+            data=tuple(ManifestSpec(p, k) for k, p in manifests),
+            out=run,
+            model=str(model),
+            steps=spec.steps,
+            batch_size=spec.batch_size,
+            lr_llm=spec.lr_llm,
+            lr_dit=spec.lr_dit,
+            warmup=min(spec.warmup, spec.steps - 1),
+            save_every=max(min(spec.steps, DEMO_SAVE_EVERY), 1),
+            keep_checkpoints=1,
+            resume=resume,
+            seed=recipe.seed,
+            device=device,
+            mixed_precision="auto",
+            cache_dir=work / "features",
+            lm_scope=spec.lm_scope,
         )
         start = time.perf_counter()
         train(config, progress=progress, log=log)
@@ -351,8 +441,13 @@ def _finished_data(root: Path, recipe: DemoRecipe) -> ManifestPaths | None:
         info = json.loads(info_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read {info_file} ({exc}); choose a new --work folder") from exc
-    wanted = {"split": "train", "seed": recipe.seed, "sr": DEMO_SAMPLE_RATE, "n_clips": recipe.n_clips,
-              "n_stories": recipe.n_stories}
+    wanted = {
+        "split": "train",
+        "seed": recipe.seed,
+        "sr": DEMO_SAMPLE_RATE,
+        "n_clips": recipe.n_clips,
+        "n_stories": recipe.n_stories,
+    }
     if any(info.get(key) != value for key, value in wanted.items()):
         raise UsageError(f"{root} holds foley data of another recipe ({info_file}); choose a new --work folder")
     return ManifestPaths(root, *(root / MANIFEST_NAMES[k] for k in ("clips", "qa", "stories")))
@@ -373,8 +468,9 @@ def package_model(source: Path, out: Path, *, fp16: bool, info_extra: dict[str, 
     t5_tokenizer, _ = resolve_t5_tokenizer(str(source), model.dims.text_encoder.vocab_size)
     extra = {**model.extra, **info_extra}
     model.extra = extra
-    return export_model(out, model, t5_tokenizer, base_model=str(source), info_extra=info_extra,
-                        dtype=torch.float16 if fp16 else None)
+    return export_model(
+        out, model, t5_tokenizer, base_model=str(source), info_extra=info_extra, dtype=torch.float16 if fp16 else None
+    )
 
 
 def folder_size(path: Path) -> int:

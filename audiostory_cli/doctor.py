@@ -10,8 +10,20 @@ from . import __version__
 from .resources import cache_dir
 from .runtime import make_runtime, memory_summary
 
-KEY_PACKAGES = ("torch", "torchaudio", "transformers", "diffusers", "peft", "accelerate", "huggingface-hub",
-                "safetensors", "soundfile", "pyloudnorm", "typer", "rich")
+KEY_PACKAGES = (
+    "torch",
+    "torchaudio",
+    "transformers",
+    "diffusers",
+    "peft",
+    "accelerate",
+    "huggingface-hub",
+    "safetensors",
+    "soundfile",
+    "pyloudnorm",
+    "typer",
+    "rich",
+)
 
 
 def collect_report(device_flag: str = "auto") -> dict[str, Any]:

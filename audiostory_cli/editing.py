@@ -71,9 +71,7 @@ class UndoResult:
 
 def check_instruction(text: str) -> str:
     """The instruction as sent to the model: control characters become spaces; empty or too long is refused."""
-    cleaned = " ".join(
-        "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text).split()
-    )
+    cleaned = " ".join("".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text).split())
     if not cleaned:
         raise UsageError('the instruction is empty; say what to change, e.g. "add a siren after the skid"')
     if len(cleaned) > MAX_INSTRUCTION_CHARS:
@@ -130,7 +128,11 @@ def propose_edit(
 
 
 def model_rewrite(
-    model: AudioStoryModel, instruction: str, story: Story, history: list[str], attempt: int,
+    model: AudioStoryModel,
+    instruction: str,
+    story: Story,
+    history: list[str],
+    attempt: int,
     progress: ProgressFn = no_progress,
 ) -> ParsedPlan:
     """The model's rewrite: greedy on the first attempt, sampled on the retry.
@@ -180,8 +182,14 @@ def edited_story(before: Story, planned: list[PlannedEvent]) -> tuple[Story, lis
         i = old_of.get(j)
         if i is None:
             seed = _fresh_seed(used_seeds)
-            event = Event(index=0, start=0.0, duration=float(new.duration), caption=new.caption.strip(),
-                          story_detail=new.story_detail.strip(), seed=seed)
+            event = Event(
+                index=0,
+                start=0.0,
+                duration=float(new.duration),
+                caption=new.caption.strip(),
+                story_detail=new.story_detail.strip(),
+                seed=seed,
+            )
             gap = 0.0
         else:
             event = _carry(old[i], new)
@@ -204,7 +212,8 @@ def _carry(old: Event, new: PlannedEvent) -> Event:
         old,
         takes=list(old.takes),
         caption=old.caption if same_caption else new.caption.strip(),
-        story_detail=old.story_detail if same_detail or not new.story_detail.strip() and same_caption
+        story_detail=old.story_detail
+        if same_detail or not new.story_detail.strip() and same_caption
         else new.story_detail.strip(),
         duration=old.duration if same_duration else float(new.duration),
     )
@@ -249,9 +258,7 @@ def apply_edit(folder: StoryFolder, proposal: EditProposal) -> Story:
     """
     current = folder.load()
     if current.to_dict() != proposal.before.to_dict():
-        raise StoryError(
-            f"the story in {folder.root} changed while the edit was being proposed; run the edit again"
-        )
+        raise StoryError(f"the story in {folder.root} changed while the edit was being proposed; run the edit again")
     after = replace(proposal.after, events=[replace(e, takes=list(e.takes)) for e in proposal.after.events])
     moves: list[tuple[str, str]] = []
     taken: set[str] = set()
@@ -264,8 +271,11 @@ def apply_edit(folder: StoryFolder, proposal: EditProposal) -> Story:
     after.validate()
     turns = load_history(folder)
     turn = EditTurn(
-        instruction=proposal.instruction, time=datetime.now(UTC).isoformat(timespec="seconds"),
-        before=current.to_dict(), after=after.to_dict(), moved=dict(moves),
+        instruction=proposal.instruction,
+        time=datetime.now(UTC).isoformat(timespec="seconds"),
+        before=current.to_dict(),
+        after=after.to_dict(),
+        moved=dict(moves),
     )
     save_history(folder, [*turns, turn])
     folder.save(after, keep_previous=True)

@@ -66,8 +66,15 @@ class WeightsError(ModelError):
 class CheckpointKeyError(WeightsError):
     """Strict loading found missing, unexpected or mis-shaped keys; the fields list them (full key names)."""
 
-    def __init__(self, message: str, *, missing: Sequence[str] = (), unexpected: Sequence[str] = (),
-                 mismatched: Sequence[str] = (), conflicts: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        missing: Sequence[str] = (),
+        unexpected: Sequence[str] = (),
+        mismatched: Sequence[str] = (),
+        conflicts: Sequence[str] = (),
+    ) -> None:
         super().__init__(message)
         self.missing = list(missing)  # keys the model has and the checkpoint lacks
         self.unexpected = list(unexpected)  # keys the checkpoint has and the model does not (nor ignores)

@@ -77,8 +77,9 @@ def story_options_up_to(max_duration: float) -> StoryOptions:
     if not (math.isfinite(max_duration) and floor <= max_duration <= base.max_total):
         raise UsageError(f"--max-duration {max_duration:g} is out of range; use {floor:g} to {base.max_total:g} s")
     max_events = min(base.max_events, int(max_duration / base.min_event + 1e-9))  # every event fits
-    return StoryOptions(max_events=max_events, min_total=min(base.min_total, max_duration), max_total=max_duration,
-                        duration_hints=True)  # as the demo model is trained
+    return StoryOptions(
+        max_events=max_events, min_total=min(base.min_total, max_duration), max_total=max_duration, duration_hints=True
+    )  # as the demo model is trained
 
 
 def caption_class(caption: str) -> str | None:
@@ -252,15 +253,21 @@ def evaluate(
 
 
 def _evaluate_one(
-    number: int, story: FoleyStory, model: AudioStoryModel, runtime: Runtime, options: EvalOptions,
-    clf: EventClassifier, scratch: Path,
+    number: int,
+    story: FoleyStory,
+    model: AudioStoryModel,
+    runtime: Runtime,
+    options: EvalOptions,
+    clf: EventClassifier,
+    scratch: Path,
 ) -> StoryResult:
     from .pipeline import PlanOptions, plan_story
     from .story.folder import StoryFolder
 
     seed = (options.seed * 1_000_003 + number) % (2**31 - 1000)
-    plan_options = PlanOptions(total_duration=story.total_duration, preset=options.preset, seed=seed,
-                               steps=options.steps)
+    plan_options = PlanOptions(
+        total_duration=story.total_duration, preset=options.preset, seed=seed, steps=options.steps
+    )
     # 1. plan the instruction as the corpus wrote it
     planned = plan_story(story.instruction, plan_options, model, instruction=story.instruction)
     plan = PlanResult(
@@ -276,8 +283,7 @@ def _evaluate_one(
     baseline = None
     if options.baseline:
         direct = _direct_story(planned, story)
-        baseline = _render_and_score(StoryFolder(scratch / f"{number:05d}-direct"), direct, story, model, runtime,
-                                     clf)
+        baseline = _render_and_score(StoryFolder(scratch / f"{number:05d}-direct"), direct, story, model, runtime, clf)
     return StoryResult(index=number, instruction=story.instruction, plan=plan, audio=audio, baseline=baseline)
 
 
@@ -287,8 +293,9 @@ def _direct_story(planned: Story, story: FoleyStory) -> Story:
 
     from .story.plan import Event
 
-    event = Event(index=1, start=0.0, duration=story.total_duration, caption=story.instruction,
-                  seed=planned.events[0].seed)
+    event = Event(
+        index=1, start=0.0, duration=story.total_duration, caption=story.instruction, seed=planned.events[0].seed
+    )
     return replace(planned, events=[event], reasoning="")
 
 
@@ -308,7 +315,7 @@ def _render_and_score(
     for start, event in zip(story.starts(), story.events, strict=True):
         lead_in = min(crossfade, event.duration / 3.0)  # skip the part shared with the previous event's tail
         lo, hi = int(round((start + lead_in) * rate)), int(round((start + event.duration) * rate))
-        heard.append(clf.predict(mix[:, lo:max(hi, lo + 1)], rate)[0])
+        heard.append(clf.predict(mix[:, lo : max(hi, lo + 1)], rate)[0])
     # seams are where the plan joins renders; a single render has none, so it is measured at the reference joins
     starts = [e.start for e in plan.events[1:]] if len(plan.events) > 1 else story.starts()[1:]
     boundaries = [int(round(t * rate)) for t in starts]

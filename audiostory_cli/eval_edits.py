@@ -117,15 +117,21 @@ class EditEvalReport:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "options": asdict(self.options), "summary": self.summary(),
-                "results": [asdict(r) for r in self.results]}
+        return {
+            "model": self.model,
+            "options": asdict(self.options),
+            "summary": self.summary(),
+            "results": [asdict(r) for r in self.results],
+        }
 
 
 def eval_turns(options: EditEvalOptions) -> list[FoleyEditTurn]:
     """The held-out edit turns (deterministic in split, count, seed and story options); one turn per story."""
     rng = np.random.default_rng([options.seed, _SALT])
-    return [edit_turn(rng, make_story(rng, split=options.split, options=options.story_options),
-                      split=options.split) for _ in range(options.edits)]
+    return [
+        edit_turn(rng, make_story(rng, split=options.split, options=options.story_options), split=options.split)
+        for _ in range(options.edits)
+    ]
 
 
 def evaluate_edits(
@@ -155,19 +161,38 @@ def foley_plan(story: FoleyStory, model: AudioStoryModel, steps: int | None) -> 
 
     events, cursor = [], 0.0
     for index, event in enumerate(story.events, start=1):
-        events.append(Event(index=index, start=round(cursor, 6), duration=event.duration, caption=event.caption,
-                            story_detail=event.story_detail, seed=event.seed % (2**31 - 1)))
+        events.append(
+            Event(
+                index=index,
+                start=round(cursor, 6),
+                duration=event.duration,
+                caption=event.caption,
+                story_detail=event.story_detail,
+                seed=event.seed % (2**31 - 1),
+            )
+        )
         cursor += event.duration
     return Story(
-        prompt=story.instruction, total_duration=round(cursor, 6), events=events, model=model.name,
-        model_revision=model.revision, instruction=build_instruction(story.instruction, story.total_duration),
-        reasoning=story.storyline, settings=RenderSettings(steps=steps or 50), sample_rate=model.sample_rate,
+        prompt=story.instruction,
+        total_duration=round(cursor, 6),
+        events=events,
+        model=model.name,
+        model_revision=model.revision,
+        instruction=build_instruction(story.instruction, story.total_duration),
+        reasoning=story.storyline,
+        settings=RenderSettings(steps=steps or 50),
+        sample_rate=model.sample_rate,
     )
 
 
 def _evaluate_turn(
-    number: int, turn: FoleyEditTurn, model: AudioStoryModel, runtime: Runtime, options: EditEvalOptions,
-    scratch: Path, rewrite: Callable[..., ParsedPlan] | None,
+    number: int,
+    turn: FoleyEditTurn,
+    model: AudioStoryModel,
+    runtime: Runtime,
+    options: EditEvalOptions,
+    scratch: Path,
+    rewrite: Callable[..., ParsedPlan] | None,
 ) -> EditResult:
     from .editing import apply_edit, propose_edit
     from .pipeline import render_story
@@ -186,10 +211,23 @@ def _evaluate_turn(
         proposal = propose_edit(folder, turn.instruction, model, rewrite=rewrite)
     except AudiostoryError as exc:
         return EditResult(
-            index=number, operation=turn.operation, instruction=turn.instruction, exact=False, error=str(exc),
-            true_classes=true_classes, edited_classes=(), true_durations=true_durations, edited_durations=(),
-            untouched_same_inputs=0, untouched_same_inputs_identical=0, untouched=0, untouched_identical=0,
-            rendered_seconds=0.0, retell_seconds=0.0, rendered_events=0, retell_events=0,
+            index=number,
+            operation=turn.operation,
+            instruction=turn.instruction,
+            exact=False,
+            error=str(exc),
+            true_classes=true_classes,
+            edited_classes=(),
+            true_durations=true_durations,
+            edited_durations=(),
+            untouched_same_inputs=0,
+            untouched_same_inputs_identical=0,
+            untouched=0,
+            untouched_identical=0,
+            rendered_seconds=0.0,
+            retell_seconds=0.0,
+            rendered_events=0,
+            retell_events=0,
         )
     after = proposal.after
     to_render = [e for e in after.events if after.is_stale(e)]
@@ -206,20 +244,28 @@ def _evaluate_turn(
         event = final.event(change.new.index)
         untouched += 1
         old_audio = audio_before.get(change.old.file or "")
-        identical = bool(event.file and old_audio is not None
-                         and folder.resolve(event.file).read_bytes() == old_audio)
+        identical = bool(event.file and old_audio is not None and folder.resolve(event.file).read_bytes() == old_audio)
         untouched_identical += identical
         if not change.render:
             same_inputs += 1
             same_identical += identical
     return EditResult(
-        index=number, operation=turn.operation, instruction=turn.instruction,
-        exact=exact_edit(turn, final), error=None, true_classes=true_classes,
-        edited_classes=tuple(_caption_class(e.caption) for e in final.events), true_durations=true_durations,
+        index=number,
+        operation=turn.operation,
+        instruction=turn.instruction,
+        exact=exact_edit(turn, final),
+        error=None,
+        true_classes=true_classes,
+        edited_classes=tuple(_caption_class(e.caption) for e in final.events),
+        true_durations=true_durations,
         edited_durations=tuple(e.duration for e in final.events),
-        untouched_same_inputs=same_inputs, untouched_same_inputs_identical=same_identical, untouched=untouched,
-        untouched_identical=untouched_identical, rendered_seconds=rendered_seconds,
-        retell_seconds=sum(final.render_length(e) for e in final.events), rendered_events=len(to_render),
+        untouched_same_inputs=same_inputs,
+        untouched_same_inputs_identical=same_identical,
+        untouched=untouched,
+        untouched_identical=untouched_identical,
+        rendered_seconds=rendered_seconds,
+        retell_seconds=sum(final.render_length(e) for e in final.events),
+        rendered_events=len(to_render),
         retell_events=len(final.events),
     )
 
@@ -245,8 +291,12 @@ def exact_edit(turn: FoleyEditTurn, edited: Story) -> bool:
         carried = _carried(truth, turn.story.events)
         if carried and not same_words:
             return False
-        if not carried and truth.caption not in old_captions and event.caption in old_captions \
-                and truth.class_name == _class_of_old(event.caption, turn.story.events):
+        if (
+            not carried
+            and truth.caption not in old_captions
+            and event.caption in old_captions
+            and truth.class_name == _class_of_old(event.caption, turn.story.events)
+        ):
             return False  # a louder/closer… edit that left the caption as it was
     return True
 

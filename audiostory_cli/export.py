@@ -98,8 +98,12 @@ class ExportResult:
 
     def files_dict(self) -> dict[str, Any]:
         """The delivered files for a JSON summary, as absolute paths: ``mix``, ``stems``, ``cues``, ``qc``."""
-        return {"mix": absolute(self.mix), "stems": [absolute(p) for p in self.stems],
-                "cues": [absolute(p) for p in self.cues], "qc": absolute(self.qc_path)}
+        return {
+            "mix": absolute(self.mix),
+            "stems": [absolute(p) for p in self.stems],
+            "cues": [absolute(p) for p in self.cues],
+            "qc": absolute(self.qc_path),
+        }
 
     def loudness_dict(self) -> dict[str, Any]:
         """What the mix measured: ``integrated_lufs`` and ``true_peak_dbtp``."""
@@ -108,8 +112,12 @@ class ExportResult:
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary of an export (``export --json``): files, what ``--force`` removed, loudness, target met.
         ``tell``, ``render``, ``regen`` and ``continue`` put ``files_dict`` and ``loudness_dict`` in theirs."""
-        return {**self.files_dict(), "removed": [absolute(p) for p in self.removed], **self.loudness_dict(),
-                "met": self.qc.get("met")}
+        return {
+            **self.files_dict(),
+            "removed": [absolute(p) for p in self.removed],
+            **self.loudness_dict(),
+            "met": self.qc.get("met"),
+        }
 
 
 @holds_story_lock("export")
@@ -215,8 +223,10 @@ def load_event_audio(folder: StoryFolder, story: Story, event: Event, span: Even
         )
     path = folder.resolve(event.file)
     if not path.is_file():
-        raise StoryError(f"{where}: its render {event.file} is missing from {folder.root}; restore it with "
-                         f"`audiostory render {folder.root}` (same seed and settings)")
+        raise StoryError(
+            f"{where}: its render {event.file} is missing from {folder.root}; restore it with "
+            f"`audiostory render {folder.root}` (same seed and settings)"
+        )
     longest = span.render_frames / story.sample_rate + HEADER_CHECK_MARGIN_SECONDS  # refused before reading
     try:
         audio, rate = read_audio(path, what=f"{where} render", max_seconds=longest)
@@ -385,13 +395,19 @@ def build_qc(
     root = folder.root
     reasons: list[str] = []  # why the target was not met, one sentence each
     if loud_ok is False and target.integrated_lufs is not None:
-        reasons.append(mastered.shortfall or (
-            f"the written mix measures {integrated:.2f} LUFS, {integrated - target.integrated_lufs:+.2f} LU from "
-            f"the target (tolerance ±{target.tolerance_lu:g} LU)"))
+        reasons.append(
+            mastered.shortfall
+            or (
+                f"the written mix measures {integrated:.2f} LUFS, {integrated - target.integrated_lufs:+.2f} LU from "
+                f"the target (tolerance ±{target.tolerance_lu:g} LU)"
+            )
+        )
     if not peak_ok:
-        reasons.append(f"the written mix's true peak {peak_db:.2f} dBTP is over the {target.true_peak_dbtp:g} dBTP "
-                       f"ceiling (inter-sample peaks from resampling to {rate} Hz or {target.bit_depth}-bit "
-                       "quantisation); lower --true-peak a little")
+        reasons.append(
+            f"the written mix's true peak {peak_db:.2f} dBTP is over the {target.true_peak_dbtp:g} dBTP "
+            f"ceiling (inter-sample peaks from resampling to {rate} Hz or {target.bit_depth}-bit "
+            "quantisation); lower --true-peak a little"
+        )
 
     def rel(path: Path) -> str:
         return path.relative_to(root).as_posix()
@@ -468,8 +484,9 @@ def event_timings(story: Story) -> list[EventTiming]:
     for position, event in enumerate(story.events):
         nxt = story.events[position + 1] if position + 1 < len(story.events) else None
         end = nxt.start if nxt is not None and abs(nxt.start - event.end) <= TIME_EPS else event.end
-        timings.append(EventTiming(event.index, event.start, end, story.crossfade_after(event),
-                                   keep_head=event.status == "source"))
+        timings.append(
+            EventTiming(event.index, event.start, end, story.crossfade_after(event), keep_head=event.status == "source")
+        )
     return timings
 
 
@@ -487,7 +504,8 @@ def cues_from_story(story: Story, clips: dict[int, str] | None = None) -> list[c
     """One cue per event at its planned times; ``clips`` names the audio file per event (default: its render)."""
     clips = clips or {}
     return [
-        cue_sheets.Cue(e.index, e.start, e.end, e.caption,
-                       clips.get(e.index, PurePosixPath(e.file).name if e.file else ""))
+        cue_sheets.Cue(
+            e.index, e.start, e.end, e.caption, clips.get(e.index, PurePosixPath(e.file).name if e.file else "")
+        )
         for e in story.events
     ]

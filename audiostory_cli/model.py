@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .planner.audio_encoder import AudioEncoder
     from .planner.bridge import Bridge
 
+
 @contextlib.contextmanager
 def quiet_libraries() -> Iterator[None]:
     """Hide the libraries' construction chatter (deprecated weight_norm, dtype hints) from users' terminals."""
@@ -94,8 +95,10 @@ class AudioStoryModel:
         model, as the official ``generate`` applies it even when greedy); 1.0 when the folder records none."""
         value = self.extra.get("generation", {}).get("repetition_penalty", 1.0)
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ModelError(f"model {self.name!r}: generation.repetition_penalty {value!r} must be a positive "
-                             "number; fix it in its audiostory.json")
+            raise ModelError(
+                f"model {self.name!r}: generation.repetition_penalty {value!r} must be a positive "
+                "number; fix it in its audiostory.json"
+            )
         return float(value)
 
     @property
@@ -108,8 +111,10 @@ class AudioStoryModel:
         seconds, shape = join.get("crossfade"), join.get("shape")
         valid_seconds = isinstance(seconds, int | float) and not isinstance(seconds, bool) and 0 <= seconds <= 10
         if not valid_seconds or shape not in ("linear", "equal-power"):
-            raise ModelError(f"model {self.name!r}: join {join!r} needs crossfade 0..10 s and shape 'linear' or "
-                             "'equal-power'; fix it in its audiostory.json")
+            raise ModelError(
+                f"model {self.name!r}: join {join!r} needs crossfade 0..10 s and shape 'linear' or "
+                "'equal-power'; fix it in its audiostory.json"
+            )
         return float(seconds), str(shape)  # type: ignore[arg-type]
 
     @property
@@ -215,8 +220,14 @@ def tiny_random_model(seed: int = 0) -> AudioStoryModel:
     return model
 
 
-def save_model(model: AudioStoryModel, path: Path, *, info_extra: dict[str, Any] | None = None,
-               base_model: str | None = None, force: bool = False) -> Path:
+def save_model(
+    model: AudioStoryModel,
+    path: Path,
+    *,
+    info_extra: dict[str, Any] | None = None,
+    base_model: str | None = None,
+    force: bool = False,
+) -> Path:
     """Write ``model`` as a model folder (weights, sidecar, tokenizer) that ``load_model_folder`` reads back."""
     from .models.checkpoint import ModelInfo, save_model_folder
     from .planner.tokens import save_tokenizer
@@ -224,7 +235,11 @@ def save_model(model: AudioStoryModel, path: Path, *, info_extra: dict[str, Any]
     extra = {"resampler_trained": model.resampler_trained, **model.extra, **(info_extra or {})}
     info = ModelInfo(name=model.name, vocab_size=len(model.tokenizer), base_model=base_model, extra=extra)
     save_model_folder(
-        Path(path), model.parts(), model.dims, info, force=force,
+        Path(path),
+        model.parts(),
+        model.dims,
+        info,
+        force=force,
         write_extra=lambda tmp: save_tokenizer(model.tokenizer, tmp / "tokenizer"),
     )
     return Path(path)

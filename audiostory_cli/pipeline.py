@@ -62,7 +62,7 @@ def check_prompt(prompt: str) -> str:
     reach story.json, cue sheets or a terminal; tabs, newlines, accents and emoji are kept."""
     text = "".join(" " if ch not in "\t\n" and unicodedata.category(ch) == "Cc" else ch for ch in prompt).strip()
     if not text:
-        raise UsageError("the prompt is empty; describe the story, e.g. \"rain on a tin roof, then thunder\"")
+        raise UsageError('the prompt is empty; describe the story, e.g. "rain on a tin roof, then thunder"')
     if len(text) > MAX_PROMPT_CHARS:
         raise UsageError(f"the prompt is {len(text)} characters; at most {MAX_PROMPT_CHARS} (summarise the story)")
     return text
@@ -138,7 +138,11 @@ def removed_if_left_empty(root: Path, created: bool) -> Iterator[None]:
 
 
 def start_story(
-    folder: StoryFolder, prompt: str, options: PlanOptions, model: AudioStoryModel, *,
+    folder: StoryFolder,
+    prompt: str,
+    options: PlanOptions,
+    model: AudioStoryModel,
+    *,
     progress: ProgressFn = no_progress,
 ) -> Story:
     """Plan a new story into ``folder`` (already prepared with ``StoryFolder.prepare_new``) and save story.json."""
@@ -204,9 +208,7 @@ def tell(
     with folder.locked("tell", create=True), removed_if_left_empty(folder.root, created):
         folder.prepare_new(force=force)  # again under the lock: another tell may have filled it meanwhile
         start_story(folder, prompt, options, model, progress=progress)
-        return deliver_story(
-            folder, model, runtime, export_options=export_options, progress=progress, offload=offload
-        )
+        return deliver_story(folder, model, runtime, export_options=export_options, progress=progress, offload=offload)
 
 
 def render_settings(
@@ -221,8 +223,7 @@ def render_settings(
     return RenderSettings(
         steps=options.steps if options.steps is not None else (style.steps if style else 50),
         guidance=options.guidance if options.guidance is not None else (style.guidance if style else 4.0),
-        crossfade=options.crossfade if options.crossfade is not None else (
-            style.crossfade if style else join_seconds),
+        crossfade=options.crossfade if options.crossfade is not None else (style.crossfade if style else join_seconds),
         canvas=options.canvas or model_canvas,
         crossfade_shape=options.crossfade_shape or join_shape,
     )
@@ -252,8 +253,9 @@ def plan_story(
     lead = get_style(options.style).lead if options.style else None
     planner = model.planner()
     penalty = model.repetition_penalty if options.repetition_penalty is None else options.repetition_penalty
-    sampling = SamplingOptions(temperature=options.temperature, top_p=options.top_p, seed=options.seed or 0,
-                               repetition_penalty=penalty)
+    sampling = SamplingOptions(
+        temperature=options.temperature, top_p=options.top_p, seed=options.seed or 0, repetition_penalty=penalty
+    )
     processors: tuple[Any, ...] = ()
     if model.name == "tiny-random" or model.extra.get("random_weights"):  # steer random weights with a script
         sampling, script = demo_sampling(planner, prompt, options.total_duration)
@@ -267,28 +269,48 @@ def plan_story(
         from .planner.prompt import build_instruction
 
         output = planner.plan_instruction(
-            instruction or build_instruction(prompt, options.total_duration, lead), options.total_duration,
-            sampling=sampling, progress=progress, processors=processors, audio_embeds=audio_embeds,
+            instruction or build_instruction(prompt, options.total_duration, lead),
+            options.total_duration,
+            sampling=sampling,
+            progress=progress,
+            processors=processors,
+            audio_embeds=audio_embeds,
         )
     base_seed = options.seed if options.seed is not None else secrets.randbelow(MAX_SEED - 1000)
     events: list[Event] = []
     cursor = 0.0
     for index, planned in enumerate(output.events, start=1):
-        events.append(Event(
-            index=index, start=round(cursor, 6), duration=round(planned.duration, 6), caption=planned.caption,
-            story_detail=planned.story_detail, seed=(base_seed + index - 1) % (MAX_SEED + 1),
-        ))
+        events.append(
+            Event(
+                index=index,
+                start=round(cursor, 6),
+                duration=round(planned.duration, 6),
+                caption=planned.caption,
+                story_detail=planned.story_detail,
+                seed=(base_seed + index - 1) % (MAX_SEED + 1),
+            )
+        )
         cursor += planned.duration
     story = Story(
-        prompt=prompt, total_duration=options.total_duration, events=events, model=model.name,
-        model_revision=model.revision, preset=options.preset, style=options.style, instruction=output.instruction,
-        reasoning=output.reasoning, settings=settings, sample_rate=model.sample_rate,
+        prompt=prompt,
+        total_duration=options.total_duration,
+        events=events,
+        model=model.name,
+        model_revision=model.revision,
+        preset=options.preset,
+        style=options.style,
+        instruction=output.instruction,
+        reasoning=output.reasoning,
+        settings=settings,
+        sample_rate=model.sample_rate,
     )
     _fit_last_event(story)
     if output.event_blocks and len(output.event_blocks) == len(events):  # render conditions on these tokens
         story.generated = GeneratedPlan(
-            token_ids=list(output.token_ids), event_blocks=list(output.event_blocks),
-            instruction=story.instruction, reasoning=story.reasoning,
+            token_ids=list(output.token_ids),
+            event_blocks=list(output.event_blocks),
+            instruction=story.instruction,
+            reasoning=story.reasoning,
             events=[GeneratedPlan.fingerprint(e) for e in story.events],
         )
     story.validate()
@@ -341,9 +363,7 @@ def render_story(
     source = _source_conditioning(folder, story, model)
     # 2. bridge: one teacher-forced pass over the whole (possibly edited) plan
     with torch.inference_mode():
-        tokens = model.planner().bridge_story(
-            story, progress=progress, audio_embeds=source.embeds if source else None
-        )
+        tokens = model.planner().bridge_story(story, progress=progress, audio_embeds=source.embeds if source else None)
         if offload:
             model.offload_llm()
         uncond = unconditional_tokens(model.text_encoder, model.dims.bridge.num_semantic_tokens)
@@ -351,10 +371,12 @@ def render_story(
     batch = max_batch or len(stale)
     rendered: list[int] = []
     for start in range(0, len(stale), batch):
-        chunk = stale[start:start + batch]
+        chunk = stale[start : start + batch]
         conditions = [
             EventCondition(
-                tokens=tokens[event.index - 1], seconds=story.render_length(event), seed=event.seed,
+                tokens=tokens[event.index - 1],
+                seconds=story.render_length(event),
+                seed=event.seed,
                 prefix=source.prefix_for(event) if source else None,
             )
             for event in chunk
@@ -362,8 +384,15 @@ def render_story(
         # 3. sample: all events of the chunk (× CFG) through the DiT together
         with torch.inference_mode():
             latents = render_latents(
-                model.dit, conditions, steps=story.settings.steps, guidance=story.settings.guidance,
-                uncond=uncond, runtime=runtime, progress=progress, geometry=geometry, canvas=story.settings.canvas,
+                model.dit,
+                conditions,
+                steps=story.settings.steps,
+                guidance=story.settings.guidance,
+                uncond=uncond,
+                runtime=runtime,
+                progress=progress,
+                geometry=geometry,
+                canvas=story.settings.canvas,
             )
         for event, condition, event_latents in zip(chunk, conditions, latents, strict=True):
             # 4. decode (a prefix gives left context, then is dropped), write the event and the plan
@@ -396,9 +425,7 @@ def _decode(
     import torch
 
     with torch.inference_mode():
-        audio = model.codec.decode(
-            latents, num_samples=num_samples, skip_frames=skip_frames, progress=progress
-        )
+        audio = model.codec.decode(latents, num_samples=num_samples, skip_frames=skip_frames, progress=progress)
     return audio.float().cpu().numpy()
 
 

@@ -76,8 +76,14 @@ def pick_dtype(device: torch.device, override: str | None = None) -> tuple[torch
     import torch
 
     if override:
-        table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-                 "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+        table = {
+            "fp32": torch.float32,
+            "float32": torch.float32,
+            "bf16": torch.bfloat16,
+            "bfloat16": torch.bfloat16,
+            "fp16": torch.float16,
+            "float16": torch.float16,
+        }
         if override not in table:
             raise UsageError(f"--dtype {override!r} is not one of fp32, bf16, fp16")
         return table[override], f"--dtype {override}"
@@ -118,4 +124,3 @@ def memory_summary(device: torch.device) -> dict[str, Any]:
         return {"kind": "ram", "total": int(pages * size), "free": int(avail * size)}
     except (ValueError, OSError, AttributeError):
         return {"kind": "ram", "total": None, "free": None}
-

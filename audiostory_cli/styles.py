@@ -35,6 +35,10 @@ def _read(name: str) -> StylePreset:
     path = data_dir("presets") / "styles" / f"{name}.toml"
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     return StylePreset(
-        name=str(data["name"]), description=str(data["description"]), lead=str(data["lead"]),
-        steps=int(data["steps"]), guidance=float(data["guidance"]), crossfade=float(data["crossfade"]),
+        name=str(data["name"]),
+        description=str(data["description"]),
+        lead=str(data["lead"]),
+        steps=int(data["steps"]),
+        guidance=float(data["guidance"]),
+        crossfade=float(data["crossfade"]),
     )

@@ -50,8 +50,12 @@ class Description:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "audio": str(self.audio), "question": self.question, "answer": self.answer,
-            "seconds": round(self.seconds, 6), "heard_seconds": round(self.heard_seconds, 6), "model": self.model,
+            "audio": str(self.audio),
+            "question": self.question,
+            "answer": self.answer,
+            "seconds": round(self.seconds, 6),
+            "heard_seconds": round(self.heard_seconds, 6),
+            "model": self.model,
             "tokens": self.tokens,
         }
 
@@ -68,8 +72,7 @@ def understanding_gap(model: AudioStoryModel) -> str | None:
 def cannot_describe(gap: str) -> str:
     """The error for ``describe`` on a model that cannot listen."""
     return (
-        f"{gap}, so it cannot describe audio; train stage 2 (`audiostory train --stage 2`) or use a model that "
-        "has them"
+        f"{gap}, so it cannot describe audio; train stage 2 (`audiostory train --stage 2`) or use a model that has them"
     )
 
 
@@ -84,8 +87,10 @@ def describe_readiness(ref: str) -> str | None:
     resolved = resolve_model_ref(ref)
     if isinstance(resolved, Path) or resolved.kind != "hub" or (converted_path(resolved) / "audiostory.json").is_file():
         return None
-    return (f"model {resolved.name!r} is not ready on this machine: run `audiostory models download {resolved.name}` "
-            "first (describe needs a model with trained audio understanding; tiny-random has none)")
+    return (
+        f"model {resolved.name!r} is not ready on this machine: run `audiostory models download {resolved.name}` "
+        "first (describe needs a model with trained audio understanding; tiny-random has none)"
+    )
 
 
 def understanding_precheck(ref: str) -> str | None:
@@ -168,8 +173,13 @@ def describe_audio(
     if not answer:
         raise ModelError(f"model {model.name!r} gave an empty answer ({count} tokens); try another --question")
     return Description(
-        audio=source.path, question=question, answer=answer, seconds=source.seconds,
-        heard_seconds=min(source.seconds, WHISPER_WINDOW_SECONDS), model=model.name, tokens=count,
+        audio=source.path,
+        question=question,
+        answer=answer,
+        seconds=source.seconds,
+        heard_seconds=min(source.seconds, WHISPER_WINDOW_SECONDS),
+        model=model.name,
+        tokens=count,
     )
 
 

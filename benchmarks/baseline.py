@@ -80,15 +80,20 @@ def run_baseline(model: AudioStoryModel, case: StoryCase, clock: StageClock, wor
         with clock.section("bridge"):
             reasoning, events, fused = _bridge(model, case, ids, hidden, prompt_length)
         with clock.section("dit"):
-            latents = [_render_event(model, fused[i], _clip_seconds(events, i), case, clock)
-                       for i in range(len(events))]
+            latents = [
+                _render_event(model, fused[i], _clip_seconds(events, i), case, clock) for i in range(len(events))
+            ]
         with clock.section("vae"):
             clips = [_decode_full_window(model, z, _clip_seconds(events, i)) for i, z in enumerate(latents)]
         with clock.section("export"):
             _join_and_write(clips, model.sample_rate, workdir / "generated_audio.wav")
     lines = [reasoning] + [f"{caption} | {seconds:.3f}" for caption, seconds in events]
-    return BaselineInfo(plan_tokens=len(ids), plan_text="\n".join(lines), events=len(events),
-                        dtype=str(model.dit.dtype).removeprefix("torch."))
+    return BaselineInfo(
+        plan_tokens=len(ids),
+        plan_text="\n".join(lines),
+        events=len(events),
+        dtype=str(model.dit.dtype).removeprefix("torch."),
+    )
 
 
 def _generate(model: AudioStoryModel, case: StoryCase) -> tuple[list[int], torch.Tensor, int]:
@@ -104,16 +109,24 @@ def _generate(model: AudioStoryModel, case: StoryCase) -> tuple[list[int], torch
     input_ids = torch.tensor([prompt_ids], device=reasoner.device)
     ids = reasoner.classes.ids
     config = GenerationConfig(  # type: ignore[no-untyped-call]
-        max_new_tokens=limits.max_new_tokens, do_sample=False, num_beams=1, eos_token_id=ids.im_end,
-        pad_token_id=ids.endoftext, return_dict_in_generate=True, output_hidden_states=True, use_cache=True,
+        max_new_tokens=limits.max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=ids.im_end,
+        pad_token_id=ids.endoftext,
+        return_dict_in_generate=True,
+        output_hidden_states=True,
+        use_cache=True,
     )
     out = model.llm.generate(
-        input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config,
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        generation_config=config,
         logits_processor=LogitsProcessorList([*processors, PlanConstraintProcessor(reasoner.classes, limits)]),
     )
     # Official: torch.cat of the last layer over steps (all layers were kept on the device until here).
     hidden = torch.cat([step[-1][0] for step in out.hidden_states], dim=0)
-    generated = [int(t) for t in out.sequences[0, input_ids.shape[1]:].tolist()]
+    generated = [int(t) for t in out.sequences[0, input_ids.shape[1] :].tolist()]
     return generated, hidden, input_ids.shape[1]
 
 
@@ -124,12 +137,14 @@ def _bridge(
     reasoner = model.planner().reasoner
     bridge_dims = model.dims.bridge
     parsed, sources = parse_with_sources(
-        ids, tokenizer=model.tokenizer, num_text_tokens=reasoner.ids.num_text_tokens,
-        num_semantic=bridge_dims.num_semantic_tokens, num_residual=bridge_dims.num_residual_tokens,
+        ids,
+        tokenizer=model.tokenizer,
+        num_text_tokens=reasoner.ids.num_text_tokens,
+        num_semantic=bridge_dims.num_semantic_tokens,
+        num_residual=bridge_dims.num_residual_tokens,
         total_duration=case.duration,
     )
-    blocks = placeholder_positions(ids, reasoner.ids, bridge_dims.num_semantic_tokens,
-                                   bridge_dims.num_residual_tokens)
+    blocks = placeholder_positions(ids, reasoner.ids, bridge_dims.num_semantic_tokens, bridge_dims.num_residual_tokens)
     fused = []
     for source in sources:
         sem, res = blocks[source]
@@ -197,6 +212,6 @@ def _join_and_write(clips: list[np.ndarray], rate: int, path: Path) -> None:
     for clip in resampled[1:]:
         n = min(fade, out.shape[1], clip.shape[1])
         ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
-        overlap = out[:, out.shape[1] - n:] * (1.0 - ramp) + clip[:, :n] * ramp
+        overlap = out[:, out.shape[1] - n :] * (1.0 - ramp) + clip[:, :n] * ramp
         out = np.concatenate([out[:, : out.shape[1] - n], overlap, clip[:, n:]], axis=1)
     sf.write(str(path), out.T, OFFICIAL_OUTPUT_RATE, subtype="FLOAT")

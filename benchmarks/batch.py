@@ -57,8 +57,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def jobs_lines(args: argparse.Namespace) -> list[dict[str, Any]]:
-    return [{"prompt": PROMPTS[n % len(PROMPTS)], "duration": args.duration, "name": f"job{n + 1:02d}",
-             "seed": n + 1, "steps": args.steps} for n in range(args.jobs)]
+    return [
+        {
+            "prompt": PROMPTS[n % len(PROMPTS)],
+            "duration": args.duration,
+            "name": f"job{n + 1:02d}",
+            "seed": n + 1,
+            "steps": args.steps,
+        }
+        for n in range(args.jobs)
+    ]
 
 
 def run_timed(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
@@ -78,8 +86,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="audiostory-batch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(key, None)
     cli = [sys.executable, "-m", "audiostory_cli"]
@@ -88,8 +100,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     jobs_file = work / "jobs.jsonl"
     jobs_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
-    log(f"{args.jobs} jobs of {args.duration:g} s, {args.steps} steps, model {args.model}, {args.device}, "
-        f"OMP_NUM_THREADS={args.threads}; load average {load_average()}")
+    log(
+        f"{args.jobs} jobs of {args.duration:g} s, {args.steps} steps, model {args.model}, {args.device}, "
+        f"OMP_NUM_THREADS={args.threads}; load average {load_average()}"
+    )
     load_before_batch = load_average()
     batch_seconds, _ = run_timed([*cli, "batch", str(jobs_file), "--out", str(work / "batch"), *common], env)
     load_after_batch = load_average()
@@ -99,14 +113,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tell_seconds: list[float] = []
     load_before_tell = load_average()
     for line in lines:
-        seconds, _ = run_timed([*cli, "tell", line["prompt"], "--duration", str(line["duration"]), "--seed",
-                                str(line["seed"]), "--steps", str(line["steps"]), "--out",
-                                str(work / "tell" / line["name"]), "--yes", *common], env)
+        seconds, _ = run_timed(
+            [
+                *cli,
+                "tell",
+                line["prompt"],
+                "--duration",
+                str(line["duration"]),
+                "--seed",
+                str(line["seed"]),
+                "--steps",
+                str(line["steps"]),
+                "--out",
+                str(work / "tell" / line["name"]),
+                "--yes",
+                *common,
+            ],
+            env,
+        )
         tell_seconds.append(seconds)
         log(f"tell {line['name']}: {seconds:.1f} s")
     load_after_tell = load_average()
-    same = all((work / "batch" / line["name"] / "mix.wav").read_bytes()
-               == (work / "tell" / line["name"] / "mix.wav").read_bytes() for line in lines)
+    same = all(
+        (work / "batch" / line["name"] / "mix.wav").read_bytes()
+        == (work / "tell" / line["name"] / "mix.wav").read_bytes()
+        for line in lines
+    )
 
     tell_total = sum(tell_seconds)
     result = {
@@ -154,14 +186,22 @@ def print_table(result: dict[str, Any]) -> None:
         ("", "batch (1 process)", f"tell x {case['jobs']} processes"),
         ("wall", f"{b['wall_seconds']:.1f} s", f"{t['wall_seconds']:.1f} s"),
         ("stories per hour", f"{b['stories_per_hour']:.0f}", f"{t['stories_per_hour']:.0f}"),
-        ("per story", f"{b['job_seconds_median']:.1f} s (median job)", f"{t['process_seconds_median']:.1f} s "
-         "(median process)"),
-        ("load average", f"{b['load_average_before'][0]:.1f} -> {b['load_average_after'][0]:.1f}",
-         f"{t['load_average_before'][0]:.1f} -> {t['load_average_after'][0]:.1f}"),
+        (
+            "per story",
+            f"{b['job_seconds_median']:.1f} s (median job)",
+            f"{t['process_seconds_median']:.1f} s (median process)",
+        ),
+        (
+            "load average",
+            f"{b['load_average_before'][0]:.1f} -> {b['load_average_after'][0]:.1f}",
+            f"{t['load_average_before'][0]:.1f} -> {t['load_average_after'][0]:.1f}",
+        ),
     ]
     width = [max(len(row[i]) for row in rows) for i in range(3)]
-    print(f"{case['jobs']} stories of {case['duration']:g} s, {case['steps']} steps, {result['model']} on "
-          f"{result['device']}")
+    print(
+        f"{case['jobs']} stories of {case['duration']:g} s, {case['steps']} steps, {result['model']} on "
+        f"{result['device']}"
+    )
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=True)).rstrip())
     print(f"speed-up: {result['speedup']:.2f}x; same audio on both sides: {result['same_audio']}")
@@ -173,10 +213,16 @@ def log(message: str) -> None:
 
 def _git_commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=ROOT, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")

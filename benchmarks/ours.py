@@ -79,8 +79,13 @@ def run_ours(
     if workdir.exists():
         shutil.rmtree(workdir)
     options = PlanOptions(
-        total_duration=case.duration, preset=case.preset, seed=case.seed, steps=case.steps,
-        guidance=case.guidance, crossfade=case.crossfade, canvas=case.canvas,
+        total_duration=case.duration,
+        preset=case.preset,
+        seed=case.seed,
+        steps=case.steps,
+        guidance=case.guidance,
+        crossfade=case.crossfade,
+        canvas=case.canvas,
     )
     # 1. plan
     with clock.section("plan"):
@@ -93,18 +98,26 @@ def run_ours(
         render_story(folder, model, runtime, progress=clock, offload=offload)
     # 5. mix, loudness, stems, cues
     with clock.section("export", relabel=EXPORT_STAGES):
-        export_story(folder, ExportOptions(loudness=case.preset, stems=True,
-                                           cues=("story", "reaper", "audacity", "edl"), force=True), clock)
+        export_story(
+            folder,
+            ExportOptions(loudness=case.preset, stems=True, cues=("story", "reaper", "audacity", "edl"), force=True),
+            clock,
+        )
     return RunInfo(
-        plan_tokens=plan_token_count(model, story), plan_text=plan_text(story), events=len(story.events),
+        plan_tokens=plan_token_count(model, story),
+        plan_text=plan_text(story),
+        events=len(story.events),
         event_seconds=[round(story.render_length(e), 4) for e in story.events],
     )
 
 
 def plan_token_count(model: AudioStoryModel, story: Story) -> int:
     bridge = model.dims.bridge
-    return len(serialise_ids(model.tokenizer, story.reasoning, story.events, bridge.num_semantic_tokens,
-                             bridge.num_residual_tokens))
+    return len(
+        serialise_ids(
+            model.tokenizer, story.reasoning, story.events, bridge.num_semantic_tokens, bridge.num_residual_tokens
+        )
+    )
 
 
 def plan_text(story: Story) -> str:

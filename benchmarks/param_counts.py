@@ -139,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'total':<{width}}  {top:>15,}  {top / 1e6:>9.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "dims": "full_dims()", "device": "meta", "seconds": round(elapsed, 2), "parameters": counts, "total": top,
+        "dims": "full_dims()",
+        "device": "meta",
+        "seconds": round(elapsed, 2),
+        "parameters": counts,
+        "total": top,
     }
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)

@@ -119,8 +119,15 @@ def table(result: dict[str, Any]) -> str:
     rat = result.get("ratios", {})
     rows = [("stage", "ours", "official structure", "baseline/ours", "notes")]
     imp = result.get("import", {})
-    rows.append(("imports (subprocess)", secs(imp.get("seconds")), "", "",
-                 f"torch+transformers+diffusers+audiostory_cli; peft imported: {imp.get('peft_imported')}"))
+    rows.append(
+        (
+            "imports (subprocess)",
+            secs(imp.get("seconds")),
+            "",
+            "",
+            f"torch+transformers+diffusers+audiostory_cli; peft imported: {imp.get('peft_imported')}",
+        )
+    )
     rows.append(("model load", secs(result["load"]["seconds"]), "", "", result["load"]["notes"][:60]))
     for key, label in STAGE_ROWS:
         note = ""
@@ -130,26 +137,68 @@ def table(result: dict[str, Any]) -> str:
                 note += f" (official {secs(base['plan_tokens_per_second'])} tok/s)"
         if key == "export":
             note = "ours: event WAVs, loudness, limiter, stems, cues; official: join + one WAV"
-        rows.append((label, secs(ours["stages"][key]["seconds"]),
-                     secs(base["stages"][key]["seconds"]) if base else "", times(rat.get(key)), note))
+        rows.append(
+            (
+                label,
+                secs(ours["stages"][key]["seconds"]),
+                secs(base["stages"][key]["seconds"]) if base else "",
+                times(rat.get(key)),
+                note,
+            )
+        )
         if key == "dit":
-            rows.append(("DiT per step", secs(ours["dit_step_seconds"]),
-                         secs(base["dit_step_seconds"]) if base else "", times(rat.get("dit_step")),
-                         "all events; ours: one batch of events x CFG; official: one call per event"))
-    rows.append(("story total", secs(ours["story_seconds"]), secs(base["story_seconds"]) if base else "",
-                 times(rat.get("story")), f"median of {ours['runs']} warm run(s)"))
-    rows.append(("peak memory", gib(ours["peak_bytes"]), gib(base["peak_bytes"]) if base else "", "",
-                 result["memory_kind"]))
+            rows.append(
+                (
+                    "DiT per step",
+                    secs(ours["dit_step_seconds"]),
+                    secs(base["dit_step_seconds"]) if base else "",
+                    times(rat.get("dit_step")),
+                    "all events; ours: one batch of events x CFG; official: one call per event",
+                )
+            )
+    rows.append(
+        (
+            "story total",
+            secs(ours["story_seconds"]),
+            secs(base["story_seconds"]) if base else "",
+            times(rat.get("story")),
+            f"median of {ours['runs']} warm run(s)",
+        )
+    )
+    rows.append(
+        ("peak memory", gib(ours["peak_bytes"]), gib(base["peak_bytes"]) if base else "", "", result["memory_kind"])
+    )
     cold = result["ours"]["cold"]
     rows.append(("cold story (1st run)", secs(cold["story_seconds"]), "", "", "what one `tell` pays"))
-    rows.append(("whole process", secs(result.get("whole_process_seconds")), "", "",
-                 "process start -> imports -> load -> cold story"))
+    rows.append(
+        (
+            "whole process",
+            secs(result.get("whole_process_seconds")),
+            "",
+            "",
+            "process start -> imports -> load -> cold story",
+        )
+    )
     startup = result.get("startup")
     if startup:
-        rows.append(("`tell` first line", secs(startup.get("first_line_seconds")), "", "",
-                     f"subprocess, --model {startup['model']}"))
-        rows.append(("`tell` whole process", secs(startup.get("total_seconds")), "", "",
-                     f"{startup['duration']:g} s story, {startup['steps']} steps, exit {startup.get('returncode')}"))
+        rows.append(
+            (
+                "`tell` first line",
+                secs(startup.get("first_line_seconds")),
+                "",
+                "",
+                f"subprocess, --model {startup['model']}",
+            )
+        )
+        rows.append(
+            (
+                "`tell` whole process",
+                secs(startup.get("total_seconds")),
+                "",
+                "",
+                f"{startup['duration']:g} s story, {startup['steps']} steps, exit {startup.get('returncode')}",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -161,30 +210,37 @@ def results_row(result: dict[str, Any]) -> str:
     ours, base = result["ours"]["median"], result.get("baseline", {}).get("median")
     case = result["case"]
     st = ours["stages"]
-    return "| " + " | ".join([
-        result["date"][:10],
-        result["commit"],
-        result["device_name"],
-        result["model"] + engine_note(result["ours"].get("decode_engine") or {})
-        + (" (sized canvas)" if case.get("canvas") == "sized" else ""),
-        f"{case['duration']:g} s / {case['events']} ev",
-        str(case["steps"]),
-        result["load_average"],
-        secs(result.get("import", {}).get("seconds")),
-        secs(result["load"]["seconds"]),
-        f"{secs(st['plan']['seconds'])} ({secs(ours['plan_tokens_per_second'])})",
-        secs(st["bridge"]["seconds"]),
-        secs(ours["dit_step_seconds"]),
-        secs(st["dit"]["seconds"]),
-        secs(st["vae"]["seconds"]),
-        secs(st["export"]["seconds"]),
-        secs(ours["story_seconds"]),
-        secs(result["ours"]["cold"]["story_seconds"]),
-        secs(result.get("whole_process_seconds")),
-        gib(ours["peak_bytes"]),
-        secs(base["story_seconds"]) if base else "-",
-        times(result.get("ratios", {}).get("story")),
-    ]) + " |"
+    return (
+        "| "
+        + " | ".join(
+            [
+                result["date"][:10],
+                result["commit"],
+                result["device_name"],
+                result["model"]
+                + engine_note(result["ours"].get("decode_engine") or {})
+                + (" (sized canvas)" if case.get("canvas") == "sized" else ""),
+                f"{case['duration']:g} s / {case['events']} ev",
+                str(case["steps"]),
+                result["load_average"],
+                secs(result.get("import", {}).get("seconds")),
+                secs(result["load"]["seconds"]),
+                f"{secs(st['plan']['seconds'])} ({secs(ours['plan_tokens_per_second'])})",
+                secs(st["bridge"]["seconds"]),
+                secs(ours["dit_step_seconds"]),
+                secs(st["dit"]["seconds"]),
+                secs(st["vae"]["seconds"]),
+                secs(st["export"]["seconds"]),
+                secs(ours["story_seconds"]),
+                secs(result["ours"]["cold"]["story_seconds"]),
+                secs(result.get("whole_process_seconds")),
+                gib(ours["peak_bytes"]),
+                secs(base["story_seconds"]) if base else "-",
+                times(result.get("ratios", {}).get("story")),
+            ]
+        )
+        + " |"
+    )
 
 
 def engine_note(engine: dict[str, Any]) -> str:
@@ -200,6 +256,12 @@ def append_results_row(path: Path, row: str) -> None:
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
     if RESULTS_HEADER not in text:
         separator = "|" + "---|" * RESULTS_HEADER.count(" | ") + "---|"
-        text = text.rstrip("\n") + "\n\n## Runs (appended by `benchmarks/run.py`)\n\n" + RESULTS_HEADER + "\n" + \
-            separator + "\n"
+        text = (
+            text.rstrip("\n")
+            + "\n\n## Runs (appended by `benchmarks/run.py`)\n\n"
+            + RESULTS_HEADER
+            + "\n"
+            + separator
+            + "\n"
+        )
     path.write_text(text.rstrip("\n") + "\n" + row + "\n", encoding="utf-8")

@@ -56,15 +56,24 @@ from benchmarks.timing import MemoryProbe, StageClock, max_rss_bytes  # noqa: E4
 
 _IMPORT_SECONDS = time.perf_counter() - _IMPORT_START
 INFERENCE_MODULES = (
-    "audiostory_cli.pipeline", "audiostory_cli.model", "audiostory_cli.planner.api", "audiostory_cli.generator.render",
-    "audiostory_cli.generator.vae", "audiostory_cli.generator.text_encoder", "audiostory_cli.export",
+    "audiostory_cli.pipeline",
+    "audiostory_cli.model",
+    "audiostory_cli.planner.api",
+    "audiostory_cli.generator.render",
+    "audiostory_cli.generator.vae",
+    "audiostory_cli.generator.text_encoder",
+    "audiostory_cli.export",
 )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="tiny-random", type=model_choice,
-                   help=f"{', '.join(MODEL_CHOICES)}, or a model folder (e.g. one `audiostory train demo` wrote)")
+    p.add_argument(
+        "--model",
+        default="tiny-random",
+        type=model_choice,
+        help=f"{', '.join(MODEL_CHOICES)}, or a model folder (e.g. one `audiostory train demo` wrote)",
+    )
     p.add_argument("--scale", default="full", choices=SCALES, help="size of audiostory-3b-random (see bench_models)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--dtype", default=None, help="override our path's dtype (fp32, bf16, fp16)")
@@ -72,22 +81,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--events", type=int, default=None, help="events in the story (default: about one per 10 s)")
     p.add_argument("--steps", type=int, default=50, help="Euler steps (official: 50)")
     p.add_argument("--guidance", type=float, default=4.0)
-    p.add_argument("--canvas", choices=("fixed", "sized"), default=None,
-                   help="our DiT canvas (default: the model's; fixed for audiostory-3b-random, as officially)")
+    p.add_argument(
+        "--canvas",
+        choices=("fixed", "sized"),
+        default=None,
+        help="our DiT canvas (default: the model's; fixed for audiostory-3b-random, as officially)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="warm runs after the cold one (median)")
     p.add_argument("--baseline-repeats", type=int, default=None, help="default: --repeats")
     p.add_argument("--no-baseline", dest="baseline", action="store_false")
     p.add_argument("--offload", action="store_true", help="our path offloads the LLM before the DiT")
     p.add_argument("--static-cache", action="store_true", help="our plan decoding uses a static KV cache")
-    p.add_argument("--compile-decode", action="store_true",
-                   help="our plan decoding compiles its one-token step (implies --static-cache; CUDA graphs on a GPU)")
+    p.add_argument(
+        "--compile-decode",
+        action="store_true",
+        help="our plan decoding compiles its one-token step (implies --static-cache; CUDA graphs on a GPU)",
+    )
     p.add_argument("--no-startup", dest="startup", action="store_false", help="skip the `tell` subprocess")
     p.add_argument("--no-imports", dest="imports", action="store_false", help="skip the import-time subprocess")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="folder for the JSON (default: $AUDIOSTORY_CACHE/benchmarks; benchmarks/results to keep it)")
-    p.add_argument("--results-md", type=Path, default=None,
-                   help="append a summary row to this file (e.g. benchmarks/RESULTS.md); default: no row")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the JSON (default: $AUDIOSTORY_CACHE/benchmarks; benchmarks/results to keep it)",
+    )
+    p.add_argument(
+        "--results-md",
+        type=Path,
+        default=None,
+        help="append a summary row to this file (e.g. benchmarks/RESULTS.md); default: no row",
+    )
     p.add_argument("--no-record", dest="record", action="store_false", help="do not append to --results-md")
     p.add_argument("--workdir", type=Path, default=None, help="where stories are written (default: a temp dir)")
     args = p.parse_args(argv)
@@ -112,11 +136,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     runtime = make_runtime(args.device, args.dtype)
-    case = StoryCase(duration=args.duration, events=args.events or default_events(args.duration), steps=args.steps,
-                     guidance=args.guidance, canvas=args.canvas)
+    case = StoryCase(
+        duration=args.duration,
+        events=args.events or default_events(args.duration),
+        steps=args.steps,
+        guidance=args.guidance,
+        canvas=args.canvas,
+    )
     work = args.workdir or Path(tempfile.mkdtemp(prefix="audiostory-bench-"))
-    log(f"device {runtime.describe()}, torch threads {torch.get_num_threads()}, story {case.duration:g} s in "
-        f"{case.events} events, {case.steps} steps")
+    log(
+        f"device {runtime.describe()}, torch threads {torch.get_num_threads()}, story {case.duration:g} s in "
+        f"{case.events} events, {case.steps} steps"
+    )
     loaded = load_bench_model(args.model, args.scale, runtime)
     log(f"model {loaded.label} ready in {loaded.seconds:.1f} s")
     engine = DecodeEngine(static_cache=args.static_cache or args.compile_decode, compile_step=args.compile_decode)
@@ -136,10 +167,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 ours_runs.append(summary)
             log(f"ours run {number}: {summary['story_seconds']:.2f} s")
         result: dict[str, Any] = {
-            "ours": {"cold": cold, "runs": ours_runs, "median": report.median_run(ours_runs or [cold]),
-                     "plan_text": ours_info.plan_text, "event_seconds": ours_info.event_seconds,
-                     "dtype": str(runtime.dtype).removeprefix("torch."), "offload": args.offload,
-                     "decode_engine": asdict(engine)},
+            "ours": {
+                "cold": cold,
+                "runs": ours_runs,
+                "median": report.median_run(ours_runs or [cold]),
+                "plan_text": ours_info.plan_text,
+                "event_seconds": ours_info.event_seconds,
+                "dtype": str(runtime.dtype).removeprefix("torch."),
+                "offload": args.offload,
+                "decode_engine": asdict(engine),
+            },
         }
         if args.baseline:
             result.update(baseline_runs(loaded.model, runtime, case, probe, work, args, ours_info.plan_text))
@@ -154,8 +191,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
-def baseline_runs(model: Any, runtime: Any, case: StoryCase, probe: MemoryProbe, work: Path,
-                  args: argparse.Namespace, ours_plan: str) -> dict[str, Any]:
+def baseline_runs(
+    model: Any, runtime: Any, case: StoryCase, probe: MemoryProbe, work: Path, args: argparse.Namespace, ours_plan: str
+) -> dict[str, Any]:
     dtype = place_official(model, runtime.device)
     log(f"official structure in {str(dtype).removeprefix('torch.')}")
     repeats = args.repeats if args.baseline_repeats is None else args.baseline_repeats
@@ -172,8 +210,14 @@ def baseline_runs(model: Any, runtime: Any, case: StoryCase, probe: MemoryProbe,
     assert info is not None and cold is not None
     median = report.median_run(runs or [cold])
     return {
-        "baseline": {"cold": cold, "runs": runs, "median": median, "dtype": info.dtype,
-                     "plan_text": info.plan_text, "same_plan_as_ours": info.plan_text == ours_plan},
+        "baseline": {
+            "cold": cold,
+            "runs": runs,
+            "median": median,
+            "dtype": info.dtype,
+            "plan_text": info.plan_text,
+            "same_plan_as_ours": info.plan_text == ours_plan,
+        },
     }
 
 
@@ -230,17 +274,40 @@ def import_time() -> dict[str, Any]:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
         value, *flags = out.stdout.split()
         seconds.append(float(value))
-    return {"seconds": min(seconds), "runs": seconds, "peft_imported": flags[0] == "True",
-            "torchaudio_imported": flags[1] == "True", "modules": list(INFERENCE_MODULES)}
+    return {
+        "seconds": min(seconds),
+        "runs": seconds,
+        "peft_imported": flags[0] == "True",
+        "torchaudio_imported": flags[1] == "True",
+        "modules": list(INFERENCE_MODULES),
+    }
 
 
 def tell_startup(args: argparse.Namespace, case: StoryCase, work: Path) -> dict[str, Any]:
     """``audiostory tell`` as a user runs it: seconds to its first stderr line, and to exit."""
     model = "tiny-random" if args.model == RANDOM_FULL else args.model  # the random full stack is not a model
     out = work / "tell"
-    command = [sys.executable, "-m", "audiostory_cli", "tell", case.prompt, "--duration", f"{case.duration:g}",
-               "--model", model, "--steps", str(case.steps), "--seed", str(case.seed), "--yes", "--force",
-               "--out", str(out), "--device", args.device]
+    command = [
+        sys.executable,
+        "-m",
+        "audiostory_cli",
+        "tell",
+        case.prompt,
+        "--duration",
+        f"{case.duration:g}",
+        "--model",
+        model,
+        "--steps",
+        str(case.steps),
+        "--seed",
+        str(case.seed),
+        "--yes",
+        "--force",
+        "--out",
+        str(out),
+        "--device",
+        args.device,
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
@@ -249,17 +316,30 @@ def tell_startup(args: argparse.Namespace, case: StoryCase, work: Path) -> dict[
     first_seconds = time.perf_counter() - start
     _, rest = proc.communicate()
     total = time.perf_counter() - start
-    return {"model": model, "duration": case.duration, "steps": case.steps, "first_line_seconds": first_seconds,
-            "first_line": first.decode(errors="replace").strip(), "total_seconds": total,
-            "returncode": proc.returncode, "stderr_tail": rest.decode(errors="replace")[-400:]}
+    return {
+        "model": model,
+        "duration": case.duration,
+        "steps": case.steps,
+        "first_line_seconds": first_seconds,
+        "first_line": first.decode(errors="replace").strip(),
+        "total_seconds": total,
+        "returncode": proc.returncode,
+        "stderr_tail": rest.decode(errors="replace")[-400:],
+    }
 
 
 def git_commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=ROOT, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")

@@ -84,8 +84,15 @@ def mfcc_features(audio: np.ndarray) -> np.ndarray:
     bands = [(0.25, 1), (1, 2), (2, 4), (4, 8), (8, 16), (16, 25)]
     mod = np.array([spec[(freqs >= a) & (freqs < b)].sum() for a, b in bands])
     mod = np.log(mod / (mod.sum() + 1e-12) + 1e-4)
-    return np.concatenate([mfcc.mean(0), mfcc.std(0), np.abs(delta).mean(0), mod,
-                           [np.percentile(env, 90) - np.percentile(env, 10), np.mean(env > -20)]])
+    return np.concatenate(
+        [
+            mfcc.mean(0),
+            mfcc.std(0),
+            np.abs(delta).mean(0),
+            mod,
+            [np.percentile(env, 90) - np.percentile(env, 10), np.mean(env > -20)],
+        ]
+    )
 
 
 class SecondClassifier:
@@ -111,8 +118,9 @@ def parse_candidate(text: str) -> tuple[int, int, int, int]:
     return mels, hop, n_fft, iters
 
 
-def measure(candidate: tuple[int, int, int, int], clips: list[tuple[int, np.ndarray]], eval_clf, second,
-            long_clip: np.ndarray) -> dict[str, object]:
+def measure(
+    candidate: tuple[int, int, int, int], clips: list[tuple[int, np.ndarray]], eval_clf, second, long_clip: np.ndarray
+) -> dict[str, object]:
     import torch
 
     from audiostory_cli.config import SpectralCodecDims
@@ -135,11 +143,20 @@ def measure(candidate: tuple[int, int, int, int], clips: list[tuple[int, np.ndar
         codec.decode(codec.encode(x), num_samples=x.shape[1])
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
-    return {"n_mels": mels, "hop": hop, "n_fft": n_fft, "gl_iters": iters, "clips": len(clips),
-            "eval_classifier": ok_eval / len(clips), "second_classifier": ok_second / len(clips),
-            "roundtrip_20s_s": min(times),
-            "roundtrip_20s_median_s": statistics.median(times), "roundtrip_20s_cpu_s": min(cpu),
-            "log_mel_mean": mean, "log_mel_std": std}
+    return {
+        "n_mels": mels,
+        "hop": hop,
+        "n_fft": n_fft,
+        "gl_iters": iters,
+        "clips": len(clips),
+        "eval_classifier": ok_eval / len(clips),
+        "second_classifier": ok_second / len(clips),
+        "roundtrip_20s_s": min(times),
+        "roundtrip_20s_median_s": statistics.median(times),
+        "roundtrip_20s_cpu_s": min(cpu),
+        "log_mel_mean": mean,
+        "log_mel_std": std,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,18 +180,23 @@ def main(argv: list[str] | None = None) -> int:
     base_second = np.mean([second.predict(a) == y for y, a in clips])
     rng = np.random.default_rng(7)
     long_clip = render_event("rain", sample_params(rng, "rain"), 20.0, SR, 7)
-    print(f"originals: eval classifier {base_eval:.1%}, second classifier {base_second:.1%} "
-          f"({args.clips} clips)", file=sys.stderr)
+    print(
+        f"originals: eval classifier {base_eval:.1%}, second classifier {base_second:.1%} ({args.clips} clips)",
+        file=sys.stderr,
+    )
     print("| mels | hop | n_fft | GL iters | eval clf | second clf | 20 s round trip (CPU time) | ln-mel mean / std |")
     print("|---|---|---|---|---|---|---|---|")
     for text in args.candidates.split(","):
         row = measure(parse_candidate(text), clips, eval_clf, second, long_clip)
         if args.json:
             print(json.dumps(row), file=sys.stderr)
-        print(f"| {row['n_mels']} | {row['hop']} | {row['n_fft']} | {row['gl_iters']} | "
-              f"{row['eval_classifier']:.1%} | {row['second_classifier']:.1%} | "
-              f"{row['roundtrip_20s_s']:.2f} s ({row['roundtrip_20s_cpu_s']:.2f} s) | "
-              f"{row['log_mel_mean']:.2f} / {row['log_mel_std']:.2f} |", flush=True)
+        print(
+            f"| {row['n_mels']} | {row['hop']} | {row['n_fft']} | {row['gl_iters']} | "
+            f"{row['eval_classifier']:.1%} | {row['second_classifier']:.1%} | "
+            f"{row['roundtrip_20s_s']:.2f} s ({row['roundtrip_20s_cpu_s']:.2f} s) | "
+            f"{row['log_mel_mean']:.2f} / {row['log_mel_std']:.2f} |",
+            flush=True,
+        )
     return 0 if math.isfinite(base_eval) else 1
 
 

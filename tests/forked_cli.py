@@ -56,7 +56,11 @@ class Child:
 
 
 def fork_cli(
-    args: Sequence[str], logs: Path, *, model: object = None, runtime: object = None,
+    args: Sequence[str],
+    logs: Path,
+    *,
+    model: object = None,
+    runtime: object = None,
     setup: Callable[[], None] | None = None,
 ) -> Child:
     """Start ``audiostory ARGS`` in a forked child; its stdout/stderr go to files under ``logs``.

@@ -169,9 +169,7 @@ def test_the_graph_sees_lazy_and_type_checking_imports(tmp_path: Path) -> None:
     (pkg / "sub" / "__init__.py").write_text("")
     (pkg / "a.py").write_text("from .sub import b\n")
     (pkg / "sub" / "b.py").write_text("def f():\n    from ..c import x\n    return x\n")
-    (pkg / "c.py").write_text(
-        "from typing import TYPE_CHECKING\nx = 1\nif TYPE_CHECKING:\n    from toy.a import b\n"
-    )
+    (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nx = 1\nif TYPE_CHECKING:\n    from toy.a import b\n")
     (pkg / "d.py").write_text("from . import c\n")
     graph = import_graph(pkg)
     assert graph["toy.a"] == {"toy.sub.b"}

@@ -40,8 +40,13 @@ def test_forward_gives_llm_sized_tokens_with_official_key_names(encoder):
     assert tokens.shape == (2, dims.num_tokens, dims.llm_dim)
     assert encoder.embed(np.zeros(8000, dtype=np.float32), 16_000).shape == (dims.num_tokens, dims.llm_dim)
     keys = set(encoder.state_dict())
-    assert {"resampler.aud_projector.0.weight", "resampler.aud_projector.2.bias", "whisper.conv1.weight",
-            "whisper.layers.0.self_attn.q_proj.weight", "whisper.layer_norm.weight"} <= keys
+    assert {
+        "resampler.aud_projector.0.weight",
+        "resampler.aud_projector.2.bias",
+        "whisper.conv1.weight",
+        "whisper.layers.0.self_attn.q_proj.weight",
+        "whisper.layer_norm.weight",
+    } <= keys
     assert not any(k.startswith("resampler.pool") for k in keys)
 
 

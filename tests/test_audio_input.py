@@ -41,7 +41,7 @@ def test_reads_common_formats_at_their_own_rate(tmp_path, name, rate, channels, 
     assert got.sample_rate == rate and got.channels == channels and got.decoder == "soundfile"
     assert abs(got.seconds - 1.0) < 0.06  # MP3 adds encoder padding
     if subtype.startswith("PCM"):
-        np.testing.assert_allclose(got.audio, data.T, atol=2.0 ** -14)
+        np.testing.assert_allclose(got.audio, data.T, atol=2.0**-14)
 
 
 def test_stereo_and_mono_conversions_are_explicit(tmp_path):

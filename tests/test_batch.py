@@ -41,9 +41,11 @@ def event_audio(folder: Path) -> dict[str, np.ndarray]:
 
 
 def test_batch_makes_ordinary_story_folders_like_tell(tmp_path):
-    jobs = write_jobs(tmp_path / "jobs.jsonl",
-                      {"prompt": "rain, thunder", "name": "rain", "seed": 11, "stems": True, **FAST},
-                      {"prompt": "a dog barks, a door slams", "cues": ["story"], **FAST})
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl",
+        {"prompt": "rain, thunder", "name": "rain", "seed": 11, "stems": True, **FAST},
+        {"prompt": "a dog barks, a door slams", "cues": ["story"], **FAST},
+    )
     out = tmp_path / "out"
     result = batch(str(jobs), "--out", str(out))
     assert result.exit_code == 0, result.output
@@ -58,8 +60,25 @@ def test_batch_makes_ordinary_story_folders_like_tell(tmp_path):
     assert result.stdout.split() == [str(out / rain["mix"]), str(out / dog["mix"])]
 
     told = tmp_path / "told"  # the same job through `tell` gives the same story and audio
-    result = runner.invoke(app, ["tell", "rain, thunder", "--duration", "3", "--steps", "2", "--seed", "11",
-                                 "--model", "tiny-random", "--stems", "--out", str(told), "--yes"])
+    result = runner.invoke(
+        app,
+        [
+            "tell",
+            "rain, thunder",
+            "--duration",
+            "3",
+            "--steps",
+            "2",
+            "--seed",
+            "11",
+            "--model",
+            "tiny-random",
+            "--stems",
+            "--out",
+            str(told),
+            "--yes",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert StoryFolder(told).load().events == StoryFolder(out / "rain").load().events
     for (name, a), b in zip(event_audio(out / "rain").items(), event_audio(told).values(), strict=True):
@@ -76,8 +95,10 @@ def test_batch_loads_each_model_once_per_process(tmp_path):
     from audiostory_cli.model import load_model
     from audiostory_cli.runtime import cpu_runtime
 
-    jobs = read_jobs(write_jobs(tmp_path / "jobs.jsonl", *({"prompt": f"wind {n}, birds", **FAST} for n in range(3))),
-                     default_model="tiny-random")
+    jobs = read_jobs(
+        write_jobs(tmp_path / "jobs.jsonl", *({"prompt": f"wind {n}, birds", **FAST} for n in range(3))),
+        default_model="tiny-random",
+    )
     runtime, loads = cpu_runtime(), []
 
     def load(ref: str):
@@ -93,12 +114,14 @@ def test_batch_loads_each_model_once_per_process(tmp_path):
 
 def test_batch_isolates_failures_and_resumes_with_render_semantics(tmp_path):
     out = tmp_path / "out"
-    jobs = write_jobs(tmp_path / "jobs.jsonl",
-                      {"prompt": "rain, thunder", "name": "a", **FAST},
-                      {"prompt": "wind, birds", "name": "b", **FAST},
-                      {"prompt": "a dog barks", "name": "c", **FAST},
-                      {"prompt": "steps", "name": "taken", **FAST},
-                      '{"prompt": "broken"')
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl",
+        {"prompt": "rain, thunder", "name": "a", **FAST},
+        {"prompt": "wind, birds", "name": "b", **FAST},
+        {"prompt": "a dog barks", "name": "c", **FAST},
+        {"prompt": "steps", "name": "taken", **FAST},
+        '{"prompt": "broken"',
+    )
     (out / "taken").mkdir(parents=True)
     (out / "taken" / "notes.txt").write_text("mine")
     (out / "batch.json").write_text(json.dumps({"batch_version": 1, "jobs": []}))
@@ -145,17 +168,19 @@ def test_batch_isolates_failures_and_resumes_with_render_semantics(tmp_path):
 
 
 def test_batch_check_reports_every_bad_line_and_writes_nothing(tmp_path):
-    jobs = write_jobs(tmp_path / "jobs.jsonl",
-                      {"prompt": "rain", **FAST},
-                      "not json",
-                      {"prompt": "rain", "duraton": 3},
-                      {"prompt": "rain", "duration": "3"},
-                      {"prompt": "wind", "duration": 3, "seed": 1.5},
-                      {"prompt": "wind", "duration": 3, "name": "../up"},
-                      {"prompt": "wind", "duration": 3, "style": "polka"},
-                      ["a list"],
-                      {"prompt": "rain", "duration": 5},
-                      {"prompt": "wind", "name": "RAIN", **FAST})
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl",
+        {"prompt": "rain", **FAST},
+        "not json",
+        {"prompt": "rain", "duraton": 3},
+        {"prompt": "rain", "duration": "3"},
+        {"prompt": "wind", "duration": 3, "seed": 1.5},
+        {"prompt": "wind", "duration": 3, "name": "../up"},
+        {"prompt": "wind", "duration": 3, "style": "polka"},
+        ["a list"],
+        {"prompt": "rain", "duration": 5},
+        {"prompt": "wind", "name": "RAIN", **FAST},
+    )
     out = tmp_path / "out"
     result = batch(str(jobs), "--out", str(out), "--check")
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -180,8 +205,13 @@ def test_batch_bad_input_is_one_line(tmp_path, case):
     jobs = write_jobs(tmp_path / "jobs.jsonl", {"prompt": "rain", **FAST})
     out = tmp_path / "out"
     expected = {
-        "missing": "not found", "folder": "is not a file", "binary": "not UTF-8", "empty": "has no jobs",
-        "out-taken": "holds other files and no batch.json", "out-file": "is a file", "no-out": "give --out",
+        "missing": "not found",
+        "folder": "is not a file",
+        "binary": "not UTF-8",
+        "empty": "has no jobs",
+        "out-taken": "holds other files and no batch.json",
+        "out-file": "is a file",
+        "no-out": "give --out",
     }[case]
     if case == "missing":
         jobs = tmp_path / "nope.jsonl"
@@ -205,8 +235,9 @@ def test_batch_bad_input_is_one_line(tmp_path, case):
 
 
 def test_jobs_are_dealt_once_each_and_grouped_by_model():
-    jobs = [Job(line=n, name=f"j{n}", prompt="p", duration=3, seed=n, model="m1" if n % 3 else "m2")
-            for n in range(1, 11)]
+    jobs = [
+        Job(line=n, name=f"j{n}", prompt="p", duration=3, seed=n, model="m1" if n % 3 else "m2") for n in range(1, 11)
+    ]
     for world in (1, 2, 3, 4):
         parts = [deal(jobs, Launch(rank=r, world=world)) for r in range(world)]
         assert sorted(j.line for part in parts for j in part) == list(range(1, 11))
@@ -220,19 +251,37 @@ def test_jobs_are_dealt_once_each_and_grouped_by_model():
 
 
 def test_two_processes_give_the_one_process_audio(tmp_path):
-    jobs = write_jobs(tmp_path / "jobs.jsonl",
-                      {"prompt": "rain, thunder", "name": "a", **FAST},
-                      {"prompt": "wind, birds", "name": "b", **FAST},
-                      {"prompt": "a dog barks, a door slams", "name": "c", **FAST},
-                      {"prompt": "bad", "duration": -1})
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl",
+        {"prompt": "rain, thunder", "name": "a", **FAST},
+        {"prompt": "wind, birds", "name": "b", **FAST},
+        {"prompt": "a dog barks, a door slams", "name": "c", **FAST},
+        {"prompt": "bad", "duration": -1},
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(key, None)
     cli = ["-m", "audiostory_cli", "batch", str(jobs), "--model", "tiny-random", "--device", "cpu"]
-    one = subprocess.run([sys.executable, *cli, "--out", str(tmp_path / "one")], env=env, capture_output=True,
-                         text=True, timeout=600)
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          *cli, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600)
+    one = subprocess.run(
+        [sys.executable, *cli, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=600
+    )
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            *cli,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one.returncode == 1 and two.returncode != 0, two.stderr[-3000:]  # the bad line fails both
     a, b = records(tmp_path / "one"), records(tmp_path / "two")
     assert {r["rank"] for r in b.values()} == {0, 1, None}  # both processes worked; the bad line ran nowhere
@@ -250,8 +299,11 @@ def test_two_processes_give_the_one_process_audio(tmp_path):
 def test_interrupted_batch_keeps_finished_work_and_resumes(tmp_path, monkeypatch):
     from audiostory_cli import pipeline
 
-    jobs = write_jobs(tmp_path / "jobs.jsonl", {"prompt": "rain, thunder", "name": "a", **FAST},
-                      {"prompt": "wind, birds", "name": "b", **FAST})
+    jobs = write_jobs(
+        tmp_path / "jobs.jsonl",
+        {"prompt": "rain, thunder", "name": "a", **FAST},
+        {"prompt": "wind, birds", "name": "b", **FAST},
+    )
     out = tmp_path / "out"
     real_store, stored = pipeline._store_event, []
 

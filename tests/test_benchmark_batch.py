@@ -16,8 +16,20 @@ from benchmarks import batch as bench
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("AUDIOSTORY_SLOW") != "1", reason="slow: set AUDIOSTORY_SLOW=1")
 def test_batch_benchmark_runs_both_sides(tmp_path, capsys):
-    result = bench.main(["--jobs", "1", "--duration", "3", "--steps", "2", "--out", str(tmp_path / "json"),
-                         "--workdir", str(tmp_path / "work")])
+    result = bench.main(
+        [
+            "--jobs",
+            "1",
+            "--duration",
+            "3",
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path / "json"),
+            "--workdir",
+            str(tmp_path / "work"),
+        ]
+    )
     assert result["same_audio"] is True
     assert result["batch"]["stories_per_hour"] > 0 and len(result["tell"]["process_seconds"]) == 1
     (written,) = (tmp_path / "json").glob("*-cpu-tiny-random-batch.json")

@@ -36,11 +36,34 @@ def velocity_shapes(monkeypatch):
 @pytest.mark.slow
 def test_run_times_every_stage_and_records(tmp_path, velocity_shapes):
     results_md = tmp_path / "RESULTS.md"
-    result = run.main([
-        "--model", "tiny-random", "--device", "cpu", "--duration", "4", "--events", "2", "--steps", "2",
-        "--repeats", "1", "--baseline-repeats", "0", "--no-startup", "--no-imports", "--threads", "1",
-        "--out", str(tmp_path / "json"), "--results-md", str(results_md), "--workdir", str(tmp_path / "work"),
-    ])
+    result = run.main(
+        [
+            "--model",
+            "tiny-random",
+            "--device",
+            "cpu",
+            "--duration",
+            "4",
+            "--events",
+            "2",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--baseline-repeats",
+            "0",
+            "--no-startup",
+            "--no-imports",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "json"),
+            "--results-md",
+            str(results_md),
+            "--workdir",
+            str(tmp_path / "work"),
+        ]
+    )
     ours, base = result["ours"]["median"], result["baseline"]["median"]
     for summary in (ours, base, result["ours"]["cold"]):
         for key, _ in report.STAGE_ROWS:
@@ -108,11 +131,29 @@ def test_run_accepts_a_model_folder_and_writes_outside_the_checkout(tmp_path):
     checkout = Path(run.__file__).resolve().parents[1]
     before = _benchmark_files(checkout)
     folder = save_model(tiny_random_model(), tmp_path / "my-build")
-    result = run.main([  # no --out, no --results-md: the JSON goes to the cache, nothing into the checkout
-        "--model", str(folder), "--device", "cpu", "--duration", "4", "--events", "2", "--steps", "2",
-        "--repeats", "0", "--no-baseline", "--no-startup", "--no-imports", "--threads", "1",
-        "--workdir", str(tmp_path / "work"),
-    ])
+    result = run.main(
+        [  # no --out, no --results-md: the JSON goes to the cache, nothing into the checkout
+            "--model",
+            str(folder),
+            "--device",
+            "cpu",
+            "--duration",
+            "4",
+            "--events",
+            "2",
+            "--steps",
+            "2",
+            "--repeats",
+            "0",
+            "--no-baseline",
+            "--no-startup",
+            "--no-imports",
+            "--threads",
+            "1",
+            "--workdir",
+            str(tmp_path / "work"),
+        ]
+    )
     assert result["model"] == "folder-my-build"
     assert str(folder.resolve()) in result["model_notes"]
     assert result["ours"]["median"]["stages"]["dit"]["seconds"] > 0
@@ -123,8 +164,11 @@ def test_run_accepts_a_model_folder_and_writes_outside_the_checkout(tmp_path):
 
 def _benchmark_files(checkout: Path) -> dict[str, int]:
     """Every file under the checkout's benchmarks/ folder with its modification time (ns)."""
-    return {str(p): p.stat().st_mtime_ns for p in (checkout / "benchmarks").rglob("*") if p.is_file()
-            and "__pycache__" not in p.parts}
+    return {
+        str(p): p.stat().st_mtime_ns
+        for p in (checkout / "benchmarks").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def test_run_defaults_keep_results_out_of_the_checkout():

@@ -21,8 +21,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def planned():
     model = tiny_random_model()
-    story = plan_story("rain on a roof, then thunder, then a dog barks", PlanOptions(total_duration=9.0, seed=3),
-                       model)
+    story = plan_story("rain on a roof, then thunder, then a dog barks", PlanOptions(total_duration=9.0, seed=3), model)
     return model, story
 
 
@@ -39,8 +38,9 @@ def test_unedited_events_use_the_generated_tokens_edited_ones_the_reserialised_p
     planner = model.planner()
     generated = story.generated
     with torch.inference_mode():
-        own = planner._fuse(*planner.reasoner.generated_states(story.instruction, generated.token_ids,
-                                                               generated.event_blocks))
+        own = planner._fuse(
+            *planner.reasoner.generated_states(story.instruction, generated.token_ids, generated.event_blocks)
+        )
         torch.testing.assert_close(planner.bridge_story(story), own)
 
         edited = dataclasses.replace(story, events=[dataclasses.replace(e) for e in story.events])
@@ -59,8 +59,24 @@ def test_unedited_events_use_the_generated_tokens_edited_ones_the_reserialised_p
 
 def test_plan_show_says_where_the_bridge_comes_from(tmp_path) -> None:
     out = tmp_path / "s"
-    result = runner.invoke(app, ["tell", "rain, then thunder", "--duration", "5", "--out", str(out), "--model",
-                                 "tiny-random", "--steps", "2", "--seed", "4", "--plan-only"])
+    result = runner.invoke(
+        app,
+        [
+            "tell",
+            "rain, then thunder",
+            "--duration",
+            "5",
+            "--out",
+            str(out),
+            "--model",
+            "tiny-random",
+            "--steps",
+            "2",
+            "--seed",
+            "4",
+            "--plan-only",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert StoryFolder(out).load().generated is not None
     result = runner.invoke(app, ["plan", "set", str(out), "1", "--caption", "a bell rings"])

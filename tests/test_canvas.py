@@ -31,8 +31,7 @@ def test_tell_records_the_models_canvas_and_the_override(tmp_path) -> None:
     result = runner.invoke(app, ["tell", "rain then thunder", "--out", str(tmp_path / "a"), *base])
     assert result.exit_code == 0, result.output
     assert StoryFolder(tmp_path / "a").load().settings.canvas == CANVAS_FIXED
-    result = runner.invoke(app, ["tell", "rain then thunder", "--out", str(tmp_path / "b"), "--canvas", "sized",
-                                 *base])
+    result = runner.invoke(app, ["tell", "rain then thunder", "--out", str(tmp_path / "b"), "--canvas", "sized", *base])
     assert result.exit_code == 0, result.output
     story = StoryFolder(tmp_path / "b").load()
     assert story.settings.canvas == CANVAS_SIZED
@@ -56,8 +55,16 @@ def test_older_story_files_keep_their_canvas_and_hash(tmp_path) -> None:
     assert loaded.settings.canvas == CANVAS_SIZED  # what they were rendered with
     event = loaded.events[0]
     old_payload = {  # the hash as written before the canvas existed: old renders stay fresh
-        "caption": "rain", "story_detail": "", "duration": 2.0, "render_length": 2.0, "seed": 0,
-        "model": loaded.model, "model_revision": None, "steps": 50, "guidance": 4.0, "sample_rate": 44_100,
+        "caption": "rain",
+        "story_detail": "",
+        "duration": 2.0,
+        "render_length": 2.0,
+        "seed": 0,
+        "model": loaded.model,
+        "model_revision": None,
+        "steps": 50,
+        "guidance": 4.0,
+        "sample_rate": 44_100,
         "style": None,
     }
     blob = json.dumps(old_payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
@@ -77,8 +84,7 @@ def test_sized_canvas_batches_like_single_and_unknown_canvas_is_refused() -> Non
     kwargs = {"steps": 3, "guidance": 1.0, "uncond": None, "runtime": cpu_runtime()}
     batched = render_latents(dit, events, canvas="sized", **kwargs)
     for event, out in zip(events, batched, strict=True):
-        torch.testing.assert_close(out, render_latents(dit, [event], canvas="sized", **kwargs)[0], rtol=0,
-                                   atol=1e-5)
+        torch.testing.assert_close(out, render_latents(dit, [event], canvas="sized", **kwargs)[0], rtol=0, atol=1e-5)
     fixed = render_latents(dit, events, canvas="fixed", **kwargs)
     assert [f.shape for f in fixed] == [b.shape for b in batched]
     with pytest.raises(UsageError, match="--canvas"):

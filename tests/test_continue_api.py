@@ -53,8 +53,11 @@ def input_signal(rate: int, seconds: float, channels: int) -> np.ndarray:
     """Band-limited test audio (frames, channels): a few partials under a slow swell."""
     t = np.arange(round(rate * seconds)) / rate
     swell = 0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t)
-    left = swell * (0.2 * np.sin(2 * np.pi * 220 * t) + 0.08 * np.sin(2 * np.pi * 1234 * t + 1) +
-                    0.04 * np.sin(2 * np.pi * 3150 * t))
+    left = swell * (
+        0.2 * np.sin(2 * np.pi * 220 * t)
+        + 0.08 * np.sin(2 * np.pi * 1234 * t + 1)
+        + 0.04 * np.sin(2 * np.pi * 3150 * t)
+    )
     right = swell * (0.18 * np.sin(2 * np.pi * 277 * t + 0.3) + 0.08 * np.sin(2 * np.pi * 990 * t))
     return np.stack([left, right], axis=1)[:, :channels].astype(np.float32)
 
@@ -97,7 +100,14 @@ class Continued:
 
 
 def run_continuation(
-    root: Path, model: AudioStoryModel, runtime, *, rate: int, channels: int, seconds: float, new_seconds: float,
+    root: Path,
+    model: AudioStoryModel,
+    runtime,
+    *,
+    rate: int,
+    channels: int,
+    seconds: float,
+    new_seconds: float,
     story_rate_export: bool = True,
 ) -> Continued:
     path = write_input(root / f"in-{rate}-{channels}.wav", rate, seconds, channels)
@@ -231,8 +241,9 @@ def test_only_new_part_is_the_mix_from_the_seam(short):
 
 
 def test_regen_rerenders_the_event_at_the_seam(tmp_path, model, runtime):
-    run = run_continuation(tmp_path, model, runtime, rate=44_100, channels=2, seconds=1.0, new_seconds=1.5,
-                           story_rate_export=False)
+    run = run_continuation(
+        tmp_path, model, runtime, rate=44_100, channels=2, seconds=1.0, new_seconds=1.5, story_rate_export=False
+    )
     folder = run.folder
     source_bytes = folder.resolve(SOURCE_FILE).read_bytes()
     regen_events(folder, [1], seed=77)

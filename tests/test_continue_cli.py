@@ -31,15 +31,39 @@ def test_continue_only_new_json(tmp_path):
     source = write_input(tmp_path)
     out = tmp_path / "after"
     result = runner.invoke(
-        app, ["continue", str(source), "rain, then thunder", "-d", "3", "--out", str(out), *FAST, "--only-new",
-              "--json", "--stems"],
+        app,
+        [
+            "continue",
+            str(source),
+            "rain, then thunder",
+            "-d",
+            "3",
+            "--out",
+            str(out),
+            *FAST,
+            "--only-new",
+            "--json",
+            "--stems",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert f"note: model 'tiny-random' has {NOTICE}" in result.stderr
     assert result.stderr.count(NOTICE) == 1
     summary = json.loads(result.stdout)
-    assert list(summary) == ["story", "mix", "new_part", "new_part_lufs", "stems", "cues", "qc", "rendered",
-                             "seam_seconds", "seam", "integrated_lufs", "true_peak_dbtp"]
+    assert list(summary) == [
+        "story",
+        "mix",
+        "new_part",
+        "new_part_lufs",
+        "stems",
+        "cues",
+        "qc",
+        "rendered",
+        "seam_seconds",
+        "seam",
+        "integrated_lufs",
+        "true_peak_dbtp",
+    ]
     assert summary["new_part"] == str(out / "continuation.wav") and summary["mix"] == str(out / "mix.wav")
     assert summary["seam_seconds"] == 3.0 and summary["seam"]["continuous"] is True
     mix, rate = sf.read(summary["mix"], always_2d=True)
@@ -54,8 +78,9 @@ def test_continue_only_new_json(tmp_path):
 def test_plan_only_then_render_a_continued_story(tmp_path):
     source = write_input(tmp_path, rate=22_050, channels=1)
     out = tmp_path / "after"
-    result = runner.invoke(app, ["continue", str(source), "a dog barks", "-d", "2", "-o", str(out), *FAST,
-                                 "--plan-only"])
+    result = runner.invoke(
+        app, ["continue", str(source), "a dog barks", "-d", "2", "-o", str(out), *FAST, "--plan-only"]
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.split() == [str(out / "story.json")]
     assert not (out / "mix.wav").exists() and (out / "events" / "00-source.wav").is_file()

@@ -65,13 +65,45 @@ def test_the_bundled_demo_stands_in_until_the_official_weights_are_here(models_d
 def test_tell_without_model_uses_the_demo_and_says_so_once(models_dir, tmp_path):
     _bundle_demo(models_dir)
     out = tmp_path / "story"
-    result = runner.invoke(app, ["tell", "rain, then a dog barks", "--duration", "2", "--steps", "1", "--seed", "3",
-                                 "--yes", "--out", str(out), "--cues", "story"])
+    result = runner.invoke(
+        app,
+        [
+            "tell",
+            "rain, then a dog barks",
+            "--duration",
+            "2",
+            "--steps",
+            "1",
+            "--seed",
+            "3",
+            "--yes",
+            "--out",
+            str(out),
+            "--cues",
+            "story",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.output.count(f"audiostory models download {OFFICIAL_MODEL}") == 1
     story = StoryFolder(out).load()
     assert story.model == DEMO_MODEL and all(e.status == "rendered" for e in story.events)
-    explicit = runner.invoke(app, ["tell", "rain", "--duration", "2", "--model", "tiny-random", "--steps", "1",
-                                   "--yes", "--out", str(tmp_path / "explicit"), "--cues", "story"])
+    explicit = runner.invoke(
+        app,
+        [
+            "tell",
+            "rain",
+            "--duration",
+            "2",
+            "--model",
+            "tiny-random",
+            "--steps",
+            "1",
+            "--yes",
+            "--out",
+            str(tmp_path / "explicit"),
+            "--cues",
+            "story",
+        ],
+    )
     assert explicit.exit_code == 0, explicit.output
     assert "models download" not in explicit.output

@@ -46,8 +46,7 @@ def test_demo_dims_fit_the_package_budget():
 @pytest.fixture(scope="module")
 def foley_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("foley")
-    return write_manifests(root / "train", split="train", n_stories=2, n_clips=4, sr=44_100,
-                           clip_seconds=(0.5, 0.8))
+    return write_manifests(root / "train", split="train", n_stories=2, n_clips=4, sr=44_100, clip_seconds=(0.5, 0.8))
 
 
 def test_corpus_tokenizer_has_the_audiostory_layout(foley_data):
@@ -84,16 +83,29 @@ def test_init_folder_then_vae_pretraining(foley_data, tmp_path):
         out = before.vae.decode(latent).sample
     assert 0.3 < float(latent.std()) < 3 and 0.01 < float(out.std()) < 0.25
 
-    result = pretrain_vae(VAETrainConfig(model=init, clips=foley_data.clips, out=tmp_path / "vae", steps=2,
-                                         batch_size=1, segment_seconds=0.1, check_clips=0, device="cpu"))
+    result = pretrain_vae(
+        VAETrainConfig(
+            model=init,
+            clips=foley_data.clips,
+            out=tmp_path / "vae",
+            steps=2,
+            batch_size=1,
+            segment_seconds=0.1,
+            check_clips=0,
+            device="cpu",
+        )
+    )
     assert result.steps == 2 and result.first_loss > 0
     after = load_model_folder(result.out, runtime)
-    vae_changed = any(not torch.equal(a, b) for a, b in zip(before.vae.state_dict().values(),
-                                                              after.vae.state_dict().values(), strict=True))
+    vae_changed = any(
+        not torch.equal(a, b)
+        for a, b in zip(before.vae.state_dict().values(), after.vae.state_dict().values(), strict=True)
+    )
     assert vae_changed
     for name in ("llm", "dit", "bridge"):
-        for a, b in zip(getattr(before, name).state_dict().values(), getattr(after, name).state_dict().values(),
-                        strict=True):
+        for a, b in zip(
+            getattr(before, name).state_dict().values(), getattr(after, name).state_dict().values(), strict=True
+        ):
             assert torch.equal(a, b), name
     sidecar = json.loads((result.out / "audiostory.json").read_text())
     assert "vae_pretraining" in json.dumps(sidecar)
@@ -151,18 +163,44 @@ def test_vae_pretraining_reports_recognised_reconstructions(foley_data, tmp_path
     monkeypatch.setattr(classifier, "load_or_train", lambda **_: small)
     tokenizer = build_corpus_tokenizer(list(manifest_texts([foley_data.clips])), bpe_vocab=300)
     init = init_model_folder(tmp_path / "init", tokenizer, dims=tiny_dims(), seed=1)
-    result = pretrain_vae(VAETrainConfig(model=init, clips=foley_data.clips, out=tmp_path / "vae", steps=1,
-                                         batch_size=1, segment_seconds=0.1, mel_weight=1.0, level_db=(-30, -12),
-                                         check_clips=5, device="cpu"))
+    result = pretrain_vae(
+        VAETrainConfig(
+            model=init,
+            clips=foley_data.clips,
+            out=tmp_path / "vae",
+            steps=1,
+            batch_size=1,
+            segment_seconds=0.1,
+            mel_weight=1.0,
+            level_db=(-30, -12),
+            check_clips=5,
+            device="cpu",
+        )
+    )
     assert result.recognised is not None and all(0.0 <= r <= 1.0 for r in result.recognised)
     sidecar = json.loads((result.out / "audiostory.json").read_text())
     recorded = sidecar["extra"]["vae_pretraining"]["recognised"]
     assert (recorded["originals"], recorded["reconstructions"]) == result.recognised
 
-    base = ["train", "vae", "--model", str(init), "--clips", str(foley_data.clips), "--steps", "1",
-            "--batch-size", "1", "--segment-seconds", "0.1", "--device", "cpu"]
-    cli = runner.invoke(app, [*base, "--out", str(tmp_path / "cli"), "--mel-weight", "1", "--level-db",
-                                   "-30,-12", "--check-clips", "3"])
+    base = [
+        "train",
+        "vae",
+        "--model",
+        str(init),
+        "--clips",
+        str(foley_data.clips),
+        "--steps",
+        "1",
+        "--batch-size",
+        "1",
+        "--segment-seconds",
+        "0.1",
+        "--device",
+        "cpu",
+    ]
+    cli = runner.invoke(
+        app, [*base, "--out", str(tmp_path / "cli"), "--mel-weight", "1", "--level-db", "-30,-12", "--check-clips", "3"]
+    )
     assert cli.exit_code == 0, cli.output
     assert "reconstructions recognised" in cli.output and cli.stdout.strip().endswith("cli")
     bad = runner.invoke(app, [*base, "--out", str(tmp_path / "bad"), "--level-db", "loud"])
@@ -181,12 +219,21 @@ def test_adversarial_vae_pretraining_changes_what_the_vae_learns(foley_data, tmp
 
     tokenizer = build_corpus_tokenizer(list(manifest_texts([foley_data.clips])), bpe_vocab=300)
     init = init_model_folder(tmp_path / "init", tokenizer, dims=tiny_dims(), seed=1)
-    shared = dict(model=init, clips=foley_data.clips, steps=2, batch_size=1, segment_seconds=0.1, mel_weight=1.0,
-                  check_clips=0, device="cpu")
+    shared = dict(
+        model=init,
+        clips=foley_data.clips,
+        steps=2,
+        batch_size=1,
+        segment_seconds=0.1,
+        mel_weight=1.0,
+        check_clips=0,
+        device="cpu",
+    )
     plain = pretrain_vae(VAETrainConfig(out=tmp_path / "plain", **shared))
     notes: list[str] = []
-    adversarial = pretrain_vae(VAETrainConfig(out=tmp_path / "adv", adversarial_weight=1.0, adversarial_start=1,
-                                              **shared), log=notes.append)
+    adversarial = pretrain_vae(
+        VAETrainConfig(out=tmp_path / "adv", adversarial_weight=1.0, adversarial_start=1, **shared), log=notes.append
+    )
     assert plain.first_loss == adversarial.first_loss  # step 1 is reconstruction only (--adversarial-start 1)
     assert any("discriminator" in note and "feature matching" in note for note in notes)
     runtime = make_runtime("cpu")
@@ -196,8 +243,20 @@ def test_adversarial_vae_pretraining_changes_what_the_vae_learns(foley_data, tmp
     recorded = json.loads((adversarial.out / "audiostory.json").read_text())["extra"]["vae_pretraining"]
     assert (recorded["adversarial_weight"], recorded["adversarial_start"]) == (1.0, 1)
 
-    base = ["train", "vae", "--model", str(init), "--clips", str(foley_data.clips), "--steps", "2",
-            "--out", str(tmp_path / "cli"), "--device", "cpu"]
+    base = [
+        "train",
+        "vae",
+        "--model",
+        str(init),
+        "--clips",
+        str(foley_data.clips),
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path / "cli"),
+        "--device",
+        "cpu",
+    ]
     bad = runner.invoke(app, [*base, "--adversarial-weight", "1", "--adversarial-start", "2"])
     assert bad.exit_code == 2 and "--adversarial-start 2 must be in 0..1" in bad.output
     assert "Traceback" not in bad.output and not (tmp_path / "cli").exists()
@@ -245,8 +304,12 @@ def test_a_16khz_model_folder_plans_and_renders_exact_lengths(foley_data, tmp_pa
     from audiostory_cli.story.folder import StoryFolder
 
     dims = tiny_dims()
-    dims = replace(dims, vae=replace(dims.vae, sampling_rate=DEMO_SAMPLE_RATE, downsampling_ratios=(2, 4, 8, 8),
-                                     channel_multiples=(1, 2, 2, 2)))
+    dims = replace(
+        dims,
+        vae=replace(
+            dims.vae, sampling_rate=DEMO_SAMPLE_RATE, downsampling_ratios=(2, 4, 8, 8), channel_multiples=(1, 2, 2, 2)
+        ),
+    )
     tokenizer = build_corpus_tokenizer(list(manifest_texts([foley_data.clips])), bpe_vocab=300)
     folder = init_model_folder(tmp_path / "m16k", tokenizer, dims=dims)
     runtime = make_runtime("cpu")
@@ -296,8 +359,9 @@ def test_resume_refuses_foley_data_of_another_recipe(tmp_path):
 
     data = tmp_path / "work" / "data"
     data.mkdir(parents=True)
-    (data / "foley.json").write_text(json.dumps({"split": "train", "seed": 5, "sr": 16000, "n_clips": 19,
-                                                 "n_stories": 2}))
+    (data / "foley.json").write_text(
+        json.dumps({"split": "train", "seed": 5, "sr": 16000, "n_clips": 19, "n_stories": 2})
+    )
     with pytest.raises(UsageError, match="another recipe"):
         build_demo(tmp_path / "out", tmp_path / "work", quick_recipe(), device="cpu", resume=True)
     (data / "foley.json").write_text("{not json")

@@ -69,8 +69,9 @@ def test_precheck_reads_the_sidecar(tmp_path, listening_folder):
 
 
 def test_describe_json_end_to_end(clip, listening_folder):
-    result = runner.invoke(app, ["describe", str(clip), "--model", str(listening_folder), "--json",
-                                 "--max-tokens", "8", "--device", "cpu"])
+    result = runner.invoke(
+        app, ["describe", str(clip), "--model", str(listening_folder), "--json", "--max-tokens", "8", "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["audio"] == str(clip) and summary["question"] == DEFAULT_QUESTION
@@ -79,8 +80,21 @@ def test_describe_json_end_to_end(clip, listening_folder):
 
 
 def test_describe_answers_a_question_as_text(clip, listening_folder):
-    result = runner.invoke(app, ["describe", str(clip), "-m", str(listening_folder), "-q", "Is there a dog?",
-                                 "--max-tokens", "4", "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "describe",
+            str(clip),
+            "-m",
+            str(listening_folder),
+            "-q",
+            "Is there a dog?",
+            "--max-tokens",
+            "4",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() and "{" not in result.stdout
 

@@ -54,8 +54,9 @@ def rendered_story(tmp_path, name="story", render=True) -> StoryFolder:
 
 
 def demo_rewrite(text, story, history, attempt):
-    events = [PlannedEvent(e.caption, e.story_detail, round(e.duration, 1)) for e in story.events
-              if e.status != "source"]
+    events = [
+        PlannedEvent(e.caption, e.story_detail, round(e.duration, 1)) for e in story.events if e.status != "source"
+    ]
     return ParsedPlan(reasoning=story.reasoning, events=demo_edit(events, text))
 
 
@@ -210,11 +211,20 @@ def test_a_continued_story_keeps_its_source_event(tmp_path):
 
     folder = rendered_story(tmp_path)
     story = folder.load()
-    source = Event(index=0, start=0.0, duration=3.0, caption="[source] input.wav", story_detail="input audio",
-                   status="source", file="events/00-source.wav", stem="src")
+    source = Event(
+        index=0,
+        start=0.0,
+        duration=3.0,
+        caption="[source] input.wav",
+        story_detail="input audio",
+        status="source",
+        file="events/00-source.wav",
+        stem="src",
+    )
     events = [replace(e, start=e.start + 3.0) for e in story.events]
-    continued = replace(story, events=[source, *events], total_duration=story.total_duration + 3.0,
-                        source="source/input.wav")
+    continued = replace(
+        story, events=[source, *events], total_duration=story.total_duration + 3.0, source="source/input.wav"
+    )
     folder.save(continued)
     proposal = propose_edit(folder, "remove the skid", None, rewrite=demo_rewrite)
     after = proposal.after
@@ -240,7 +250,9 @@ def test_a_story_changed_meanwhile_is_not_overwritten(tmp_path):
 def test_diff_table_reads_at_80_columns(tmp_path):
     folder = rendered_story(tmp_path)
     proposal = propose_edit(
-        folder, "replace the wooden door with a heavy iron door, remove the skid, add a siren at the end", None,
+        folder,
+        "replace the wooden door with a heavy iron door, remove the skid, add a siren at the end",
+        None,
         rewrite=demo_rewrite,
     )
     buffer = io.StringIO()
@@ -254,26 +266,43 @@ def test_diff_table_reads_at_80_columns(tmp_path):
 # -- the demo rewrite ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("instruction", "captions", "durations"), [
-    ("remove event 2", ["rain", "dog barks", "thunder"], [2.0, 1.0, 3.0]),
-    ("drop the last event", ["rain", "door slams", "dog barks"], [2.0, 1.5, 1.0]),
-    ("swap the dog for a cat", ["rain", "door slams", "cat barks", "thunder"], [2.0, 1.5, 1.0, 3.0]),
-    ("add a siren before the door", ["rain", "siren", "door slams", "dog barks", "thunder"],
-     [2.0, 1.5, 1.5, 1.0, 3.0]),
-    ("make event 1 4 seconds", ["rain", "door slams", "dog barks", "thunder"], [4.0, 1.5, 1.0, 3.0]),
-    ("move the thunder after the rain", ["rain", "thunder", "door slams", "dog barks"], [2.0, 3.0, 1.5, 1.0]),
-    ("make the dog quieter", ["rain", "door slams", "quiet, dog barks", "thunder"], [2.0, 1.5, 1.0, 3.0]),
-    ("make the thunder farther and make the rain shorter", ["rain", "door slams", "dog barks", "distant, thunder"],
-     [1.3, 1.5, 1.0, 3.0]),
-    ("sing a song", ["rain", "door slams", "dog barks", "thunder"], [2.0, 1.5, 1.0, 3.0]),
-    ("insert a siren for 6.3 s after the barking dog", ["rain", "door slams", "dog barks", "siren", "thunder"],
-     [2.0, 1.5, 1.0, 6.3, 3.0]),
-    ("add wind before the door, 2.5 seconds long", ["rain", "wind", "door slams", "dog barks", "thunder"],
-     [2.0, 2.5, 1.5, 1.0, 3.0]),
-])
+@pytest.mark.parametrize(
+    ("instruction", "captions", "durations"),
+    [
+        ("remove event 2", ["rain", "dog barks", "thunder"], [2.0, 1.0, 3.0]),
+        ("drop the last event", ["rain", "door slams", "dog barks"], [2.0, 1.5, 1.0]),
+        ("swap the dog for a cat", ["rain", "door slams", "cat barks", "thunder"], [2.0, 1.5, 1.0, 3.0]),
+        (
+            "add a siren before the door",
+            ["rain", "siren", "door slams", "dog barks", "thunder"],
+            [2.0, 1.5, 1.5, 1.0, 3.0],
+        ),
+        ("make event 1 4 seconds", ["rain", "door slams", "dog barks", "thunder"], [4.0, 1.5, 1.0, 3.0]),
+        ("move the thunder after the rain", ["rain", "thunder", "door slams", "dog barks"], [2.0, 3.0, 1.5, 1.0]),
+        ("make the dog quieter", ["rain", "door slams", "quiet, dog barks", "thunder"], [2.0, 1.5, 1.0, 3.0]),
+        (
+            "make the thunder farther and make the rain shorter",
+            ["rain", "door slams", "dog barks", "distant, thunder"],
+            [1.3, 1.5, 1.0, 3.0],
+        ),
+        ("sing a song", ["rain", "door slams", "dog barks", "thunder"], [2.0, 1.5, 1.0, 3.0]),
+        (
+            "insert a siren for 6.3 s after the barking dog",
+            ["rain", "door slams", "dog barks", "siren", "thunder"],
+            [2.0, 1.5, 1.0, 6.3, 3.0],
+        ),
+        (
+            "add wind before the door, 2.5 seconds long",
+            ["rain", "wind", "door slams", "dog barks", "thunder"],
+            [2.0, 2.5, 1.5, 1.0, 3.0],
+        ),
+    ],
+)
 def test_demo_edit(instruction, captions, durations):
-    events = [PlannedEvent(c, c, d) for c, d in zip(["rain", "door slams", "dog barks", "thunder"],
-                                                    [2.0, 1.5, 1.0, 3.0], strict=True)]
+    events = [
+        PlannedEvent(c, c, d)
+        for c, d in zip(["rain", "door slams", "dog barks", "thunder"], [2.0, 1.5, 1.0, 3.0], strict=True)
+    ]
     edited = demo_edit(events, instruction)
     assert [e.caption for e in edited] == captions
     assert [e.duration for e in edited] == durations
@@ -306,8 +335,7 @@ def test_edit_cli_renders_only_the_change_then_undo(tmp_path, scripted, monkeypa
     history = runner.invoke(app, ["plan", "show", str(folder.root), "--history", "--json"])
     assert history.exit_code == 0, history.output
     turns = json.loads(history.stdout)
-    assert [(t["turn"], t["instruction"], t["change"]) for t in turns] == [(1, "add a siren after the skid",
-                                                                            "1 added")]
+    assert [(t["turn"], t["instruction"], t["change"]) for t in turns] == [(1, "add a siren after the skid", "1 added")]
     piped = runner.invoke(app, ["plan", "show", str(folder.root), "--history"])  # no terminal: plain columns
     assert piped.exit_code == 0, piped.output
     assert not set("┃│┏━") & set(piped.stdout)
@@ -366,8 +394,7 @@ def test_edit_cli_ctrl_c_keeps_the_applied_plan_and_render_finishes(tmp_path, sc
         real_store(folder_, story, event, audio)
 
     monkeypatch.setattr(pipeline, "_store_event", interrupt_second)
-    result = runner.invoke(app, ["edit", str(folder.root), "add a siren at the start, add a bell at the end",
-                                 "--yes"])
+    result = runner.invoke(app, ["edit", str(folder.root), "add a siren at the start, add a bell at the end", "--yes"])
     assert result.exit_code == 130
     assert "audiostory render" in result.stderr and "Traceback" not in result.output
     story = folder.load()
@@ -381,13 +408,16 @@ def test_edit_cli_ctrl_c_keeps_the_applied_plan_and_render_finishes(tmp_path, sc
     assert not any(story.is_stale(e) for e in story.events)
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["   "], 2, "the instruction is empty"),
-    (["x" * 4001], 2, "at most 4000"),
-    ([], 2, "say what to change"),
-    (["drop it", "--undo"], 2, "not both"),
-    (["--undo"], 1, "no edit to undo"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["   "], 2, "the instruction is empty"),
+        (["x" * 4001], 2, "at most 4000"),
+        ([], 2, "say what to change"),
+        (["drop it", "--undo"], 2, "not both"),
+        (["--undo"], 1, "no edit to undo"),
+    ],
+)
 def test_bad_edit_input_is_one_line(tmp_path, args, code, message):
     folder = rendered_story(tmp_path)
     result = runner.invoke(app, ["edit", str(folder.root), *args])
@@ -406,8 +436,24 @@ def test_edit_of_a_never_rendered_story_is_one_line(tmp_path):
 def test_edit_end_to_end_with_tiny_random(tmp_path):
     """The model's own constrained rewrite (scripted tiny-random), the diff, a partial render and the history."""
     out = tmp_path / "told"
-    result = runner.invoke(app, ["tell", "rain on a tin roof, then thunder rolls, a dog barks", "--duration", "6",
-                                 "--out", str(out), "--model", "tiny-random", "--steps", "2", "--seed", "11", "--yes"])
+    result = runner.invoke(
+        app,
+        [
+            "tell",
+            "rain on a tin roof, then thunder rolls, a dog barks",
+            "--duration",
+            "6",
+            "--out",
+            str(out),
+            "--model",
+            "tiny-random",
+            "--steps",
+            "2",
+            "--seed",
+            "11",
+            "--yes",
+        ],
+    )
     assert result.exit_code == 0, result.output
     folder = StoryFolder(out)
     before = file_bytes(folder)
@@ -433,11 +479,13 @@ def test_edit_cli_terminal_edit_then_apply(tmp_path, scripted, monkeypatch):
     folder = rendered_story(tmp_path)
     monkeypatch.setattr(edit_cli, "is_interactive", lambda: True)
     script = tmp_path / "editor.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import pathlib, sys
         path = pathlib.Path(sys.argv[1])
         path.write_text(path.read_text().replace('caption = "siren"', 'caption = "a fire engine siren"'))
-    """))
+    """)
+    )
     monkeypatch.setenv("EDITOR", f"{sys.executable} {script}")
     result = runner.invoke(app, ["edit", str(folder.root), "add a siren at the end", "--plan-only"], input="e\na\n")
     assert result.exit_code == 0, result.output

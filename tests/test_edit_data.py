@@ -81,9 +81,11 @@ def test_written_turns_validate_and_train_the_planner_prompt(tmp_path):
 
 
 def test_check_data_names_bad_edit_lines(tmp_path):
-    good = {"story": {"prompt": "rain, then a dog", "events": [{"caption": "rain", "duration": 2.0}]},
-            "instruction": "add a dog after the rain", "edited": {"events": [
-                {"caption": "rain", "duration": 2.0}, {"caption": "a dog barks", "duration": 1.0}]}}
+    good = {
+        "story": {"prompt": "rain, then a dog", "events": [{"caption": "rain", "duration": 2.0}]},
+        "instruction": "add a dog after the rain",
+        "edited": {"events": [{"caption": "rain", "duration": 2.0}, {"caption": "a dog barks", "duration": 1.0}]},
+    }
     lines = [
         good,
         {**good, "edited": None},
@@ -114,15 +116,30 @@ def test_train_planner_learns_edit_turns_and_marks_the_model(tmp_path):
     from audiostory_cli.demo import build_corpus_tokenizer, init_model_folder, manifest_texts
     from audiostory_cli.train.planner_text import PlannerTrainConfig, pretrain_planner
 
-    edits = write_edit_turns(tmp_path / "edits.jsonl", split="train", n_dialogues=3, max_turns=1,
-                             options=StoryOptions(max_events=3, max_total=12.0))
+    edits = write_edit_turns(
+        tmp_path / "edits.jsonl",
+        split="train",
+        n_dialogues=3,
+        max_turns=1,
+        options=StoryOptions(max_events=3, max_total=12.0),
+    )
     texts = list(manifest_texts([edits]))
     first = json.loads(edits.read_text().splitlines()[0])
     assert first["story"]["prompt"] in texts and first["edited"]["events"][-1]["caption"] in texts
     tokenizer = build_corpus_tokenizer(texts, bpe_vocab=300)
     init = init_model_folder(tmp_path / "init", tokenizer, dims=tiny_dims(), seed=1)
-    result = pretrain_planner(PlannerTrainConfig(model=init, stories=edits, out=tmp_path / "p", steps=2,
-                                                 batch_size=2, warmup=1, device="cpu", max_tokens=4096))
+    result = pretrain_planner(
+        PlannerTrainConfig(
+            model=init,
+            stories=edits,
+            out=tmp_path / "p",
+            steps=2,
+            batch_size=2,
+            warmup=1,
+            device="cpu",
+            max_tokens=4096,
+        )
+    )
     sidecar = json.loads((result.out / "audiostory.json").read_text())
     assert sidecar["extra"]["trained_edits"] is True
     assert sidecar["extra"]["planner_pretraining"]["n_edits"] == 3

@@ -111,10 +111,26 @@ def test_cli_eval_json_and_out_file(tmp_path, monkeypatch, small_classifier):
 
     monkeypatch.setattr(classifier, "load_or_train", lambda **_: small_classifier)
     out = tmp_path / "report.json"
-    result = runner.invoke(app, [
-        "eval", "--model", "tiny-random", "--stories", "1", "--steps", "1", "--max-duration", "10",
-        "--no-baseline", "--device", "cpu", "--json", "--out", str(out),
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            "tiny-random",
+            "--stories",
+            "1",
+            "--steps",
+            "1",
+            "--max-duration",
+            "10",
+            "--no-baseline",
+            "--device",
+            "cpu",
+            "--json",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["stories"] == 1 and "baseline" not in data["audio"]
@@ -132,9 +148,22 @@ def test_cli_eval_prints_its_table_on_stdout(monkeypatch, small_classifier):
     import audiostory_cli.foley.classifier as classifier
 
     monkeypatch.setattr(classifier, "load_or_train", lambda **_: small_classifier)
-    result = runner.invoke(app, [
-        "eval", "--model", "tiny-random", "--stories", "1", "--steps", "1", "--max-duration", "10",
-        "--no-baseline", "--device", "cpu",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            "tiny-random",
+            "--stories",
+            "1",
+            "--steps",
+            "1",
+            "--max-duration",
+            "10",
+            "--no-baseline",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "event count accuracy" in result.stdout and "event count accuracy" not in result.stderr

@@ -30,8 +30,10 @@ def oracle(options):
 
     def rewrite(text, story, history, attempt):
         turn = truth[text]
-        return ParsedPlan(reasoning="", events=[PlannedEvent(e.caption, e.story_detail, e.duration)
-                                                for e in turn.edited])
+        return ParsedPlan(
+            reasoning="", events=[PlannedEvent(e.caption, e.story_detail, e.duration) for e in turn.edited]
+        )
+
     return rewrite
 
 
@@ -50,8 +52,9 @@ def test_a_rewrite_that_changes_nothing_is_not_exact(tiny, tmp_path):
     model, runtime = tiny
 
     def unchanged(text, story, history, attempt):
-        return ParsedPlan(reasoning="", events=[PlannedEvent(e.caption, e.story_detail, e.duration)
-                                                for e in story.events])
+        return ParsedPlan(
+            reasoning="", events=[PlannedEvent(e.caption, e.story_detail, e.duration) for e in story.events]
+        )
 
     options = EditEvalOptions(edits=2, seed=2, steps=1)
     report = evaluate_edits(model, runtime, options, work_dir=tmp_path, rewrite=unchanged)
@@ -69,8 +72,9 @@ def test_eval_edits_command_bad_input():
 @pytest.mark.slow
 def test_eval_edits_command_with_the_scripted_tiny_random(tmp_path):
     report = tmp_path / "edits.json"
-    result = runner.invoke(app, ["eval", "--edits", "1", "--model", "tiny-random", "--steps", "1", "--device", "cpu",
-                                 "--out", str(report)])
+    result = runner.invoke(
+        app, ["eval", "--edits", "1", "--model", "tiny-random", "--steps", "1", "--device", "cpu", "--out", str(report)]
+    )
     assert result.exit_code == 0, result.output
     assert "exact edits" in result.stdout
     assert json.loads(report.read_text())["summary"]["edits"] == 1

@@ -72,8 +72,16 @@ def test_static_cache_and_compiled_step_decode_the_same(model, engine):
 
     def generate(chosen):
         sampling, script = demo_sampling(model.planner(), PROMPT, TOTAL)
-        return fast_generate(reasoner.decoder, reasoner.lm_head, prompt_ids, reasoner.classes, sampling.limits(),
-                             sampling.sampler(), [script], engine=chosen)
+        return fast_generate(
+            reasoner.decoder,
+            reasoner.lm_head,
+            prompt_ids,
+            reasoner.classes,
+            sampling.limits(),
+            sampling.sampler(),
+            [script],
+            engine=chosen,
+        )
 
     default, other = generate(DecodeEngine()), generate(engine)
     assert other.ids == default.ids and sorted(other.states) == sorted(default.states)
@@ -118,11 +126,18 @@ def test_render_story_equals_a_straightforward_loop(model, tmp_path):
     geometry = LatentGeometry.from_vae(model.dims.vae)
     for number, event in enumerate(story.events):
         with torch.no_grad():
-            tokens = model.bridge(reference.semantic_states[number:number + 1],
-                                  reference.residual_states[number:number + 1])[0]
+            tokens = model.bridge(
+                reference.semantic_states[number : number + 1], reference.residual_states[number : number + 1]
+            )[0]
         seconds = story.render_length(event)
-        latents = render_latents(model.dit, [EventCondition(tokens, seconds, event.seed)], steps=STEPS,
-                                 guidance=4.0, uncond=uncond, runtime=cpu_runtime())[0]
+        latents = render_latents(
+            model.dit,
+            [EventCondition(tokens, seconds, event.seed)],
+            steps=STEPS,
+            guidance=4.0,
+            uncond=uncond,
+            runtime=cpu_runtime(),
+        )[0]
         with torch.no_grad():
             audio = model.vae.decode(latents.T[None]).sample[0, :, : geometry.samples(seconds)].numpy()
         written, rate = sf.read(folder.resolve(event.file), dtype="float32", always_2d=True)

@@ -65,8 +65,10 @@ def test_check_data_rejects_what_training_rejects_and_names_the_line(tmp_path):
     from audiostory_cli.errors import TrainingError
     from audiostory_cli.train.manifest import ManifestSpec, load_manifests
 
-    path = _clip_manifest(tmp_path, [{"audio": "a.wav", "caption": "a dog barks"},
-                                     {"audio": "a.wav", "caption": "a click", "duration": 0.01}])
+    path = _clip_manifest(
+        tmp_path,
+        [{"audio": "a.wav", "caption": "a dog barks"}, {"audio": "a.wav", "caption": "a click", "duration": 0.01}],
+    )
     result = runner.invoke(app, ["train", "check-data", str(path)])
     assert result.exit_code == 1
     assert "data.jsonl:2: error: duration 0.01 s is shorter than 0.5 s" in result.stdout
@@ -75,11 +77,19 @@ def test_check_data_rejects_what_training_rejects_and_names_the_line(tmp_path):
 
 
 def test_check_data_reports_every_problem_of_a_line(tmp_path):
-    path = _clip_manifest(tmp_path, [
-        {"audio": "missing.wav", "caption": "", "duration": -1},
-        {"instruction": "a story", "events": [{"caption": "", "duration": 0.1, "audio": "a.wav"},
-                                               {"duration": "long", "audio": "nope.wav"}]},
-    ])
+    path = _clip_manifest(
+        tmp_path,
+        [
+            {"audio": "missing.wav", "caption": "", "duration": -1},
+            {
+                "instruction": "a story",
+                "events": [
+                    {"caption": "", "duration": 0.1, "audio": "a.wav"},
+                    {"duration": "long", "audio": "nope.wav"},
+                ],
+            },
+        ],
+    )
     result = runner.invoke(app, ["train", "check-data", str(path), "--json"])
     assert result.exit_code == 1
     import json
@@ -240,14 +250,32 @@ def _paths_in(summary):
 
 
 def test_continue_only_new_prints_the_mix_too_says_the_part_is_not_normalised_and_json_paths_are_absolute(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     import json
     import os
 
     monkeypatch.chdir(tmp_path)
     _input_wav(tmp_path)
-    result = runner.invoke(app, ["continue", "in.wav", "rain, then thunder", "-d", "3", "--out", "after",
-                                 "--model", "tiny-random", "--steps", "2", "--seed", "3", "--only-new"])
+    result = runner.invoke(
+        app,
+        [
+            "continue",
+            "in.wav",
+            "rain, then thunder",
+            "-d",
+            "3",
+            "--out",
+            "after",
+            "--model",
+            "tiny-random",
+            "--steps",
+            "2",
+            "--seed",
+            "3",
+            "--only-new",
+        ],
+    )
     assert result.exit_code == 0, result.output
     printed = result.stdout.split()
     assert os.path.join("after", "mix.wav") in printed and os.path.join("after", "continuation.wav") in printed
@@ -263,8 +291,9 @@ def test_stem_groups_have_their_own_folder_and_each_folder_sums_to_the_mix(tmp_p
     from tests.story_factory import make_rendered_story
 
     folder = make_rendered_story(tmp_path, [2.0, 2.0, 2.0], stems=["fx", "amb", "fx"], crossfade=0.5)
-    result = runner.invoke(app, ["export", str(folder.root), "--stems", "--stem-groups", "--sample-rate", "48000",
-                                 "--bit-depth", "32"])
+    result = runner.invoke(
+        app, ["export", str(folder.root), "--stems", "--stem-groups", "--sample-rate", "48000", "--bit-depth", "32"]
+    )
     assert result.exit_code == 0, result.output
     mix, _ = sf.read(str(folder.mix_path), always_2d=True)
     event_files = sorted(folder.stems_dir.glob("*.wav"))
@@ -309,8 +338,12 @@ def test_a_garbage_mp3_is_one_clean_line(tmp_path):
 
     path = tmp_path / "noise.mp3"
     path.write_bytes(np.random.default_rng(7).bytes(20_000))
-    done = subprocess.run([sys.executable, "-m", "audiostory_cli", "describe", str(path), "--model", "tiny-random"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "audiostory_cli", "describe", str(path), "--model", "tiny-random"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("error: cannot read input audio") and "not a valid MP3 file" in lines[-1]

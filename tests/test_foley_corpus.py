@@ -144,8 +144,9 @@ def test_splits_are_disjoint_in_phrasing_and_class_order():
     assert not {s.instruction.split(":")[0] for s in train} & {s.instruction.split(":")[0] for s in test}
 
 
-_STOP_WORDS = frozenset("a an the of to in on and is are someone something from with into out up over its it by at"
-                        .split())
+_STOP_WORDS = frozenset(
+    "a an the of to in on and is are someone something from with into out up over its it by at".split()
+)
 
 
 def _content_words(text: str) -> set[str]:
@@ -198,8 +199,16 @@ def test_held_out_clauses_use_words_the_world_teaches():
 def test_write_manifests_round_trip(tmp_path):
     sr = 16_000
     options = StoryOptions(min_events=2, max_events=3, min_total=3.0, max_total=4.0, min_event=1.0)
-    paths = write_manifests(tmp_path / "train", split="train", n_stories=2, n_clips=3, sr=sr, seed=5,
-                            options=options, clip_seconds=(0.5, 1.0))
+    paths = write_manifests(
+        tmp_path / "train",
+        split="train",
+        n_stories=2,
+        n_clips=3,
+        sr=sr,
+        seed=5,
+        options=options,
+        clip_seconds=(0.5, 1.0),
+    )
     clips = [json.loads(line) for line in paths.clips.read_text().splitlines()]
     qa = [json.loads(line) for line in paths.qa.read_text().splitlines()]
     stories = [json.loads(line) for line in paths.stories.read_text().splitlines()]
@@ -225,14 +234,23 @@ def test_write_manifests_round_trip(tmp_path):
     meta = json.loads((paths.root / "foley.json").read_text())
     assert meta["split"] == "train" and meta["n_clips"] == 3
 
-    again = write_manifests(tmp_path / "again", split="train", n_stories=2, n_clips=3, sr=sr, seed=5,
-                            options=options, clip_seconds=(0.5, 1.0))
+    again = write_manifests(
+        tmp_path / "again",
+        split="train",
+        n_stories=2,
+        n_clips=3,
+        sr=sr,
+        seed=5,
+        options=options,
+        clip_seconds=(0.5, 1.0),
+    )
     assert again.stories.read_text() == paths.stories.read_text()
     assert again.clips.read_text() == paths.clips.read_text()
     with pytest.raises(OutputExistsError):
         write_manifests(tmp_path / "train", split="train", n_stories=1, n_clips=1, sr=sr, seed=5, options=options)
-    write_manifests(tmp_path / "train", split="test", n_stories=1, n_clips=0, sr=sr, seed=5, options=options,
-                    overwrite=True)
+    write_manifests(
+        tmp_path / "train", split="test", n_stories=1, n_clips=0, sr=sr, seed=5, options=options, overwrite=True
+    )
     assert paths.clips.read_text() == ""
 
 

@@ -31,13 +31,18 @@ def test_state_dict_keys_follow_the_official_names(dit):
     sd = dit.state_dict()
     assert sd["duration_emebdder.time_positional_embedding.0.weights"].shape == (dims.duration_fourier_dim // 2,)
     assert sd["duration_emebdder.time_positional_embedding.1.weight"].shape == (
-        dims.joint_attention_dim, dims.duration_fourier_dim + 1,
+        dims.joint_attention_dim,
+        dims.duration_fourier_dim + 1,
     )
     assert sd["fc.0.weight"].shape == (dims.pooled_projection_dim, dims.joint_attention_dim)
-    for key in ("transformer.x_embedder.weight", "transformer.context_embedder.weight",
-                "transformer.time_text_embed.text_embedder.linear_1.weight",
-                "transformer.transformer_blocks.0.attn.add_q_proj.weight",
-                "transformer.single_transformer_blocks.0.proj_mlp.weight", "transformer.proj_out.weight"):
+    for key in (
+        "transformer.x_embedder.weight",
+        "transformer.context_embedder.weight",
+        "transformer.time_text_embed.text_embedder.linear_1.weight",
+        "transformer.transformer_blocks.0.attn.add_q_proj.weight",
+        "transformer.single_transformer_blocks.0.proj_mlp.weight",
+        "transformer.proj_out.weight",
+    ):
         assert key in sd
     assert {k.split(".")[0] for k in sd} == {"transformer", "fc", "duration_emebdder"}
 

@@ -104,8 +104,16 @@ def test_long_event_is_first_window_plus_outpainted_continuation(models):
     calls = []
 
     def render(events):
-        return render_latents(small, events, steps=STEPS, guidance=4.0, uncond=uncond, runtime=cpu_runtime(),
-                              overlap_frames=overlap, progress=lambda *a: calls.append(a))
+        return render_latents(
+            small,
+            events,
+            steps=STEPS,
+            guidance=4.0,
+            uncond=uncond,
+            runtime=cpu_runtime(),
+            overlap_frames=overlap,
+            progress=lambda *a: calls.append(a),
+        )
 
     long_event = EventCondition(_tokens(4), seconds, 21)
     short_event = EventCondition(_tokens(5), 0.5, 22)
@@ -116,8 +124,16 @@ def test_long_event_is_first_window_plus_outpainted_continuation(models):
     first = render([EventCondition(_tokens(4), GEOMETRY.seconds(window), 21)])[0]
     torch.testing.assert_close(long_out[:window], first, rtol=0, atol=1e-5)
     # ... and the rest is a continuation that keeps window 0's last `overlap` frames as its fixed prefix
-    rest = render([EventCondition(_tokens(4), seconds - GEOMETRY.seconds(window), derive_seed(21, 1),
-                                  prefix=long_out[window - overlap : window])])[0]
+    rest = render(
+        [
+            EventCondition(
+                _tokens(4),
+                seconds - GEOMETRY.seconds(window),
+                derive_seed(21, 1),
+                prefix=long_out[window - overlap : window],
+            )
+        ]
+    )[0]
     assert torch.equal(rest[:overlap], long_out[window - overlap : window])
     torch.testing.assert_close(rest[overlap:], long_out[window:], rtol=0, atol=1e-5)
     # the short event rendered alongside is unaffected by the chain

@@ -21,8 +21,13 @@ from audiostory_cli.runtime import cpu_runtime
 GEOMETRY = LatentGeometry.from_vae(tiny_dims().vae)
 HOP = GEOMETRY.hop_length
 # hop 4; its decoder's receptive field is ~36 frames
-CHEAP = VAEDims(encoder_hidden_size=16, downsampling_ratios=(2, 2), channel_multiples=(1, 2), decoder_channels=8,
-                decoder_input_channels=8)
+CHEAP = VAEDims(
+    encoder_hidden_size=16,
+    downsampling_ratios=(2, 2),
+    channel_multiples=(1, 2),
+    decoder_channels=8,
+    decoder_input_channels=8,
+)
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +115,9 @@ def test_same_seed_gives_bit_identical_audio_end_to_end(vae):
     seconds = 0.3
 
     def render_audio() -> torch.Tensor:
-        latents = render_latents(dit, [EventCondition(tokens, seconds, 77)], steps=4, guidance=4.0, uncond=uncond,
-                                 runtime=cpu_runtime())[0]
+        latents = render_latents(
+            dit, [EventCondition(tokens, seconds, 77)], steps=4, guidance=4.0, uncond=uncond, runtime=cpu_runtime()
+        )[0]
         return decode(vae, latents, num_samples=GEOMETRY.samples(seconds))
 
     first, second = render_audio(), render_audio()

@@ -103,8 +103,9 @@ def replace_bytes(index: int, make: Callable[[bytes], bytes]) -> Callable[[Works
     return setup
 
 
-def replace_audio(index: int, channels: int, rate: int, *, value: float | None = None,
-                  frames: int | None = None) -> Callable[[Workspace], None]:
+def replace_audio(
+    index: int, channels: int, rate: int, *, value: float | None = None, frames: int | None = None
+) -> Callable[[Workspace], None]:
     """Event ``index`` becomes a float WAV of the planned length in seconds (or ``frames``) at ``rate``."""
 
     def setup(ws: Workspace) -> None:
@@ -244,8 +245,18 @@ def tell(*extra: str, prompt: str = PROMPT, duration: str = "5") -> tuple[str, .
 
 
 def cont(*extra: str, duration: str = "4") -> tuple[str, ...]:
-    return ("continue", "{ws}/in.wav", "birds return", "--duration", duration, "--out", "{ws}/out",
-            "--model", "tiny-random", *extra)
+    return (
+        "continue",
+        "{ws}/in.wav",
+        "birds return",
+        "--duration",
+        duration,
+        "--out",
+        "{ws}/out",
+        "--model",
+        "tiny-random",
+        *extra,
+    )
 
 
 EXPORT = ("export", "{story}", "--force")
@@ -254,8 +265,9 @@ not_root = pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reas
 
 CASES = [
     # audio files (event renders, read by export)
-    Case("wav-corrupt", EXPORT, "cannot read event 1 render",
-         replace_bytes(1, lambda b: b[:12] + bytes(range(256)) * 40)),
+    Case(
+        "wav-corrupt", EXPORT, "cannot read event 1 render", replace_bytes(1, lambda b: b[:12] + bytes(range(256)) * 40)
+    ),
     Case("wav-truncated-header", EXPORT, "cannot read event 1 render", replace_bytes(1, lambda b: b[:30])),
     Case("wav-truncated-data", EXPORT, "but the plan needs", replace_bytes(2, lambda b: b[: len(b) // 2])),
     Case("wav-zero-length", EXPORT, "cannot read event 3 render", replace_bytes(3, lambda b: b"")),
@@ -289,8 +301,7 @@ CASES = [
     Case("prompt-empty", tell(prompt=""), "the prompt is empty", code=2),
     Case("prompt-whitespace", tell(prompt=" \t\n  "), "the prompt is empty", code=2),
     Case("prompt-control-only", tell(prompt="\x07\x1b\r\x00\x7f"), "the prompt is empty", code=2),
-    Case("prompt-20000-chars", tell(prompt="rain " * 4000), "the prompt is 19999 characters; at most 4000",
-         code=2),
+    Case("prompt-20000-chars", tell(prompt="rain " * 4000), "the prompt is 19999 characters; at most 4000", code=2),
     # durations and other flags of tell
     Case("duration-0", tell(duration="0"), "--duration 0 is out of range", code=2),
     Case("duration-negative", tell(duration="-5"), "--duration -5 is out of range", code=2),
@@ -302,13 +313,17 @@ CASES = [
     Case("steps-0", tell("--steps", "0"), "--steps 0 is out of range", code=2),
     Case("seed-negative", tell("--seed", "-1"), "--seed -1 is out of range", code=2),
     Case("unknown-model", tell(prompt=PROMPT)[:-1] + ("nope",), "unknown model 'nope'", code=2),
-    Case("model-is-a-story-folder", tell(prompt=PROMPT)[:-1] + ("{story}",), "is a folder but not a model folder",
-         code=2),
+    Case(
+        "model-is-a-story-folder", tell(prompt=PROMPT)[:-1] + ("{story}",), "is a folder but not a model folder", code=2
+    ),
     Case("unknown-preset", tell("--preset", "loud"), "unknown loudness preset 'loud'", code=2),
     Case("unknown-style", tell("--style", "polka"), "unknown --style 'polka'", code=2),
     Case("unknown-cue-format", tell("--cues", "story,pdf"), "unknown cue format 'pdf'", code=2),
-    Case("out-is-a-file", tell("--yes")[:5] + ("{ws}/afile.txt", "--model", "tiny-random"),
-         "is a file; choose a folder path"),
+    Case(
+        "out-is-a-file",
+        tell("--yes")[:5] + ("{ws}/afile.txt", "--model", "tiny-random"),
+        "is a file; choose a folder path",
+    ),
     Case("out-holds-a-story", tell()[:5] + ("{story}", "--model", "tiny-random"), "already holds a story"),
     # story.json
     Case("story-truncated", RENDER, "is not valid JSON", plan_text(lambda t: t[: len(t) // 2])),
@@ -317,19 +332,38 @@ CASES = [
     Case("story-schema-99", RENDER, "schema_version is 99", plan_edit(lambda d: d.update(schema_version=99))),
     Case("story-schema-missing", RENDER, "schema_version is None", plan_edit(lambda d: d.pop("schema_version"))),
     Case("story-unknown-field", RENDER, "unknown field 'extra'", plan_edit(lambda d: d.update(extra=1))),
-    Case("events-overlap", RENDER, "events must not overlap",
-         plan_edit(lambda d: d["events"][1].update(start=1.0))),
+    Case("events-overlap", RENDER, "events must not overlap", plan_edit(lambda d: d["events"][1].update(start=1.0))),
     Case("events-out-of-order", RENDER, "has index 2, expected 1", plan_edit(swap_first_two)),
-    Case("event-nan-duration", EXPORT, "events[2].duration must be finite",
-         plan_edit(lambda d: d["events"][1].update(duration=float("nan")))),
-    Case("event-file-traversal", RENDER, "must be a plain name inside events/",
-         plan_edit(lambda d: d["events"][0].update(file="../outside.wav"))),
-    Case("event-file-nested-traversal", EXPORT, "must be a plain name inside events/",
-         plan_edit(lambda d: d["events"][0].update(file="events/../../outside.wav"))),
-    Case("event-file-absolute", EXPORT, "must be a plain name inside events/",
-         plan_edit(lambda d: d["events"][2].update(file="/etc/passwd"))),
-    Case("event-take-traversal", ("regen", "{story}", "1"), "must be a plain name inside events/",
-         plan_edit(lambda d: d["events"][0].update(takes=["events/../../../x.wav"]))),
+    Case(
+        "event-nan-duration",
+        EXPORT,
+        "events[2].duration must be finite",
+        plan_edit(lambda d: d["events"][1].update(duration=float("nan"))),
+    ),
+    Case(
+        "event-file-traversal",
+        RENDER,
+        "must be a plain name inside events/",
+        plan_edit(lambda d: d["events"][0].update(file="../outside.wav")),
+    ),
+    Case(
+        "event-file-nested-traversal",
+        EXPORT,
+        "must be a plain name inside events/",
+        plan_edit(lambda d: d["events"][0].update(file="events/../../outside.wav")),
+    ),
+    Case(
+        "event-file-absolute",
+        EXPORT,
+        "must be a plain name inside events/",
+        plan_edit(lambda d: d["events"][2].update(file="/etc/passwd")),
+    ),
+    Case(
+        "event-take-traversal",
+        ("regen", "{story}", "1"),
+        "must be a plain name inside events/",
+        plan_edit(lambda d: d["events"][0].update(takes=["events/../../../x.wav"])),
+    ),
     Case("plan-zero-events", RENDER, "the plan has no events", plan_edit(lambda d: d.update(events=[]))),
     Case("story-json-missing", RENDER, "has no story.json", remove_story_json),
     Case("story-dir-missing", ("render", "{ws}/nope"), "does not exist"),
@@ -338,11 +372,18 @@ CASES = [
     # commands on a valid story
     Case("regen-missing-event", ("regen", "{story}", "9"), "event 9 does not exist; this story has events 1..3"),
     Case("regen-event-0", ("regen", "{story}", "0"), "event 0 does not exist"),
-    Case("plan-set-negative-duration", ("plan", "set", "{story}", "2", "--duration=-5"),
-         "--duration -5 is out of range; an event lasts"),
+    Case(
+        "plan-set-negative-duration",
+        ("plan", "set", "{story}", "2", "--duration=-5"),
+        "--duration -5 is out of range; an event lasts",
+    ),
     Case("render-unknown-model", ("render", "{story}", "--model", "nope"), "unknown model 'nope'", code=2),
-    Case("export-unknown-preset", ("export", "{story}", "--force", "--loudness", "loud"),
-         "unknown loudness preset 'loud'", code=2),
+    Case(
+        "export-unknown-preset",
+        ("export", "{story}", "--force", "--loudness", "loud"),
+        "unknown loudness preset 'loud'",
+        code=2,
+    ),
 ]
 
 
@@ -387,10 +428,26 @@ ODD_PROMPT = "rain\x07 on a \x1b[31mtin roof 🌧️\x00, then thunder ⚡\r rol
 
 def test_control_characters_and_emoji_in_the_prompt_work(tmp_path):
     out = tmp_path / "odd"
-    result = runner.invoke(app, [
-        "tell", ODD_PROMPT, "--duration", "4", "--out", str(out), "--model", "tiny-random", "--steps", "1",
-        "--seed", "5", "--yes", "--cues", "story,reaper,audacity,edl",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "tell",
+            ODD_PROMPT,
+            "--duration",
+            "4",
+            "--out",
+            str(out),
+            "--model",
+            "tiny-random",
+            "--steps",
+            "1",
+            "--seed",
+            "5",
+            "--yes",
+            "--cues",
+            "story,reaper,audacity,edl",
+        ],
+    )
     assert result.exit_code == 0, result.output
     raw = (out / "story.json").read_text(encoding="utf-8")
     story = StoryFolder(out).load()
@@ -400,8 +457,10 @@ def test_control_characters_and_emoji_in_the_prompt_work(tmp_path):
     texts = [story.prompt] + [t for e in story.events for t in (e.caption, e.story_detail)]
     assert not [t for t in texts if any(unicodedata.category(ch) == "Cc" for ch in t)]
     assert any("🐕" in e.caption for e in story.events)
-    cues = {name: (out / "cues" / name).read_text(encoding="utf-8")
-            for name in ("story.csv", "reaper.csv", "audacity.txt", "story.edl")}
+    cues = {
+        name: (out / "cues" / name).read_text(encoding="utf-8")
+        for name in ("story.csv", "reaper.csv", "audacity.txt", "story.edl")
+    }
     for name, text in cues.items():
         assert not [ch for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\n\t"], name
     assert "🐕" in cues["story.csv"] and "🐕" in cues["reaper.csv"] and "🐕" in cues["audacity.txt"]

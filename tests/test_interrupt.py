@@ -54,15 +54,36 @@ def test_sigint_mid_render_keeps_finished_events_and_render_resumes(tmp_path):
     out = tmp_path / "story"
     log_out, log_err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     command = [
-        sys.executable, "-m", "audiostory_cli", "tell", SIGINT_PROMPT, "--duration", "6", "--out", str(out),
-        "--model", "tiny-random", "--steps", "2", "--seed", "3", "--yes",
+        sys.executable,
+        "-m",
+        "audiostory_cli",
+        "tell",
+        SIGINT_PROMPT,
+        "--duration",
+        "6",
+        "--out",
+        str(out),
+        "--model",
+        "tiny-random",
+        "--steps",
+        "2",
+        "--seed",
+        "3",
+        "--yes",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     with open(log_out, "wb") as stdout, open(log_err, "wb") as stderr:
         # default SIGINT in the child even when this test runs in a background job, which ignores SIGINT and
         # passes that on (a Python started with SIGINT ignored never raises KeyboardInterrupt)
-        child = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        child = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         try:
             # wait until the first event is on disk (story.json says so) while others are still to render
             deadline = time.monotonic() + WINDOW_TIMEOUT_S

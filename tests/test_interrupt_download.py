@@ -41,7 +41,7 @@ class StopMidFetch(FolderHub):
     def fetch(self, remote, out, *, offset, on_bytes):
         if remote.path == "weights.bin" and self.error is not None:
             error, self.error = self.error, None
-            data = (self.root / remote.repo_id / remote.path).read_bytes()[offset:offset + self.cut]
+            data = (self.root / remote.repo_id / remote.path).read_bytes()[offset : offset + self.cut]
             out.write(data)
             on_bytes(len(data))
             raise error

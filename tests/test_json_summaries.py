@@ -18,9 +18,14 @@ LOUDNESS = ["integrated_lufs", "true_peak_dbtp"]
 
 def test_export_result_to_dict_is_the_export_summary_with_absolute_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = ExportResult(mix=Path("s/mix.wav"), stems=(Path("s/stems/01.wav"),), cues=(Path("s/cues/story.csv"),),
-                          qc_path=Path("s/cues/qc.json"), qc={"integrated_lufs": -16.0, "true_peak_dbtp": -1.2,
-                                                            "met": True}, removed=(Path("s/old.wav"),))
+    result = ExportResult(
+        mix=Path("s/mix.wav"),
+        stems=(Path("s/stems/01.wav"),),
+        cues=(Path("s/cues/story.csv"),),
+        qc_path=Path("s/cues/qc.json"),
+        qc={"integrated_lufs": -16.0, "true_peak_dbtp": -1.2, "met": True},
+        removed=(Path("s/old.wav"),),
+    )
     summary = result.to_dict()
     assert list(summary) == [*DELIVERY, "removed", *LOUDNESS, "met"]
     assert summary["mix"] == str(tmp_path / "s" / "mix.wav")

@@ -50,9 +50,11 @@ def _empty_small() -> dict[str, nn.Module]:
 
 
 INFO = ModelInfo(
-    name="unit-test", vocab_size=VOCAB,
+    name="unit-test",
+    vocab_size=VOCAB,
     sources=(SourceRef(repo="local:test", revision="local", files={"a.bin": "0" * 64}),),
-    base_model=None, extra={"why": "test"},
+    base_model=None,
+    extra={"why": "test"},
 )
 
 
@@ -67,7 +69,11 @@ def saved(tmp_path_factory) -> tuple:
 def test_save_writes_sidecar_and_one_file_per_part(saved) -> None:
     folder, parts, meta = saved
     assert sorted(p.name for p in folder.iterdir()) == [
-        "audiostory.json", "bridge.safetensors", "llm.safetensors", "text_encoder.safetensors"]
+        "audiostory.json",
+        "bridge.safetensors",
+        "llm.safetensors",
+        "text_encoder.safetensors",
+    ]
     data = json.loads((folder / "audiostory.json").read_text())
     assert data["format"] == "audiostory-model" and data["format_version"] == 1
     assert data["vocab_size"] == VOCAB and data["dtype"] == "float32"
@@ -95,8 +101,9 @@ def test_round_trip_on_meta_gives_identical_outputs(saved) -> None:
     with torch.no_grad():
         assert torch.equal(llm(ids).logits, parts["llm"](ids).logits)
         t5 = torch.tensor([[1, 7, 0]])
-        assert torch.equal(empty["text_encoder"](input_ids=t5).last_hidden_state,
-                           parts["text_encoder"](input_ids=t5).last_hidden_state)
+        assert torch.equal(
+            empty["text_encoder"](input_ids=t5).last_hidden_state, parts["text_encoder"](input_ids=t5).last_hidden_state
+        )
 
 
 def test_modules_built_on_the_meta_device_get_rotary_buffers_rebuilt(saved) -> None:
@@ -150,8 +157,14 @@ def test_force_replaces_atomically_and_failures_leave_no_trace(tmp_path) -> None
     parts = _small_parts()
     target = tmp_path / "m"
     save_model_folder(target, {"bridge": parts["bridge"]}, tiny_dims(), INFO)
-    save_model_folder(target, {"llm": parts["llm"]}, tiny_dims(), INFO, force=True,
-                      write_extra=lambda tmp: (tmp / "tokenizer").mkdir())
+    save_model_folder(
+        target,
+        {"llm": parts["llm"]},
+        tiny_dims(),
+        INFO,
+        force=True,
+        write_extra=lambda tmp: (tmp / "tokenizer").mkdir(),
+    )
     meta = read_sidecar(target)
     assert set(meta.parts) == {"llm"} and meta.tokenizer == "tokenizer"
 
@@ -166,8 +179,9 @@ def test_force_replaces_atomically_and_failures_leave_no_trace(tmp_path) -> None
 
 def test_save_casts_dtype_and_records_it(tmp_path) -> None:
     parts = _small_parts()
-    meta = save_model_folder(tmp_path / "m", parts, tiny_dims(), INFO, dtype=torch.bfloat16,
-                             part_dtypes={"text_encoder": torch.float32})
+    meta = save_model_folder(
+        tmp_path / "m", parts, tiny_dims(), INFO, dtype=torch.bfloat16, part_dtypes={"text_encoder": torch.float32}
+    )
     assert meta.parts["llm"].dtype == "bfloat16" and meta.parts["text_encoder"].dtype == "float32"
     assert read_sidecar(tmp_path / "m").dtype == "mixed"
 
@@ -212,5 +226,9 @@ def test_key_errors_carry_their_keys_as_fields_and_merge_every_part() -> None:
     dit = CheckpointKeyError("dit", unexpected=("dit.c",), conflicts=["dit.d"])
     merged = merge_key_errors([llm, plain, dit])
     assert (merged.missing, merged.unexpected, merged.mismatched, merged.conflicts) == (
-        ["llm.a"], ["dit.c"], ["llm.b"], ["dit.d"])
+        ["llm.a"],
+        ["dit.c"],
+        ["llm.b"],
+        ["dit.d"],
+    )
     assert "1 missing: llm.a" in str(merged) and "1 tied weights differ: dit.d" in str(merged)

@@ -71,8 +71,9 @@ def test_convert_then_load_gives_identical_outputs(tmp_path, fx, tokenizer) -> N
     sources = write_sources(tmp_path / "src", fx)
     out = tmp_path / "converted"
     steps: list[int] = []
-    meta = convert_official(sources, out, dtype="fp32", progress=lambda s, d, t: steps.append(d),
-                            **_builders(tokenizer))
+    meta = convert_official(
+        sources, out, dtype="fp32", progress=lambda s, d, t: steps.append(d), **_builders(tokenizer)
+    )
     assert steps[-1] == 6
     assert set(meta.parts) == {"llm", "bridge", "dit", "text_encoder", "vae", "audio_encoder"}
     assert (out / "tokenizer" / "tokenizer.json").is_file()
@@ -149,8 +150,9 @@ def test_cli_convert_from_source_folders(tmp_path, fx, tokenizer, monkeypatch) -
     assert again.exit_code == 2 and "--force" in again.stderr
 
 
-def test_converted_official_model_plans_and_renders_like_the_official_inference(tmp_path, fx, tokenizer,
-                                                                                 monkeypatch) -> None:
+def test_converted_official_model_plans_and_renders_like_the_official_inference(
+    tmp_path, fx, tokenizer, monkeypatch
+) -> None:
     from audiostory_cli.model import load_model_folder
     from audiostory_cli.pipeline import PlanOptions, plan_story
     from audiostory_cli.planner.api import Planner
@@ -180,8 +182,14 @@ def test_converted_official_model_plans_and_renders_like_the_official_inference(
     assert story.generated is not None and story.unedited_events() == len(story.events)
     first = story.events[0]
     assert story.render_length(first) == pytest.approx(first.duration + 3.0)  # duration + 3 s conditioning
-    told = PlanOptions(total_duration=12.0, seed=1, canvas="sized", repetition_penalty=1.0,
-                       crossfade_shape="equal-power", style="cartoon")
+    told = PlanOptions(
+        total_duration=12.0,
+        seed=1,
+        canvas="sized",
+        repetition_penalty=1.0,
+        crossfade_shape="equal-power",
+        style="cartoon",
+    )
     story = plan_story("rain, then thunder, then a dog barks", told, model)
     from audiostory_cli.styles import get_style
 

@@ -52,8 +52,15 @@ class FolderHub:
             raise HubUnreachable("fake hub is down")
         file = self.root / repo_id / path
         data = file.read_bytes()
-        return RemoteFile(repo_id=repo_id, path=path, revision=revision, url=str(file), size=len(data),
-                          etag=hashlib.sha256(data).hexdigest(), commit=COMMIT)
+        return RemoteFile(
+            repo_id=repo_id,
+            path=path,
+            revision=revision,
+            url=str(file),
+            size=len(data),
+            etag=hashlib.sha256(data).hexdigest(),
+            commit=COMMIT,
+        )
 
     def fetch(self, remote: RemoteFile, out: BinaryIO, *, offset: int, on_bytes: Callable[[int], None]) -> None:
         self.fetches.append((remote.path, offset))
@@ -86,12 +93,23 @@ def _spec(hub: FolderHub, *, pinned_sha: bool = True, revision: str = COMMIT) ->
     hub.add("org/toy", "config.json", config)
     hub.add("org/extra", "sub/dir/extra.safetensors", _payload(7_000, 2))
     part = PartSpec(
-        name="toy", repo_id="org/toy", revision=revision, pinned=revision == COMMIT, licence="test", role="test",
-        files=(FileSpec("weights.bin", size=len(weights), sha256=sha if pinned_sha else None),
-               FileSpec("config.json")),
+        name="toy",
+        repo_id="org/toy",
+        revision=revision,
+        pinned=revision == COMMIT,
+        licence="test",
+        role="test",
+        files=(FileSpec("weights.bin", size=len(weights), sha256=sha if pinned_sha else None), FileSpec("config.json")),
     )
-    extra = PartSpec(name="extra", repo_id="org/extra", revision=COMMIT, pinned=True, licence="test",
-                     role="test", files=(FileSpec("sub/dir/extra.safetensors"),))
+    extra = PartSpec(
+        name="extra",
+        repo_id="org/extra",
+        revision=COMMIT,
+        pinned=True,
+        licence="test",
+        role="test",
+        files=(FileSpec("sub/dir/extra.safetensors"),),
+    )
     return ModelSpec(name="toy-model", description="test", kind="hub", licence="test", parts=(part, extra))
 
 
@@ -305,8 +323,15 @@ def local_hub(monkeypatch) -> Iterator[str]:
 
 def test_real_client_resumes_with_a_range_request(local_hub, tmp_path) -> None:
     data = _HubHandler.files["org/toy/weights.bin"]
-    part = PartSpec(name="toy", repo_id="org/toy", revision=COMMIT, pinned=True, licence="t", role="t",
-                    files=(FileSpec("weights.bin", size=len(data)),))
+    part = PartSpec(
+        name="toy",
+        repo_id="org/toy",
+        revision=COMMIT,
+        pinned=True,
+        licence="t",
+        role="t",
+        files=(FileSpec("weights.bin", size=len(data)),),
+    )
     spec = ModelSpec(name="toy-model", description="t", kind="hub", licence="t", parts=(part,))
     folder = part_dir(spec, part)
     folder.mkdir(parents=True)

@@ -69,8 +69,9 @@ class OfficialFixture:
     reference: dict[str, torch.nn.Module]  # the same weights (LoRA merged), loaded directly
 
 
-def make_official(dims: ModelDims | None = None, *, seed: int = 0, lora_alpha: float = 8.0, vocab: int = VOCAB
-                  ) -> OfficialFixture:
+def make_official(
+    dims: ModelDims | None = None, *, seed: int = 0, lora_alpha: float = 8.0, vocab: int = VOCAB
+) -> OfficialFixture:
     """A synthetic ``pytorch_model.bin`` in the official layout, built from tiny modules."""
     dims = dims or tiny_model_dims()
     reference = build_parts(dims, vocab)
@@ -112,9 +113,9 @@ def make_official(dims: ModelDims | None = None, *, seed: int = 0, lora_alpha: f
     whisper: dict[str, torch.Tensor] = {}
     for key, tensor in reference["audio_encoder"].state_dict().items():
         if key.startswith("resampler."):
-            official["seedx.whisper_resampler_llava." + key[len("resampler."):]] = tensor.clone()
+            official["seedx.whisper_resampler_llava." + key[len("resampler.") :]] = tensor.clone()
         else:
-            whisper["model.encoder." + key[len("whisper."):]] = tensor.clone()
+            whisper["model.encoder." + key[len("whisper.") :]] = tensor.clone()
     whisper["model.decoder.embed_tokens.weight"] = torch.randn(10, 4, generator=gen)  # unused, ignored
     official["seedx.input_resampler.latents"] = torch.randn(4, 8, generator=gen)  # built but unused upstream
     official["seedx.output_resampler.proj_in.weight"] = torch.randn(8, 8, generator=gen)
@@ -129,8 +130,9 @@ def fixture() -> OfficialFixture:
 
 def _map_all(fx: OfficialFixture, official: dict[str, torch.Tensor] | None = None, **kwargs):
     dims = dataclasses.replace(fx.dims, reasoner=dataclasses.replace(fx.dims.reasoner, vocab_size=VOCAB))
-    mapped = map_official_state_dict(official if official is not None else fx.official, dims, lora_alpha=8.0,
-                                     lora_r=dims.reasoner.lora_r, **kwargs)
+    mapped = map_official_state_dict(
+        official if official is not None else fx.official, dims, lora_alpha=8.0, lora_r=dims.reasoner.lora_r, **kwargs
+    )
     return combine(mapped, map_whisper_state_dict(fx.whisper), map_vae_state_dict(fx.vae))
 
 
@@ -167,8 +169,10 @@ def test_official_layout_loads_strictly_and_matches_direct_load(fixture: Officia
         res = torch.randn(2, fixture.dims.bridge.num_residual_tokens, fixture.dims.bridge.llm_dim)
         assert torch.equal(parts["bridge"](sem, res), fixture.reference["bridge"](sem, res))
         t5_ids = torch.tensor([[1, 0, 0]])
-        assert torch.equal(parts["text_encoder"](input_ids=t5_ids).last_hidden_state,
-                           fixture.reference["text_encoder"](input_ids=t5_ids).last_hidden_state)
+        assert torch.equal(
+            parts["text_encoder"](input_ids=t5_ids).last_hidden_state,
+            fixture.reference["text_encoder"](input_ids=t5_ids).last_hidden_state,
+        )
     te = parts["text_encoder"]
     assert te.encoder.embed_tokens.weight is te.shared.weight
 
@@ -182,9 +186,10 @@ def test_lora_merge_is_what_changes_the_weights(fixture: OfficialFixture) -> Non
     b = fixture.official[f"{LLM_PREFIX}model.layers.0.self_attn.q_proj.lora_B.default.weight"]
     torch.testing.assert_close(mapped.state["llm." + key], base + (8.0 / 4) * (b @ a))
     norm = "model.layers.1.post_attention_layernorm.weight"
-    assert torch.equal(mapped.state["llm." + norm],
-                       fixture.official[f"{LLM_PREFIX}model.layers.1.post_attention_layernorm."
-                                        "modules_to_save.default.weight"])
+    assert torch.equal(
+        mapped.state["llm." + norm],
+        fixture.official[f"{LLM_PREFIX}model.layers.1.post_attention_layernorm.modules_to_save.default.weight"],
+    )
 
 
 def test_removed_key_fails_naming_it(fixture: OfficialFixture) -> None:
@@ -266,7 +271,7 @@ def test_base_weights_fill_a_lora_only_checkpoint(fixture: OfficialFixture) -> N
     lora_only = {}
     base = {}
     for key, tensor in fixture.official.items():
-        rest = key[len(LLM_PREFIX):] if key.startswith(LLM_PREFIX) else None
+        rest = key[len(LLM_PREFIX) :] if key.startswith(LLM_PREFIX) else None
         if rest is not None and re.search(r"_proj\.(weight|bias)$", rest):
             base[rest] = tensor
         else:
@@ -290,8 +295,10 @@ def test_peft7_base_layer_names_are_accepted(fixture: OfficialFixture) -> None:
         official[key] = tensor
     mapped = _map_all(fixture, official)
     assert any("base_layer" in note for note in mapped.notes)
-    assert torch.equal(mapped.state["llm.model.layers.0.self_attn.q_proj.weight"],
-                       _map_all(fixture).state["llm.model.layers.0.self_attn.q_proj.weight"])
+    assert torch.equal(
+        mapped.state["llm.model.layers.0.self_attn.q_proj.weight"],
+        _map_all(fixture).state["llm.model.layers.0.self_attn.q_proj.weight"],
+    )
 
 
 def test_load_official_bin_is_weights_only(tmp_path, fixture: OfficialFixture) -> None:

@@ -71,9 +71,21 @@ def test_paths_live_in_the_audiostory_cache(tmp_path) -> None:
 
 
 GOOD = {
-    "name": "x", "kind": "hub", "description": "d", "licence": "l",
-    "parts": [{"name": "p", "repo": "o/r", "revision": "main", "pinned": False, "licence": "l", "role": "r",
-               "files": [{"path": "a.bin", "size": 3, "sha256": "a" * 64}]}],
+    "name": "x",
+    "kind": "hub",
+    "description": "d",
+    "licence": "l",
+    "parts": [
+        {
+            "name": "p",
+            "repo": "o/r",
+            "revision": "main",
+            "pinned": False,
+            "licence": "l",
+            "role": "r",
+            "files": [{"path": "a.bin", "size": 3, "sha256": "a" * 64}],
+        }
+    ],
 }
 
 

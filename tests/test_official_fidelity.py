@@ -74,8 +74,16 @@ def official_uncond(text_encoder, num_tokens: int) -> torch.Tensor:
         return text_encoder(input_ids=ids, attention_mask=(ids == 1).long()).last_hidden_state[0]
 
 
-def official_sample(dit, fused: torch.Tensor, uncond: torch.Tensor, duration: float, *, steps: int = 50,
-                    guidance: float = 4.0, seed: int = 0) -> torch.Tensor:
+def official_sample(
+    dit,
+    fused: torch.Tensor,
+    uncond: torch.Tensor,
+    duration: float,
+    *,
+    steps: int = 50,
+    guidance: float = 4.0,
+    seed: int = 0,
+) -> torch.Tensor:
     """``Flux_T5.inference_flow_full_tokens`` from the reference's formulas: torch.manual_seed(seed) then
     randn(1, 645, C) on the CPU; [uncond; cond] as one batch of 2 with the same duration token appended to both;
     pooled = fc(unmasked mean over the S tokens); txt_ids zeros, img_ids (i, i, i); timestep t/1000;
@@ -98,9 +106,15 @@ def official_sample(dit, fused: torch.Tensor, uncond: torch.Tensor, duration: fl
     with torch.no_grad():
         for i, t in enumerate(timesteps):
             latent_input = torch.cat([latents, latents])
-            v = dit.transformer(hidden_states=latent_input, encoder_hidden_states=encoder_hidden_states,
-                                pooled_projections=pooled, timestep=torch.full((2,), t / 1000),
-                                img_ids=img_ids, txt_ids=txt_ids, return_dict=False)[0]
+            v = dit.transformer(
+                hidden_states=latent_input,
+                encoder_hidden_states=encoder_hidden_states,
+                pooled_projections=pooled,
+                timestep=torch.full((2,), t / 1000),
+                img_ids=img_ids,
+                txt_ids=txt_ids,
+                return_dict=False,
+            )[0]
             v_uncond, v_cond = v.chunk(2)
             v = v_uncond + guidance * (v_cond - v_uncond)
             latents = latents + float(sigmas[i + 1] - sigmas[i]) * v
@@ -131,16 +145,25 @@ def test_fixed_canvas_render_equals_the_official_loop(tiny_official, seconds) ->
     from audiostory_cli.runtime import cpu_runtime
 
     dit, text_encoder, dims = tiny_official
-    fused = torch.randn(dims.bridge.num_semantic_tokens, dims.dit.joint_attention_dim,
-                        generator=torch.Generator().manual_seed(3))
+    fused = torch.randn(
+        dims.bridge.num_semantic_tokens, dims.dit.joint_attention_dim, generator=torch.Generator().manual_seed(3)
+    )
     uncond = official_uncond(text_encoder, dims.bridge.num_semantic_tokens)
     torch.testing.assert_close(unconditional_tokens(text_encoder, dims.bridge.num_semantic_tokens), uncond)
     want = official_sample(dit, fused, uncond, seconds)
-    ours = render_latents(dit, [EventCondition(fused, seconds, seed=0)], steps=50, guidance=4.0, uncond=uncond,
-                          runtime=cpu_runtime())[0]
+    ours = render_latents(
+        dit, [EventCondition(fused, seconds, seed=0)], steps=50, guidance=4.0, uncond=uncond, runtime=cpu_runtime()
+    )[0]
     assert ours.shape == want.shape
     torch.testing.assert_close(ours, want, rtol=1e-4, atol=1e-4)
-    sized = render_latents(dit, [EventCondition(fused, seconds, seed=0)], steps=50, guidance=4.0, uncond=uncond,
-                           runtime=cpu_runtime(), canvas="sized")[0]
+    sized = render_latents(
+        dit,
+        [EventCondition(fused, seconds, seed=0)],
+        steps=50,
+        guidance=4.0,
+        uncond=uncond,
+        runtime=cpu_runtime(),
+        canvas="sized",
+    )[0]
     if seconds < 20:  # the sized canvas is a different computation: it is an opt-in, not the default
         assert (sized - want).norm() / want.norm() > 1e-3

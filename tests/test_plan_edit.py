@@ -24,7 +24,8 @@ def fake_editor(tmp_path, versions: list[str]) -> list[str]:
     queue = tmp_path / "editor-queue.json"
     queue.write_text(json.dumps(versions))
     script = tmp_path / "fake_editor.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import json, sys, pathlib
         queue = pathlib.Path({str(queue)!r})
         versions = json.loads(queue.read_text())
@@ -33,7 +34,8 @@ def fake_editor(tmp_path, versions: list[str]) -> list[str]:
         path = pathlib.Path(sys.argv[1])
         if text is not None:
             path.write_text(text.replace("@ORIGINAL@", path.read_text()))
-    """))
+    """)
+    )
     return [sys.executable, str(script)]
 
 

@@ -26,12 +26,18 @@ def test_state_dict_keys_match_the_official_checkpoint_names():
         bridge = Bridge(full_dims().bridge)
     shapes = {k: tuple(v.shape) for k, v in bridge.state_dict().items()}
     expected = {
-        "projector.0.weight": (1024, 2048), "projector.0.bias": (1024,),
-        "projector.2.weight": (1024, 1024), "projector.2.bias": (1024,),
-        "audio_projector.0.weight": (1024, 2048), "audio_projector.0.bias": (1024,),
-        "audio_projector.2.weight": (1024, 1024), "audio_projector.2.bias": (1024,),
-        "multihead_attention.in_proj_weight": (3072, 1024), "multihead_attention.in_proj_bias": (3072,),
-        "multihead_attention.out_proj.weight": (1024, 1024), "multihead_attention.out_proj.bias": (1024,),
+        "projector.0.weight": (1024, 2048),
+        "projector.0.bias": (1024,),
+        "projector.2.weight": (1024, 1024),
+        "projector.2.bias": (1024,),
+        "audio_projector.0.weight": (1024, 2048),
+        "audio_projector.0.bias": (1024,),
+        "audio_projector.2.weight": (1024, 1024),
+        "audio_projector.2.bias": (1024,),
+        "multihead_attention.in_proj_weight": (3072, 1024),
+        "multihead_attention.in_proj_bias": (3072,),
+        "multihead_attention.out_proj.weight": (1024, 1024),
+        "multihead_attention.out_proj.bias": (1024,),
     }
     assert shapes == expected
     assert bridge.t5_feature_scale == 10.0
@@ -84,9 +90,14 @@ def test_planner_plan_then_bridge():
     assert calls == [("bridge", 0, 1), ("bridge", 1, 1)]
     starts = [0.0, 8.0, 16.0]
     story = Story(
-        prompt=prompt, total_duration=24.0, instruction=out.instruction, reasoning=out.reasoning,
-        events=[Event(index=i + 1, start=starts[i], duration=e.duration, caption=e.caption,
-                      story_detail=e.story_detail) for i, e in enumerate(out.events)],
+        prompt=prompt,
+        total_duration=24.0,
+        instruction=out.instruction,
+        reasoning=out.reasoning,
+        events=[
+            Event(index=i + 1, start=starts[i], duration=e.duration, caption=e.caption, story_detail=e.story_detail)
+            for i, e in enumerate(out.events)
+        ],
     )
     story.validate()
     torch.testing.assert_close(planner.bridge_story(story), tokens, atol=1e-5, rtol=1e-5)

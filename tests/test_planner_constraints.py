@@ -121,7 +121,9 @@ def test_grammar_with_random_logits_always_yields_a_valid_plan(
     tok, classes, seed, temperature, top_p, max_new, max_caption, max_reasoning, max_events, special_boost
 ):
     limits = DecodeLimits(
-        max_new_tokens=max_new, max_reasoning_tokens=max_reasoning, max_caption_tokens=max_caption,
+        max_new_tokens=max_new,
+        max_reasoning_tokens=max_reasoning,
+        max_caption_tokens=max_caption,
         max_events=max_events,
     )
     grammar = PlanGrammar(classes, limits)
@@ -198,8 +200,9 @@ def test_decoding_random_models_never_emits_a_malformed_block(
     sampler = Sampler(temperature=temperature, top_p=top_p, seed=sample_seed)
     out = fast_generate(reasoner.decoder, reasoner.lm_head, prompt, classes, limits, sampler, [bias])
     assert_well_formed(tok, classes, out.ids, limits)
-    placeholders = [i for i, t in enumerate(out.ids) if classes.ids.is_t5_placeholder(t)
-                    or classes.ids.is_aud_placeholder(t)]
+    placeholders = [
+        i for i, t in enumerate(out.ids) if classes.ids.is_t5_placeholder(t) or classes.ids.is_aud_placeholder(t)
+    ]
     assert sorted(out.states) == placeholders
 
 
@@ -218,12 +221,21 @@ def test_the_layout_checker_itself_rejects_malformed_outputs(tok, classes):
     sp = classes.ids
     limits = DecodeLimits(max_new_tokens=200)
     caption = encode_text(tok, "dog")
-    good = [5, sp.think_close, sp.gen_open, *caption, sp.timestamp_open, *encode_digits(classes, "2.5"),
-            sp.timestamp_close, *sp.event_tail(S, R), sp.im_end]
+    good = [
+        5,
+        sp.think_close,
+        sp.gen_open,
+        *caption,
+        sp.timestamp_open,
+        *encode_digits(classes, "2.5"),
+        sp.timestamp_close,
+        *sp.event_tail(S, R),
+        sp.im_end,
+    ]
     assert_well_formed(tok, classes, good, limits)
     tail_start = good.index(sp.t5_open)
     broken = [
-        good[:tail_start + 2] + good[tail_start + 3:],  # a missing placeholder
+        good[: tail_start + 2] + good[tail_start + 3 :],  # a missing placeholder
         good[:tail_start] + [sp.t5(S)] + good[tail_start:],  # an out-of-range placeholder before the block
         good[:-1],  # no <|im_end|>
         [t for t in good if t != sp.timestamp_open and t != sp.timestamp_close],  # no timestamp

@@ -117,8 +117,10 @@ def test_serialise_rejects_text_that_breaks_the_layout():
 # -- round trips --------------------------------------------------------------------------------------------
 
 _WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789,.'!?-()&é", min_size=1, max_size=8)
-_PHRASE = st.lists(_WORD, min_size=1, max_size=6).map(" ".join).filter(
-    lambda s: not re.search(r"\bEvent\s+\d+\s*:|sound effect:|story detail:", s, re.IGNORECASE)
+_PHRASE = (
+    st.lists(_WORD, min_size=1, max_size=6)
+    .map(" ".join)
+    .filter(lambda s: not re.search(r"\bEvent\s+\d+\s*:|sound effect:|story detail:", s, re.IGNORECASE))
 )
 _EVENT = st.builds(
     PlannedEvent,
@@ -219,8 +221,11 @@ def test_missing_and_invalid_durations_share_the_remaining_time():
 
 def test_malformed_blocks_and_stray_text_are_repaired_with_warnings():
     text = (
-        "s<|/think|>noise" + gen("a", "4", sem="<t5><t5_00000></t5>") + gen("b", "4", sem="", res="")
-        + gen("   ", "4") + "<|im_end|> trailing"
+        "s<|/think|>noise"
+        + gen("a", "4", sem="<t5><t5_00000></t5>")
+        + gen("b", "4", sem="", res="")
+        + gen("   ", "4")
+        + "<|im_end|> trailing"
     )
     plan = parse(text, num_semantic=S, num_residual=R, total_duration=8)
     assert [e.caption for e in plan.events] == ["a", "b"]

@@ -67,8 +67,9 @@ class StructureBias(LogitsProcessor):
 def _generate(reasoner, method, sampler, limits, processors):
     prompt = reasoner.prompt_ids("A storm, a dog, a door. The total duration is 20.0 seconds.")
     if method == "fast":
-        return prompt, fast_generate(reasoner.decoder, reasoner.lm_head, prompt, reasoner.classes, limits, sampler,
-                                     processors)
+        return prompt, fast_generate(
+            reasoner.decoder, reasoner.lm_head, prompt, reasoner.classes, limits, sampler, processors
+        )
     return prompt, reference_generate(reasoner.llm, prompt, reasoner.classes, limits, sampler, processors)
 
 
@@ -88,8 +89,9 @@ def test_fast_and_reference_decoding_agree(reasoner, penalty):
 
 def test_plan_outputs_agree_between_methods(reasoner):
     fast = reasoner.plan("rain and thunder", 12.0, sampling=SMALL, processors=[StructureBias(reasoner)])
-    ref = reasoner.plan("rain and thunder", 12.0, sampling=SMALL, processors=[StructureBias(reasoner)],
-                        method="reference")
+    ref = reasoner.plan(
+        "rain and thunder", 12.0, sampling=SMALL, processors=[StructureBias(reasoner)], method="reference"
+    )
     assert fast.text == ref.text and fast.events == ref.events and fast.warnings == ref.warnings
     torch.testing.assert_close(fast.semantic_states, ref.semantic_states, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast.residual_states, ref.residual_states, atol=1e-5, rtol=1e-5)
@@ -143,10 +145,10 @@ def test_repaired_plans_keep_the_states_of_what_the_model_wrote(reasoner):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_random_model_plans_always_fit_the_total(reasoner, seed):
     total = [7.3, 30.0, 61.5][seed]
-    sampling = SamplingOptions(temperature=1.2, top_p=0.9, seed=seed, max_new_tokens=200,
-                               max_reasoning_tokens=10, max_caption_tokens=4)
-    out = reasoner.plan("a chase through a rainstorm", total, sampling=sampling,
-                        processors=[StructureBias(reasoner)])
+    sampling = SamplingOptions(
+        temperature=1.2, top_p=0.9, seed=seed, max_new_tokens=200, max_reasoning_tokens=10, max_caption_tokens=4
+    )
+    out = reasoner.plan("a chase through a rainstorm", total, sampling=sampling, processors=[StructureBias(reasoner)])
     assert len(out.events) >= 1
     assert math.fsum(e.duration for e in out.events) == pytest.approx(total, abs=1e-6)
     assert out.semantic_states.shape == (len(out.events), S, DIMS.reasoner.hidden_size)
@@ -164,8 +166,13 @@ def test_same_seed_same_plan(reasoner):
     assert first.token_ids == second.token_ids and first.events == second.events
     assert torch.equal(first.semantic_states, second.semantic_states)
     others = {
-        tuple(reasoner.plan("footsteps and a door", 15.0,
-                            sampling=SamplingOptions(temperature=1.0, top_p=0.9, seed=s, **_small_budget())).token_ids)
+        tuple(
+            reasoner.plan(
+                "footsteps and a door",
+                15.0,
+                sampling=SamplingOptions(temperature=1.0, top_p=0.9, seed=s, **_small_budget()),
+            ).token_ids
+        )
         for s in (12, 13)
     }
     assert any(other != tuple(first.token_ids) for other in others)

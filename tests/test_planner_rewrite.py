@@ -18,10 +18,17 @@ def test_rewrite_keeps_the_written_durations():
     edited = demo_edit(events, "add a siren after the dog")
     script = scripted_plan(planner.reasoner, "A storm.", edited)
     text = build_edit_instruction("a storm", 3.5, events, [], "add a siren after the dog")
-    parsed = planner.rewrite(text, sampling=SamplingOptions(max_new_tokens=script.num_tokens + 8),
-                             processors=(script.processor(),), adapter=False)
-    assert [(e.caption, e.duration) for e in parsed.events] == [("rain on a roof", 2.0), ("a dog barks", 1.5),
-                                                               ("siren", 1.5)]  # 5.0 s: no rescaling to 3.5
+    parsed = planner.rewrite(
+        text,
+        sampling=SamplingOptions(max_new_tokens=script.num_tokens + 8),
+        processors=(script.processor(),),
+        adapter=False,
+    )
+    assert [(e.caption, e.duration) for e in parsed.events] == [
+        ("rain on a roof", 2.0),
+        ("a dog barks", 1.5),
+        ("siren", 1.5),
+    ]  # 5.0 s: no rescaling to 3.5
     assert parsed.warnings == []
 
 

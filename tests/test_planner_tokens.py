@@ -124,7 +124,12 @@ class _FakeQwen:
 def test_full_qwen_ids_are_asserted():
     ids = resolve_special_token_ids(_FakeQwen(QWEN_BASE_LEN, FULL_VOCAB_SIZE))
     assert (ids.t5_close, ids.t5_open, ids.t5(63), ids.aud_open, ids.aud(7), ids.think_close) == (
-        151665, 151669, 151733, 151770, 151779, 152276,
+        151665,
+        151669,
+        151733,
+        151770,
+        151779,
+        152276,
     )
     with pytest.raises(ModelError, match="152277"):
         resolve_special_token_ids(_FakeQwen(QWEN_BASE_LEN + 1, FULL_VOCAB_SIZE + 1))

@@ -60,7 +60,8 @@ def model_folder(tmp_path, model_template) -> Path:
 def tell_with_model(tmp_path: Path, model: Path, *, answer: str = ""):
     out = tmp_path / "out"
     result = runner.invoke(
-        app, ["tell", PROMPT, "--duration", "4", "--out", str(out), "--model", str(model), "--plan-only"],
+        app,
+        ["tell", PROMPT, "--duration", "4", "--out", str(out), "--model", str(model), "--plan-only"],
         input=answer,
     )
     return out, result
@@ -86,13 +87,15 @@ def test_a_tokenizer_asking_to_run_custom_code_is_refused_even_if_the_user_says_
     config = json.loads((tokenizer / "tokenizer_config.json").read_text())
     config.update(tokenizer_class="EvilTokenizer", auto_map={"AutoTokenizer": [None, "evil.EvilTokenizer"]})
     (tokenizer / "tokenizer_config.json").write_text(json.dumps(config))
-    (tokenizer / "evil.py").write_text(textwrap.dedent(f"""
+    (tokenizer / "evil.py").write_text(
+        textwrap.dedent(f"""
         import pathlib
         pathlib.Path({str(marker)!r}).write_text("pwned")
         from transformers import PreTrainedTokenizerFast
         class EvilTokenizer(PreTrainedTokenizerFast):
             pass
-    """))
+    """)
+    )
     out, result = tell_with_model(tmp_path, model_folder, answer="y\ny\n")
     assert result.exit_code == 1
     assert "audiostory never runs code from model folders" in one_error_line(result)
@@ -107,14 +110,18 @@ def test_editor_command_and_story_path_are_never_interpreted_by_a_shell(tmp_path
     markers = [tmp_path / f"m{i}" for i in range(4)]
     log = tmp_path / "argv.json"
     script = tmp_path / "editor.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import json, pathlib, sys
         pathlib.Path({str(log)!r}).write_text(json.dumps(sys.argv[1:]))
         path = pathlib.Path(sys.argv[-1])
         path.write_text(path.read_text().replace("synthetic event number 2", "a door slams"))
-    """))
-    editor = (f"{sys.executable} {script} \"$(touch {markers[0]})\" `touch {markers[1]}` ; touch {markers[2]} "
-              f"| touch {markers[3]}")
+    """)
+    )
+    editor = (
+        f'{sys.executable} {script} "$(touch {markers[0]})" `touch {markers[1]}` ; touch {markers[2]} '
+        f"| touch {markers[3]}"
+    )
     monkeypatch.setenv("EDITOR", editor)
     folder = StoryFolder(tmp_path / f"story;touch {markers[0]} $(touch {markers[1]})")
     folder.save(make_story([1.0, 1.0]))
@@ -237,7 +244,14 @@ def test_no_unsafe_loading_shell_or_network_calls_in_the_package():
             if isinstance(node, (ast.Import, ast.ImportFrom)) and str(where) != "audiostory_cli/models/download.py":
                 modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 for module in modules:
-                    if module.split(".")[0] in ("socket", "urllib", "http", "requests", "httpx", "httpx2",
-                                                "huggingface_hub"):
+                    if module.split(".")[0] in (
+                        "socket",
+                        "urllib",
+                        "http",
+                        "requests",
+                        "httpx",
+                        "httpx2",
+                        "huggingface_hub",
+                    ):
                         problems.append(f"{where}:{node.lineno} imports {module}")
     assert problems == []

@@ -263,8 +263,9 @@ def kill_loop(tmp_path: Path, tiny, kills: int, *, seed: int, redo: bool = False
             assert got[0] == expected[event.file][0] and np.array_equal(got[1], expected[event.file][1]), where
         kept = {i: (root / story.event(i).file).stat().st_mtime_ns for i in done}
         finished = [i for i in to_render if i in done]
-        outcomes["before any event" if not finished else "after all events" if finished == to_render else
-                 "mid-render"] += 1
+        outcomes[
+            "before any event" if not finished else "after all events" if finished == to_render else "mid-render"
+        ] += 1
         outcomes["left temp files"] += bool(leftovers(root))  # a killed atomic write: the next render removes them
 
         # render again: only what is missing, and the same files as an uninterrupted run

@@ -155,18 +155,18 @@ def test_tty_flow_edit_then_render(tmp_path, monkeypatch):
     queue = tmp_path / "q.json"
     queue.write_text(json.dumps(["a distant train horn"]))
     script = tmp_path / "editor.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import json, pathlib, sys
         caption = json.loads(pathlib.Path({str(queue)!r}).read_text())[0]
         path = pathlib.Path(sys.argv[1])
         path.write_text(path.read_text().replace('caption = "thunder rolls"', f'caption = "{{caption}}"'))
-    """))
+    """)
+    )
     monkeypatch.setenv("EDITOR", f"{sys.executable} {script}")
     # answer: edit first, then render
     out = tmp_path / "story2"
-    result = runner.invoke(
-        app, ["tell", PROMPT, "--duration", "5", "--out", str(out), *FAST, "--ask"], input="e\nr\n"
-    )
+    result = runner.invoke(app, ["tell", PROMPT, "--duration", "5", "--out", str(out), *FAST, "--ask"], input="e\nr\n")
     assert result.exit_code == 0, result.output
     story = StoryFolder(out).load()
     assert story.event(2).caption == "a distant train horn"

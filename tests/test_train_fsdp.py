@@ -17,9 +17,32 @@ from typer.testing import CliRunner
 from audiostory_cli.cli import app
 
 runner = CliRunner()
-OPTIONS = ["--stage", "2", "--model", "tiny-random", "--steps", "4", "--batch-size", "2", "--grad-accum", "2",
-           "--device", "cpu", "--lr-llm", "2e-2", "--lr-dit", "1e-2", "--warmup", "0", "--schedule", "constant",
-           "--save-every", "2", "--keep-checkpoints", "0"]
+OPTIONS = [
+    "--stage",
+    "2",
+    "--model",
+    "tiny-random",
+    "--steps",
+    "4",
+    "--batch-size",
+    "2",
+    "--grad-accum",
+    "2",
+    "--device",
+    "cpu",
+    "--lr-llm",
+    "2e-2",
+    "--lr-dit",
+    "1e-2",
+    "--warmup",
+    "0",
+    "--schedule",
+    "constant",
+    "--save-every",
+    "2",
+    "--keep-checkpoints",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +50,43 @@ def manifests(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from audiostory_cli.foley.corpus import StoryOptions, write_manifests
 
     root = tmp_path_factory.mktemp("fsdp")
-    paths = write_manifests(root / "foley", split="train", n_stories=1, n_clips=4, sr=44_100, seed=0,
-                            options=StoryOptions(min_events=2, max_events=2, min_total=2.0, max_total=2.4,
-                                                 min_event=1.0), clip_seconds=(1.0, 1.2))
+    paths = write_manifests(
+        root / "foley",
+        split="train",
+        n_stories=1,
+        n_clips=4,
+        sr=44_100,
+        seed=0,
+        options=StoryOptions(min_events=2, max_events=2, min_total=2.0, max_total=2.4, min_event=1.0),
+        clip_seconds=(1.0, 1.2),
+    )
     return paths.clips, paths.qa
 
 
 def _launch(out: Path, manifests: tuple[Path, Path], features: Path, *extra: str) -> None:
     clips, qa = manifests
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "audiostory_cli", "train", *OPTIONS, "--clips", str(clips), "--qa", str(qa), "--out", str(out),
-               "--cache-dir", str(features), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "audiostory_cli",
+        "train",
+        *OPTIONS,
+        "--clips",
+        str(clips),
+        "--qa",
+        str(qa),
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(features),
+        *extra,
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -73,7 +121,22 @@ def test_fsdp_matches_ddp_and_resumes_bitwise(tmp_path, manifests):
 
 def test_fsdp_in_one_process_says_how_to_launch(tmp_path, manifests):
     clips, _ = manifests
-    result = runner.invoke(app, ["train", "--stage", "1", "--clips", str(clips), "--model", "tiny-random",
-                                 "--device", "cpu", "--out", str(tmp_path / "run"), "--fsdp"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--stage",
+            "1",
+            "--clips",
+            str(clips),
+            "--model",
+            "tiny-random",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "run"),
+            "--fsdp",
+        ],
+    )
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "--fsdp" in result.stderr and "torchrun --nproc_per_node" in result.stderr

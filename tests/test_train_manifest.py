@@ -50,10 +50,12 @@ def test_errors_name_their_line(tmp_path: Path) -> None:
         json.dumps({"audio": "missing.wav", "caption": "rain"}),  # 4 missing file
         json.dumps({"audio": "broken.wav", "caption": "rain"}),  # 5 unreadable
         json.dumps({"audio": "a.wav", "caption": "rain <|gen|> falls"}),  # 6 special token
-        json.dumps({"instruction": "a story", "events": [
-            {"caption": "rain", "duration": -1, "audio": "a.wav"}]}),  # 7 bad duration
-        json.dumps({"instruction": "a story", "events": [
-            {"caption": "rain", "duration": 3.0, "audio": "a.wav"}]}),  # 8 audio too short
+        json.dumps(
+            {"instruction": "a story", "events": [{"caption": "rain", "duration": -1, "audio": "a.wav"}]}
+        ),  # 7 bad duration
+        json.dumps(
+            {"instruction": "a story", "events": [{"caption": "rain", "duration": 3.0, "audio": "a.wav"}]}
+        ),  # 8 audio too short
         json.dumps({"audio": "a.wav", "question": "What is it?"}),  # 9 QA without answer
         "[1, 2]",  # 10 not an object
     ]
@@ -77,8 +79,10 @@ def test_errors_name_their_line(tmp_path: Path) -> None:
 
 def test_check_data_command_reports_lines_and_exit_code(tmp_path: Path) -> None:
     _wav(tmp_path / "a.wav", 1.0)
-    path = _manifest(tmp_path, [json.dumps({"audio": "a.wav", "caption": "rain"}),
-                                json.dumps({"audio": "nope.wav", "caption": "rain"})])
+    path = _manifest(
+        tmp_path,
+        [json.dumps({"audio": "a.wav", "caption": "rain"}), json.dumps({"audio": "nope.wav", "caption": "rain"})],
+    )
     runner = CliRunner()
     bad = runner.invoke(app, ["train", "check-data", str(path)])
     assert bad.exit_code == 1
@@ -95,12 +99,19 @@ def test_check_data_command_reports_lines_and_exit_code(tmp_path: Path) -> None:
 
 def test_story_with_one_long_audio_and_event_times(tmp_path: Path) -> None:
     _wav(tmp_path / "long.wav", 3.0, channels=2)
-    reasoning = ("The storyline is mainly about a storm.\nEvent 1: Timestamp: 0.0s - 1.0s. Story detail: rain. "
-                 "Sound effect: rain\nEvent 2: Timestamp: 1.0s - 2.5s. Sound effect: thunder")
-    line = {"instruction": "A storm. The total duration is 2.5 seconds.", "reasoning": reasoning,
-            "audio": "long.wav", "events": [
-                {"caption": "rain on a roof", "story_detail": "Rain begins.", "duration": 1.0},
-                {"caption": "thunder rumbles", "duration": 1.5, "start": 1.4}]}
+    reasoning = (
+        "The storyline is mainly about a storm.\nEvent 1: Timestamp: 0.0s - 1.0s. Story detail: rain. "
+        "Sound effect: rain\nEvent 2: Timestamp: 1.0s - 2.5s. Sound effect: thunder"
+    )
+    line = {
+        "instruction": "A storm. The total duration is 2.5 seconds.",
+        "reasoning": reasoning,
+        "audio": "long.wav",
+        "events": [
+            {"caption": "rain on a roof", "story_detail": "Rain begins.", "duration": 1.0},
+            {"caption": "thunder rumbles", "duration": 1.5, "start": 1.4},
+        ],
+    }
     report = check_manifest(_manifest(tmp_path, [json.dumps(line)]))
     assert not report.issues
     story = report.records[0]
@@ -112,8 +123,9 @@ def test_story_with_one_long_audio_and_event_times(tmp_path: Path) -> None:
 
 def test_long_clip_is_cut_with_a_warning(tmp_path: Path) -> None:
     _wav(tmp_path / "a.wav", 2.0)
-    report = check_manifest(_manifest(tmp_path, [json.dumps({"audio": "a.wav", "caption": "wind"})]),
-                            max_event_seconds=1.5)
+    report = check_manifest(
+        _manifest(tmp_path, [json.dumps({"audio": "a.wav", "caption": "wind"})]), max_event_seconds=1.5
+    )
     assert not report.errors and len(report.warnings) == 1 and "only the first 1.5 s" in report.warnings[0].message
     clip = report.records[0]
     assert isinstance(clip, ClipRecord) and clip.audio.duration == 1.5
@@ -143,13 +155,20 @@ def test_plan_sequence_loss_classes() -> None:
             continue
         if special.is_t5_placeholder(token) or special.is_aud_placeholder(token):
             assert classes[i] == NOT_TARGET and classes[i + 1] == NOT_TARGET  # next placeholder or the closer
-        if token in (special.gen_open, special.timestamp_open, special.t5_open, special.aud_open,
-                     special.gen_close, special.im_end, special.think_close):
+        if token in (
+            special.gen_open,
+            special.timestamp_open,
+            special.t5_open,
+            special.aud_open,
+            special.gen_close,
+            special.im_end,
+            special.think_close,
+        ):
             assert classes[i] == BOUNDARY
         if token in (special.t5_close, special.aud_close):
             assert classes[i] == NOT_TARGET
     think = ids.index(special.think_close)
-    assert set(classes[seq.prompt_len:think]) == {REASONING}
+    assert set(classes[seq.prompt_len : think]) == {REASONING}
     assert PLAN_TEXT in classes[think:]
     assert sum(1 for t in ids if t == special.gen_open) == 2
     assert SCOPE_CLASSES["boundary"] < SCOPE_CLASSES["plan"] < SCOPE_CLASSES["full"]

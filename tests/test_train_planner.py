@@ -22,8 +22,9 @@ SHORT = StoryOptions(max_events=3, max_total=12.0, duration_hints=True)
 
 @pytest.fixture(scope="module")
 def text_stories(tmp_path_factory):
-    return write_story_texts(tmp_path_factory.mktemp("text") / "stories.jsonl", split="train", n_stories=6,
-                             options=SHORT)
+    return write_story_texts(
+        tmp_path_factory.mktemp("text") / "stories.jsonl", split="train", n_stories=6, options=SHORT
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +46,12 @@ def test_text_stories_are_deterministic_and_hold_no_audio(text_stories, tmp_path
 def test_load_story_texts_names_every_bad_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     good = {"instruction": "Rain falls.", "events": [{"caption": "rain", "duration": 2.0}]}
-    lines = [json.dumps(good), "{oops", json.dumps({"instruction": "x", "events": [{"duration": 1.0}]}),
-             json.dumps({"instruction": "x", "events": [{"caption": "long", "duration": 90.0}]})]
+    lines = [
+        json.dumps(good),
+        "{oops",
+        json.dumps({"instruction": "x", "events": [{"duration": 1.0}]}),
+        json.dumps({"instruction": "x", "events": [{"caption": "long", "duration": 90.0}]}),
+    ]
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(TrainingError) as error:
         load_story_texts(path)
@@ -65,8 +70,18 @@ def _tensors(folder):
 
 @pytest.mark.slow
 def test_pretraining_trains_only_the_llm_and_lowers_the_loss(init_folder, text_stories, tmp_path):
-    result = pretrain_planner(PlannerTrainConfig(model=init_folder, stories=text_stories, out=tmp_path / "p",
-                                                 steps=25, batch_size=2, lr=3e-3, warmup=2, device="cpu"))
+    result = pretrain_planner(
+        PlannerTrainConfig(
+            model=init_folder,
+            stories=text_stories,
+            out=tmp_path / "p",
+            steps=25,
+            batch_size=2,
+            lr=3e-3,
+            warmup=2,
+            device="cpu",
+        )
+    )
     assert result.first_loss is not None and result.final_loss < 0.75 * result.first_loss
     before, after = _tensors(init_folder), _tensors(result.out)
     assert before.keys() == after.keys()
@@ -81,8 +96,17 @@ def test_pretraining_trains_only_the_llm_and_lowers_the_loss(init_folder, text_s
 @pytest.mark.slow
 def test_an_interrupted_run_resumes_bitwise(init_folder, text_stories, tmp_path):
     def config(out, **kw):
-        return PlannerTrainConfig(model=init_folder, stories=text_stories, out=out, steps=4, batch_size=2,
-                                  warmup=1, save_every=2, device="cpu", **kw)
+        return PlannerTrainConfig(
+            model=init_folder,
+            stories=text_stories,
+            out=out,
+            steps=4,
+            batch_size=2,
+            warmup=1,
+            save_every=2,
+            device="cpu",
+            **kw,
+        )
 
     whole = pretrain_planner(config(tmp_path / "whole"))
 
@@ -114,13 +138,44 @@ def test_an_interrupted_run_resumes_bitwise(init_folder, text_stories, tmp_path)
 @pytest.mark.slow
 def test_train_planner_command(init_folder, text_stories, tmp_path):
     out = tmp_path / "cli"
-    result = runner.invoke(app, ["train", "planner", "--model", str(init_folder), "--stories", str(text_stories),
-                                 "--out", str(out), "--steps", "2", "--batch-size", "2", "--warmup", "1",
-                                 "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "planner",
+            "--model",
+            str(init_folder),
+            "--stories",
+            str(text_stories),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--warmup",
+            "1",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().endswith(str(out)) and (out / "audiostory.json").is_file()
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "x"}\n')
-    result = runner.invoke(app, ["train", "planner", "--model", str(init_folder), "--stories", str(bad),
-                                 "--out", str(tmp_path / "o2"), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "planner",
+            "--model",
+            str(init_folder),
+            "--stories",
+            str(bad),
+            "--out",
+            str(tmp_path / "o2"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 1 and "bad.jsonl:1" in result.output and "Traceback" not in result.output

@@ -24,8 +24,17 @@ from audiostory_cli.train.config import TrainConfig
 from audiostory_cli.train.engine import dry_run, train
 from audiostory_cli.train.manifest import ManifestSpec
 
-FAST = {"lr_llm": 2e-2, "lr_bridge": 5e-2, "lr_dit": 1e-2, "warmup": 0, "schedule": "constant",
-        "cond_dropout": 0.0, "batch_size": 4, "device": "cpu", "model": "tiny-random"}
+FAST = {
+    "lr_llm": 2e-2,
+    "lr_bridge": 5e-2,
+    "lr_dit": 1e-2,
+    "warmup": 0,
+    "schedule": "constant",
+    "cond_dropout": 0.0,
+    "batch_size": 4,
+    "device": "cpu",
+    "model": "tiny-random",
+}
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         env.setenv("AUDIOSTORY_CACHE", str(root / "cache"))
         env.setenv("HF_HUB_OFFLINE", "1")
         paths = write_manifests(
-            root / "foley", split="train", n_stories=2, n_clips=4, sr=44_100, seed=0,
+            root / "foley",
+            split="train",
+            n_stories=2,
+            n_clips=4,
+            sr=44_100,
+            seed=0,
             options=StoryOptions(min_events=2, max_events=2, min_total=2.0, max_total=2.4, min_event=1.0),
             clip_seconds=(1.0, 1.2),
         )
@@ -62,8 +76,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def _evaluations(out: Path) -> list[dict[str, float]]:
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [{k.removeprefix("eval/"): v for k, v in r.items() if k.startswith("eval/")} for r in lines
-            if any(k.startswith("eval/") for k in r)]
+    return [
+        {k.removeprefix("eval/"): v for k, v in r.items() if k.startswith("eval/")}
+        for r in lines
+        if any(k.startswith("eval/") for k in r)
+    ]
 
 
 def _assert_overfits(out: Path, components: tuple[str, ...]) -> None:
@@ -78,10 +95,41 @@ def _assert_overfits(out: Path, components: tuple[str, ...]) -> None:
 def stage1(world: World) -> Path:
     """Stage 1 through the CLI: 30 steps on the 4 clips, a checkpoint every 15."""
     out = world.root / "runs" / "stage1"
-    args = ["train", "--stage", "1", "--clips", str(world.clips), "--out", str(out), "--model", "tiny-random",
-            "--steps", "30", "--batch-size", "4", "--lr-llm", "2e-2", "--lr-bridge", "5e-2", "--lr-dit", "1e-2",
-            "--warmup", "0", "--schedule", "constant", "--cond-dropout", "0", "--save-every", "15",
-            "--eval-every", "30", "--device", "cpu", "--cache-dir", str(world.features)]
+    args = [
+        "train",
+        "--stage",
+        "1",
+        "--clips",
+        str(world.clips),
+        "--out",
+        str(out),
+        "--model",
+        "tiny-random",
+        "--steps",
+        "30",
+        "--batch-size",
+        "4",
+        "--lr-llm",
+        "2e-2",
+        "--lr-bridge",
+        "5e-2",
+        "--lr-dit",
+        "1e-2",
+        "--warmup",
+        "0",
+        "--schedule",
+        "constant",
+        "--cond-dropout",
+        "0",
+        "--save-every",
+        "15",
+        "--eval-every",
+        "30",
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(world.features),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().endswith(str(out))
@@ -92,8 +140,13 @@ def test_stage_1_overfits_and_writes_a_run_folder(stage1: Path) -> None:
     _assert_overfits(stage1, ("lm", "bridge", "flow"))
     assert (stage1 / "audiostory.json").is_file() and (stage1 / "t5_tokenizer" / "tokenizer.json").is_file()
     checkpoint = stage1 / "checkpoints" / "step-000030"
-    for name in ("adapter_model.safetensors", "adapter_config.json", "trainable.safetensors", "optimizer.pt",
-                 "state.json"):
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "trainable.safetensors",
+        "optimizer.pt",
+        "state.json",
+    ):
         assert (checkpoint / name).is_file(), name
     state = json.loads((checkpoint / "state.json").read_text())
     assert state["stage"] == "1" and state["step"] == 30 and state["base_model"]["ref"] == "tiny-random"
@@ -106,12 +159,16 @@ def test_stage_1_overfits_and_writes_a_run_folder(stage1: Path) -> None:
     assert all(r["tokens_per_s"] > 0 and r["lr/llm"] == pytest.approx(2e-2) for r in steps if "loss/loss" in r)
 
 
-@pytest.mark.parametrize(("stage", "steps"), [
-    ("1-warm", 30), pytest.param("2", 45, marks=pytest.mark.slow), pytest.param("3", 45, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    ("stage", "steps"),
+    [("1-warm", 30), pytest.param("2", 45, marks=pytest.mark.slow), pytest.param("3", 45, marks=pytest.mark.slow)],
+)
 def test_each_stage_overfits(world: World, stage: str, steps: int) -> None:
-    data = {"1-warm": [ManifestSpec(world.clips, "clips")],
-            "2": [ManifestSpec(world.clips, "clips"), ManifestSpec(world.qa, "qa")],
-            "3": [ManifestSpec(world.stories, "stories")]}[stage]
+    data = {
+        "1-warm": [ManifestSpec(world.clips, "clips")],
+        "2": [ManifestSpec(world.clips, "clips"), ManifestSpec(world.qa, "qa")],
+        "3": [ManifestSpec(world.stories, "stories")],
+    }[stage]
     out = world.root / "runs" / f"stage{stage}"
     result = train(world.config(stage, out, data, steps=steps, save_every=steps, eval_every=steps))
     trainable = {c.part: c.trainable for c in result.counts}
@@ -139,22 +196,47 @@ def test_zero_flow_weight_trains_the_planner_without_the_dit(world: World) -> No
     from audiostory_cli.train.stages import LossWeights
 
     out = world.root / "runs" / "stage3-noflow"
-    train(world.config("3", out, [ManifestSpec(world.stories, "stories")], steps=4, save_every=4,
-                       loss_weights=LossWeights(lm=1.0, bridge=0.2, flow=0.0)))
+    train(
+        world.config(
+            "3",
+            out,
+            [ManifestSpec(world.stories, "stories")],
+            steps=4,
+            save_every=4,
+            loss_weights=LossWeights(lm=1.0, bridge=0.2, flow=0.0),
+        )
+    )
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss/loss" in r]
     assert len(steps) == 4 and all("loss/flow" not in r and "loss/lm" in r for r in steps)
     runtime = make_runtime("cpu")
     trained, base = load_model_folder(out, runtime), load_model("tiny-random", runtime)
-    for (name, value), (_, reference) in zip(trained.dit.state_dict().items(), base.dit.state_dict().items(),
-                                             strict=True):
+    for (name, value), (_, reference) in zip(
+        trained.dit.state_dict().items(), base.dit.state_dict().items(), strict=True
+    ):
         assert torch.equal(value.float(), reference.float()), name
 
 
 def test_trained_folder_tells_a_story(stage1: Path, tmp_path: Path) -> None:
     story_dir = tmp_path / "story"
-    result = CliRunner().invoke(app, ["tell", "a dog barks in the rain", "--duration", "2", "--model", str(stage1),
-                                      "--yes", "--steps", "2", "--out", str(story_dir), "--device", "cpu"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "tell",
+            "a dog barks in the rain",
+            "--duration",
+            "2",
+            "--model",
+            str(stage1),
+            "--yes",
+            "--steps",
+            "2",
+            "--out",
+            str(story_dir),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     story = json.loads((story_dir / "story.json").read_text())
     assert story["model"] == "stage1" and story["events"]
@@ -226,8 +308,16 @@ def test_resume_gives_the_same_weights_bitwise(world: World, monkeypatch: pytest
     closed: list[bool] = []  # a run leaves its process group however it ends (a live gloo group can abort at exit)
     monkeypatch.setattr(Accelerator, "end_training", lambda self: closed.append(True))
     data = [ManifestSpec(world.stories, "stories")]
-    options = {"steps": 4, "save_every": 2, "grad_accum": 2, "batch_size": 1, "cond_dropout": 0.3,
-               "keep_checkpoints": 0, "schedule": "cosine", "warmup": 1}
+    options = {
+        "steps": 4,
+        "save_every": 2,
+        "grad_accum": 2,
+        "batch_size": 1,
+        "cond_dropout": 0.3,
+        "keep_checkpoints": 0,
+        "schedule": "cosine",
+        "warmup": 1,
+    }
     straight = world.root / "runs" / "straight"
     train(world.config("1", straight, data, **options))
 
@@ -304,6 +394,14 @@ def test_dry_run_counts_the_papers_trainable_set() -> None:
 def test_dry_run_matches_a_real_run(stage1: Path) -> None:
     real = {c["part"]: c["trainable"] for c in json.loads((stage1 / "train_config.json").read_text())["trainable"]}
     dry = {c.part: c.trainable for c in dry_run("1", "tiny-random")}
-    for part in ("llm.base", "llm.lora", "llm.norms", "llm.embeddings", "bridge.semantic_projector",
-                 "bridge.residual_projector", "bridge.fusion", "dit"):
+    for part in (
+        "llm.base",
+        "llm.lora",
+        "llm.norms",
+        "llm.embeddings",
+        "bridge.semantic_projector",
+        "bridge.residual_projector",
+        "bridge.fusion",
+        "dit",
+    ):
         assert dry[part] == real[part], part

@@ -85,8 +85,17 @@ def place_events(timings: Sequence[EventTiming], rate: int, fade_shape: str = "e
     previous_tail = 0
     for timing in timings:
         tail = round(timing.crossfade * rate)
-        spans.append(EventSpan(timing.index, round(timing.start * rate), round(timing.end * rate), previous_tail,
-                               tail, keep_head=timing.keep_head, fade_shape=fade_shape))
+        spans.append(
+            EventSpan(
+                timing.index,
+                round(timing.start * rate),
+                round(timing.end * rate),
+                previous_tail,
+                tail,
+                keep_head=timing.keep_head,
+                fade_shape=fade_shape,
+            )
+        )
         previous_tail = tail
     return spans
 

@@ -17,10 +17,19 @@ if TYPE_CHECKING:
 
 
 def batch(
-    jobs: Annotated[Path, typer.Argument(help="JSONL file, one job a line: {\"prompt\": ..., \"duration\": 20, "
-                                              "\"name\": ..., \"seed\": ...} with tell's options as keys.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the story folders (DIR/NAME) and "
-                                             "batch.json; run again to resume.")] = None,
+    jobs: Annotated[
+        Path,
+        typer.Argument(
+            help='JSONL file, one job a line: {"prompt": ..., "duration": 20, '
+            '"name": ..., "seed": ...} with tell\'s options as keys.'
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Folder for the story folders (DIR/NAME) and batch.json; run again to resume."
+        ),
+    ] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model of the jobs that name none.")] = "audiostory-3b",
     check: Annotated[bool, typer.Option("--check", help="Validate every line (and --out) and render nothing.")] = False,
     device: DeviceOpt = "auto",
@@ -58,8 +67,10 @@ def _run(found: Any, out: Path, launch: Launch, *, device: str, offload: bool | 
         check_out_dir(out)  # before anything is printed or imported (with several processes, rank 0 checks it)
     if main:
         bad = f", {len(found.errors)} bad line(s)" if found.errors else ""
-        err_console.print(f"[dim]audiostory batch: {len(found.jobs)} job(s){bad} from {found.path} → {out}, "
-                          f"{launch.world} process(es)[/]")
+        err_console.print(
+            f"[dim]audiostory batch: {len(found.jobs)} job(s){bad} from {found.path} → {out}, "
+            f"{launch.world} process(es)[/]"
+        )
         for error in found.errors:
             _say_failed(f"{found.path.name}:{error.line}", error.message)
     from ..model import load_model
@@ -90,8 +101,16 @@ def _run(found: Any, out: Path, launch: Launch, *, device: str, offload: bool | 
                     what = "already done" if record.skipped else f"done in {record.seconds:.1f} s"
                     progress.console.print(f"{record.name}: {what}", markup=False, highlight=False)
 
-            result = run_batch(found, out, load=load, runtime=runtime, launch=launch, progress=progress,
-                               on_result=on_result, offload=wants_offload(offload, runtime))
+            result = run_batch(
+                found,
+                out,
+                load=load,
+                runtime=runtime,
+                launch=launch,
+                progress=progress,
+                on_result=on_result,
+                offload=wants_offload(offload, runtime),
+            )
     finally:
         err_console.quiet = quiet
     if main:
@@ -113,8 +132,7 @@ def _summarise(records: list[JobRecord], path: Path, *, as_json: bool) -> None:
     done = [r for r in records if r.status == "done"]
     failed = sum(r.status == "failed" for r in records)
     skipped = sum(r.skipped for r in done)
-    err_console.print(f"{len(records)} job(s): {len(done)} done ({skipped} already), {failed} failed; "
-                      f"see {path}")
+    err_console.print(f"{len(records)} job(s): {len(done)} done ({skipped} already), {failed} failed; see {path}")
     if as_json:
         out_console.print_json(path.read_text(encoding="utf-8"))
         return
@@ -127,20 +145,26 @@ def _report_check(report: CheckReport, *, as_json: bool, main: bool) -> None:
     name = report.jobs.path.name
     states = list(report.states.values())
     if main and as_json:
-        out_console.print_json(json.dumps({
-            "jobs_file": str(report.jobs.path), "lines": report.jobs.lines, "valid": len(report.jobs.jobs),
-            "errors": [{"line": e.line, "name": e.name, "message": e.message} for e in report.errors],
-            "states": report.states,
-        }))
+        out_console.print_json(
+            json.dumps(
+                {
+                    "jobs_file": str(report.jobs.path),
+                    "lines": report.jobs.lines,
+                    "valid": len(report.jobs.jobs),
+                    "errors": [{"line": e.line, "name": e.name, "message": e.message} for e in report.errors],
+                    "states": report.states,
+                }
+            )
+        )
     elif main:
         for error in report.errors:
             out_console.print(f"{name}:{error.line}: error: {error.message}", markup=False, highlight=False)
         todo = ""
         if states:
             counts = {s: states.count(s) for s in ("new", "render", "export", "done")}
-            todo = (f"; {counts['new']} to make, {counts['render'] + counts['export']} to finish, "
-                    f"{counts['done']} done")
-        err_console.print(f"{report.jobs.lines} line(s): {len(report.jobs.jobs)} valid job(s); "
-                          f"{len(report.errors)} error(s){todo}")
+            todo = f"; {counts['new']} to make, {counts['render'] + counts['export']} to finish, {counts['done']} done"
+        err_console.print(
+            f"{report.jobs.lines} line(s): {len(report.jobs.jobs)} valid job(s); {len(report.errors)} error(s){todo}"
+        )
     if report.errors:
         raise typer.Exit(1)

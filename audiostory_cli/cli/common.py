@@ -31,8 +31,15 @@ def report_error(message: str) -> None:
 class ErrorHandlingGroup(TyperGroup):
     """Turns library errors into one red line and an exit code; AUDIOSTORY_DEBUG=1 shows the traceback."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
         """Like Typer's, but a usage error is one red line (not a boxed panel) with exit code 2."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
@@ -81,8 +88,10 @@ class ErrorHandlingGroup(TyperGroup):
             if debug_enabled():
                 raise
             report_error(
-                _escape(f"internal error: {type(exc).__name__}: {exc} (run with AUDIOSTORY_DEBUG=1 for the "
-                        "traceback and please report it)")
+                _escape(
+                    f"internal error: {type(exc).__name__}: {exc} (run with AUDIOSTORY_DEBUG=1 for the "
+                    "traceback and please report it)"
+                )
             )
             raise typer.Exit(1) from None
 

@@ -39,7 +39,7 @@ def continue_(
     audio: Annotated[Path, typer.Argument(help="The audio to continue: WAV, FLAC, OGG, AIFF, MP3 (M4A with ffmpeg).")],
     duration: Annotated[float, typer.Option("--duration", "-d", help="Length of the NEW part in seconds.")],
     instruction: Annotated[
-        str | None, typer.Argument(help="What happens next, e.g. \"the storm passes, birds return\".")
+        str | None, typer.Argument(help='What happens next, e.g. "the storm passes, birds return".')
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Story folder to create (default: named after the input).")
@@ -81,9 +81,17 @@ def continue_(
     from ..understand import understanding_precheck
 
     # 1. everything that can be wrong is found before the model loads
-    options = PlanOptions(total_duration=duration, preset=preset, style=style, seed=seed, steps=steps,
-                          guidance=guidance, canvas=canvas,
-                          repetition_penalty=repetition_penalty, crossfade_shape=crossfade_shape)
+    options = PlanOptions(
+        total_duration=duration,
+        preset=preset,
+        style=style,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        canvas=canvas,
+        repetition_penalty=repetition_penalty,
+        crossfade_shape=crossfade_shape,
+    )
     source = read_input_audio(audio)
     instruction = check_continue_inputs(source, instruction, options)
     check_preset(preset)
@@ -110,8 +118,7 @@ def continue_(
             # 2. plan (listening to the input when the model can), review, render, deliver
             loaded, runtime = load_for_command(model, device)
             with RichProgress() as progress:
-                story = continue_story(source, instruction, options, loaded, folder, progress=progress,
-                                       notify=_notice)
+                story = continue_story(source, instruction, options, loaded, folder, progress=progress, notify=_notice)
         print_plan(err_console, story)
         if plan_only or not confirm_render(folder, ask=not plan_only and (ask or (is_interactive() and not yes))):
             err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
@@ -120,8 +127,15 @@ def continue_(
         from ..continuation import deliver_continuation
 
         with RichProgress() as progress:
-            result = deliver_continuation(folder, loaded, runtime, export_options, only_new=only_new,
-                                          offload=wants_offload(offload, runtime), progress=progress)
+            result = deliver_continuation(
+                folder,
+                loaded,
+                runtime,
+                export_options,
+                only_new=only_new,
+                offload=wants_offload(offload, runtime),
+                progress=progress,
+            )
         _print_result(folder, result, as_json=as_json)
 
 
@@ -148,15 +162,20 @@ def _print_result(folder: StoryFolder, result: ContinuationResult, *, as_json: b
             f"note: {result.new_part.name} is mix.wav from the seam on, mastered with the input as one mix; it is "
             f"not normalised on its own ({'silent' if new_part_lufs is None else f'{new_part_lufs:.2f} LUFS'}, "
             f"mix {export.qc.get('integrated_lufs')} LUFS); export it separately if it must meet the target alone",
-            markup=False, highlight=False,
+            markup=False,
+            highlight=False,
         )
     if as_json:
         files = export.files_dict()
         summary: dict[str, Any] = {
-            "story": absolute(folder.story_path), "mix": files.pop("mix"),
-            "new_part": absolute(result.new_part) if result.new_part else None, "new_part_lufs": new_part_lufs,
+            "story": absolute(folder.story_path),
+            "mix": files.pop("mix"),
+            "new_part": absolute(result.new_part) if result.new_part else None,
+            "new_part_lufs": new_part_lufs,
             **files,
-            "rendered": result.rendered, "seam_seconds": round(result.seam_seconds, 6), "seam": seam.to_dict(),
+            "rendered": result.rendered,
+            "seam_seconds": round(result.seam_seconds, 6),
+            "seam": seam.to_dict(),
             **export.loudness_dict(),
         }
         out_console.print_json(json.dumps(summary))

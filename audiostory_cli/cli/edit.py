@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def edit(
     story_dir: Annotated[Path, typer.Argument(help="The story folder (holds story.json).")],
     instruction: Annotated[
-        str | None, typer.Argument(help="What to change, e.g. \"make the door heavier, add a siren after the skid\".")
+        str | None, typer.Argument(help='What to change, e.g. "make the door heavier, add a siren after the skid".')
     ] = None,
     undo: Annotated[bool, typer.Option("--undo", help="Restore the plan and audio before the last edit.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (always so without a TTY).")] = False,
@@ -87,11 +87,19 @@ def edit(
             return
         export_options = refresh_export_options(folder, story.preset, stems=stems, cues=cues)
         try:
-            render_and_export(folder, loaded, runtime, export_options=export_options,
-                              offload=wants_offload(offload, runtime), as_json=as_json)
+            render_and_export(
+                folder,
+                loaded,
+                runtime,
+                export_options=export_options,
+                offload=wants_offload(offload, runtime),
+                as_json=as_json,
+            )
         except KeyboardInterrupt:
-            report_error(f"interrupted; the edit is applied and finished events are kept: run `audiostory render "
-                         f"{folder.root}` to finish (or `audiostory edit {folder.root} --undo`)")
+            report_error(
+                f"interrupted; the edit is applied and finished events are kept: run `audiostory render "
+                f"{folder.root}` to finish (or `audiostory edit {folder.root} --undo`)"
+            )
             raise typer.Exit(130) from None
 
 

@@ -49,12 +49,18 @@ def eval_command(
     if edits is not None:
         from .eval_edits import run_edit_eval
 
-        run_edit_eval(model, edits=edits, split=split, seed=seed, steps=steps, device=device, as_json=as_json,
-                      out=out)
+        run_edit_eval(model, edits=edits, split=split, seed=seed, steps=steps, device=device, as_json=as_json, out=out)
         return
 
-    options = EvalOptions(split=split, stories=stories, seed=seed, steps=steps, baseline=baseline, preset=preset,
-                          story_options=story_options_up_to(max_duration))
+    options = EvalOptions(
+        split=split,
+        stories=stories,
+        seed=seed,
+        steps=steps,
+        baseline=baseline,
+        preset=preset,
+        story_options=story_options_up_to(max_duration),
+    )
     check_eval_options(options)
     if out is not None and out.is_dir():
         raise typer.BadParameter(f"{out} is a folder; give a file path for the JSON report", param_hint="--out")

@@ -15,8 +15,9 @@ if TYPE_CHECKING:
     from ..eval_edits import EditEvalReport
 
 
-def run_edit_eval(model: str, *, edits: int, split: str, seed: int, steps: int | None, device: str, as_json: bool,
-                  out: Path | None) -> None:
+def run_edit_eval(
+    model: str, *, edits: int, split: str, seed: int, steps: int | None, device: str, as_json: bool, out: Path | None
+) -> None:
     from ..eval_edits import EditEvalOptions, check_edit_eval_options, evaluate_edits
     from ..fsutil import write_json_atomic
     from .progress_view import RichProgress

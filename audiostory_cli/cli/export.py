@@ -34,9 +34,11 @@ def export(
         bool, typer.Option("--stems", help="Also write one stem per event (stems sum to the mix).")
     ] = False,
     stem_groups: Annotated[
-        bool, typer.Option("--stem-groups",
-                           help="Also write one stem per stem group (fx, amb, ...) into stem-groups/; they sum "
-                           "to the mix.")
+        bool,
+        typer.Option(
+            "--stem-groups",
+            help="Also write one stem per stem group (fx, amb, ...) into stem-groups/; they sum to the mix.",
+        ),
     ] = False,
     cues: CuesOpt = ALL_CUES,
     fps: Annotated[

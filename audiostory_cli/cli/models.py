@@ -22,8 +22,7 @@ app = typer.Typer(
 
 @app.command("list")
 def list_models_cmd(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every part: repo, revision, licence.")
-                       ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every part: repo, revision, licence.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Registered models with kind, download size, whether revisions are pinned, licence and local status."""
@@ -45,13 +44,42 @@ def list_models_cmd(
         shown_size = format_size(size, complete) if spec.parts else "—"
         if spec.parts and not complete and spec.approx_size:
             shown_size = spec.approx_size
-        rows.append((spec, {"name": spec.name, "kind": spec.kind, "size": shown_size, "revision": revision,
-                            "licence": spec.licence, "status": status}))
+        rows.append(
+            (
+                spec,
+                {
+                    "name": spec.name,
+                    "kind": spec.kind,
+                    "size": shown_size,
+                    "revision": revision,
+                    "licence": spec.licence,
+                    "status": status,
+                },
+            )
+        )
     if as_json:
-        out_console.print_json(json.dumps([
-            {**row, "parts": [{"name": p.name, "repo": p.repo_id, "revision": p.revision, "pinned": p.pinned,
-                               "licence": p.licence, "optional": p.optional, "role": p.role} for p in spec.parts]}
-            for spec, row in rows]))
+        out_console.print_json(
+            json.dumps(
+                [
+                    {
+                        **row,
+                        "parts": [
+                            {
+                                "name": p.name,
+                                "repo": p.repo_id,
+                                "revision": p.revision,
+                                "pinned": p.pinned,
+                                "licence": p.licence,
+                                "optional": p.optional,
+                                "role": p.role,
+                            }
+                            for p in spec.parts
+                        ],
+                    }
+                    for spec, row in rows
+                ]
+            )
+        )
         return
     table = Table(title="models")
     for column in ("model", "kind", "size", "revision", "licence", "status"):
@@ -70,11 +98,12 @@ def list_models_cmd(
 def download_cmd(
     name: Annotated[str, typer.Argument(help="Registered model name, e.g. audiostory-3b.")],
     force: Annotated[bool, typer.Option("--force", help="Download every file again.")] = False,
-    with_optional: Annotated[bool, typer.Option("--with-optional",
-                                                help="Also fetch optional parts (training initialisation).")
-                             ] = False,
-    convert: Annotated[bool, typer.Option("--convert/--no-convert",
-                                          help="Convert to a fast model folder once downloaded.")] = True,
+    with_optional: Annotated[
+        bool, typer.Option("--with-optional", help="Also fetch optional parts (training initialisation).")
+    ] = False,
+    convert: Annotated[
+        bool, typer.Option("--convert/--no-convert", help="Convert to a fast model folder once downloaded.")
+    ] = True,
     dtype: Annotated[str, typer.Option("--dtype", help="Converted weights: bf16, fp16 or fp32.")] = "bf16",
 ) -> None:
     """Download a model's files (resumable), verify sizes and sha256, convert once; print the model folder."""
@@ -130,14 +159,22 @@ def verify_cmd(
     if not isinstance(ref, Path):
         for part in ref.parts:
             if not part.pinned:
-                err_console.print(f"note: part {part.name} ({part.repo_id}) follows {part.revision!r}; it is not "
-                                  "pinned to a commit, so its content can change upstream", markup=False)
+                err_console.print(
+                    f"note: part {part.name} ({part.repo_id}) follows {part.revision!r}; it is not "
+                    "pinned to a commit, so its content can change upstream",
+                    markup=False,
+                )
     bad = [c for c in checks if not c.ok]
     if bad:
-        raise WeightsError(f"{len(bad)} of {len(checks)} file(s) failed: "
-                           + ", ".join(f"{c.part}/{c.path} ({c.status})" for c in bad[:5])
-                           + ("; run `audiostory models download` to fetch or repair them"
-                              if not isinstance(ref, Path) else "; convert the model again"))
+        raise WeightsError(
+            f"{len(bad)} of {len(checks)} file(s) failed: "
+            + ", ".join(f"{c.part}/{c.path} ({c.status})" for c in bad[:5])
+            + (
+                "; run `audiostory models download` to fetch or repair them"
+                if not isinstance(ref, Path)
+                else "; convert the model again"
+            )
+        )
 
 
 @app.command("path")
@@ -160,8 +197,10 @@ def path_cmd(
 @app.command("convert")
 def convert_cmd(
     name: Annotated[str | None, typer.Argument(help="A downloaded registered model (e.g. audiostory-3b).")] = None,
-    source: Annotated[list[Path] | None, typer.Option("--source", help="Source folder (repeat): AudioStory, "
-                                                      "Qwen, TangoFlux, flan-T5, Whisper.")] = None,
+    source: Annotated[
+        list[Path] | None,
+        typer.Option("--source", help="Source folder (repeat): AudioStory, Qwen, TangoFlux, flan-T5, Whisper."),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output model folder.")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="bf16, fp16 or fp32 (VAE and T5 never fp16).")] = "bf16",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,

@@ -15,8 +15,12 @@ ModelOpt = Annotated[
 ]
 DefaultModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Registered model (audiostory-3b, demo, tiny-random) or a model folder "
-                 "[default: audiostory-3b when downloaded, else the bundled demo]."),
+    typer.Option(
+        "--model",
+        "-m",
+        help="Registered model (audiostory-3b, demo, tiny-random) or a model folder "
+        "[default: audiostory-3b when downloaded, else the bundled demo].",
+    ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="Compute device: auto (cuda, then mps, then cpu), cuda, mps or cpu.")]
 PresetOpt = Annotated[

@@ -62,14 +62,24 @@ def _show_history(folder: object, *, as_json: bool) -> None:
         pairs, moved = pair_events(old, new)
         rows.append((turn, summary(story_changes(before, after, pairs, moved)).split(";")[0]))
     if as_json:
-        out_console.print_json(json.dumps([
-            {"turn": n, "time": t.time, "instruction": t.instruction, "change": change,
-             "events_before": len(t.before["events"]), "events_after": len(t.after["events"])}
-            for n, (t, change) in enumerate(rows, start=1)
-        ]))
+        out_console.print_json(
+            json.dumps(
+                [
+                    {
+                        "turn": n,
+                        "time": t.time,
+                        "instruction": t.instruction,
+                        "change": change,
+                        "events_before": len(t.before["events"]),
+                        "events_after": len(t.after["events"]),
+                    }
+                    for n, (t, change) in enumerate(rows, start=1)
+                ]
+            )
+        )
         return
     if not turns:
-        err_console.print(f"no edits yet; make one with: audiostory edit {folder.root} \"add a siren at the end\"")
+        err_console.print(f'no edits yet; make one with: audiostory edit {folder.root} "add a siren at the end"')
         return
     table = Table(title=Text(f"edits of {folder.root}"), title_justify="left", expand=False)
     table.add_column("turn", justify="right", no_wrap=True)
@@ -125,7 +135,13 @@ def set_fields(
     folder = StoryFolder(story_dir)
     with lock_story(folder, "plan set", no_wait=no_wait):
         story = set_event_fields(
-            folder, event, caption=caption, story_detail=story_detail, duration=duration, seed=seed, stem=stem,
+            folder,
+            event,
+            caption=caption,
+            story_detail=story_detail,
+            duration=duration,
+            seed=seed,
+            stem=stem,
             crossfade=crossfade,
         )
     err_console.print(f"event {event} updated; total {story.total_duration:.2f} s")

@@ -37,20 +37,30 @@ STAGE_LABELS = {
 
 
 def step_columns() -> tuple[ProgressColumn, ...]:
-    return (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn())
+    return (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 
 
 def byte_columns() -> tuple[ProgressColumn, ...]:
     """For downloads and hashing: sizes, speed and time left."""
-    return (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeRemainingColumn())
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
 
 
 def training_columns() -> tuple[ProgressColumn, ...]:
     """Steps plus a free ``info`` field (loss, learning rate, tokens/s) and time left."""
-    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TimeRemainingColumn())
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
 
 
 class RichProgress:
@@ -59,10 +69,17 @@ class RichProgress:
     ``total=0`` means unknown (an indeterminate bar) when ``unknown_totals`` is set, else it counts as one step.
     """
 
-    def __init__(self, *, enabled: bool = True, columns: tuple[ProgressColumn, ...] | None = None,
-                 transient: bool = False, unknown_totals: bool = False) -> None:
-        self._progress = Progress(*(columns or step_columns()), console=err_console, transient=transient,
-                                  disable=not enabled)
+    def __init__(
+        self,
+        *,
+        enabled: bool = True,
+        columns: tuple[ProgressColumn, ...] | None = None,
+        transient: bool = False,
+        unknown_totals: bool = False,
+    ) -> None:
+        self._progress = Progress(
+            *(columns or step_columns()), console=err_console, transient=transient, disable=not enabled
+        )
         self._tasks: dict[str, TaskID] = {}
         self._unknown_totals = unknown_totals
 

@@ -46,5 +46,6 @@ def regen(
 
         from .session import rerender_and_export
 
-        rerender_and_export(folder, story.model, device, export_options=export_options, offload=offload,
-                            as_json=as_json)
+        rerender_and_export(
+            folder, story.model, device, export_options=export_options, offload=offload, as_json=as_json
+        )

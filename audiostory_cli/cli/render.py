@@ -52,5 +52,12 @@ def render(
         from .session import rerender_and_export
 
         # nothing stale: deliver again without loading a model
-        rerender_and_export(folder, story.model, device, export_options=export_options, offload=offload,
-                            as_json=as_json, needs_model=bool(stale))
+        rerender_and_export(
+            folder,
+            story.model,
+            device,
+            export_options=export_options,
+            offload=offload,
+            as_json=as_json,
+            needs_model=bool(stale),
+        )

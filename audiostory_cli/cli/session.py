@@ -61,8 +61,9 @@ def render_and_export(
     from .progress_view import RichProgress
 
     with RichProgress() as progress:
-        delivery = deliver_story(folder, model, runtime, export_options=export_options, progress=progress,
-                                 offload=offload)
+        delivery = deliver_story(
+            folder, model, runtime, export_options=export_options, progress=progress, offload=offload
+        )
     story, report, result = delivery.story, delivery.render, delivery.export
     if as_json:
         summary = {
@@ -70,8 +71,14 @@ def render_and_export(
             **result.files_dict(),
             "rendered": report.rendered,
             "events": [
-                {"index": e.index, "start": e.start, "duration": e.duration, "caption": e.caption, "seed": e.seed,
-                 "file": absolute(folder.resolve(e.file)) if e.file else None}
+                {
+                    "index": e.index,
+                    "start": e.start,
+                    "duration": e.duration,
+                    "caption": e.caption,
+                    "seed": e.seed,
+                    "file": absolute(folder.resolve(e.file)) if e.file else None,
+                }
                 for e in story.events
             ],
             **result.loudness_dict(),
@@ -82,16 +89,25 @@ def render_and_export(
         out_console.print(str(Path(path)), soft_wrap=True)
 
 
-def rerender_and_export(folder: StoryFolder, model_ref: str, device: str, *, export_options: Any,
-                        offload: bool | None, as_json: bool, needs_model: bool = True) -> None:
+def rerender_and_export(
+    folder: StoryFolder,
+    model_ref: str,
+    device: str,
+    *,
+    export_options: Any,
+    offload: bool | None,
+    as_json: bool,
+    needs_model: bool = True,
+) -> None:
     """The tail ``render`` and ``regen`` share: load the story's model (not when ``needs_model`` is false:
     nothing is stale, so only delivery runs), render what is missing, export, print the results."""
     if not needs_model:
         render_and_export(folder, None, None, export_options=export_options, offload=False, as_json=as_json)
         return
     loaded, runtime = load_for_command(model_ref, device)
-    render_and_export(folder, loaded, runtime, export_options=export_options, offload=wants_offload(offload, runtime),
-                      as_json=as_json)
+    render_and_export(
+        folder, loaded, runtime, export_options=export_options, offload=wants_offload(offload, runtime), as_json=as_json
+    )
 
 
 def ask_retry(message: str) -> bool:

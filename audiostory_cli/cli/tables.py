@@ -39,8 +39,10 @@ def fit_table(console: Console, table: Table, width: int) -> bool:
     """Give every column a fixed width so the table fits ``width``; False when identifiers cannot fit whole."""
     ranges = [_measure(console, table, index) for index in range(len(table.columns))]
     budget = width - table._extra_width - sum(table._get_padding_width(i) for i in range(len(table.columns)))
-    widths = [r.maximum if c.no_wrap else max(min(r.minimum, _LONGEST_WORD, r.maximum), _header(console, table, c))
-              for c, r in zip(table.columns, ranges, strict=True)]
+    widths = [
+        r.maximum if c.no_wrap else max(min(r.minimum, _LONGEST_WORD, r.maximum), _header(console, table, c))
+        for c, r in zip(table.columns, ranges, strict=True)
+    ]
     if sum(widths) > budget:
         return False
     spare = budget - sum(widths)
@@ -87,13 +89,23 @@ def _print_plain(console: Console, table: Table) -> None:
     for index, column in enumerate(table.columns):
         column.width = _measure(console, table, index).maximum
         column.no_wrap = True
-    total = sum(c.width or 0 for c in table.columns) + sum(
-        table._get_padding_width(i) for i in range(len(table.columns))) + table._extra_width
-    title_width = Measurement.get(console, console.options.update_width(10_000), table.title).maximum \
-        if table.title else 0
+    total = (
+        sum(c.width or 0 for c in table.columns)
+        + sum(table._get_padding_width(i) for i in range(len(table.columns)))
+        + table._extra_width
+    )
+    title_width = (
+        Measurement.get(console, console.options.update_width(10_000), table.title).maximum if table.title else 0
+    )
     buffer = io.StringIO()
-    plain = Console(file=buffer, width=max(total, title_width, 1), color_system=None, highlight=False,
-                    force_terminal=False, legacy_windows=False)
+    plain = Console(
+        file=buffer,
+        width=max(total, title_width, 1),
+        color_system=None,
+        highlight=False,
+        force_terminal=False,
+        legacy_windows=False,
+    )
     plain.print(table, crop=False)
     text = "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
     console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True, crop=False)
@@ -101,8 +113,9 @@ def _print_plain(console: Console, table: Table) -> None:
 
 def _records(console: Console, table: Table) -> Table:
     """One block per row: ``header  value`` lines, the values wrapping at word boundaries."""
-    grid = Table(title=table.title, title_justify="left", box=box.SIMPLE_HEAD, show_header=False, show_edge=False,
-                 pad_edge=False)
+    grid = Table(
+        title=table.title, title_justify="left", box=box.SIMPLE_HEAD, show_header=False, show_edge=False, pad_edge=False
+    )
     grid.add_column(no_wrap=True, style="bold")
     grid.add_column(overflow="fold")
     cells = [list(c.cells) for c in table.columns]

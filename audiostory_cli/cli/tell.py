@@ -32,7 +32,7 @@ from .options import (
 
 
 def tell(
-    prompt: Annotated[str, typer.Argument(help="The story, e.g. \"a chase through a rainstorm: footsteps, thunder\".")],
+    prompt: Annotated[str, typer.Argument(help='The story, e.g. "a chase through a rainstorm: footsteps, thunder".')],
     duration: Annotated[float, typer.Option("--duration", "-d", help="Total length in seconds (1 to 3600).")],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Story folder to create (default: named after the prompt).")
@@ -61,9 +61,17 @@ def tell(
     from ..pipeline import PlanOptions, check_tell_inputs, default_out_dir, removed_if_left_empty, start_story
     from ..story import StoryFolder
 
-    options = PlanOptions(total_duration=duration, preset=preset, style=style, seed=seed, steps=steps,
-                          guidance=guidance, canvas=canvas,
-                          repetition_penalty=repetition_penalty, crossfade_shape=crossfade_shape)
+    options = PlanOptions(
+        total_duration=duration,
+        preset=preset,
+        style=style,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        canvas=canvas,
+        repetition_penalty=repetition_penalty,
+        crossfade_shape=crossfade_shape,
+    )
     model = default_model(model)
     # every cheap check first: a bad flag is one line and creates nothing
     cue_names = check_tell_inputs(prompt, options, cues=parse_cues(cues), model=model)
@@ -91,5 +99,11 @@ def tell(
             err_console.print(f"plan saved; render it later with: audiostory render {folder.root}")
             out_console.print(str(folder.story_path))
             return
-        render_and_export(folder, loaded, runtime, export_options=export_options,
-                          offload=wants_offload(offload, runtime), as_json=as_json)
+        render_and_export(
+            folder,
+            loaded,
+            runtime,
+            export_options=export_options,
+            offload=wants_offload(offload, runtime),
+            as_json=as_json,
+        )

@@ -43,6 +43,7 @@ app = typer.Typer(
     epilog=SCHEMA_HELP,
 )
 
+
 @app.callback()
 def train(
     ctx: typer.Context,
@@ -68,7 +69,7 @@ def train(
     w_flow: Annotated[float | None, typer.Option(help="Weight of the flow loss.")] = None,
     lm_scope: Annotated[str | None, typer.Option(help="LM loss on: boundary, plan or full (default: stage).")] = None,
     gen_und_ratio: Annotated[str, typer.Option(help="Generation : QA micro-batches (stages 2, 3).")] = "2:1",
-    cond_dropout: Annotated[float, typer.Option(help="Chance an event's tokens become T5(\"\") (CFG).")] = 0.1,
+    cond_dropout: Annotated[float, typer.Option(help='Chance an event\'s tokens become T5("") (CFG).')] = 0.1,
     max_tokens: Annotated[int, typer.Option(help="Longest example in tokens.")] = 4096,
     save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 500,
     keep_checkpoints: Annotated[int, typer.Option(help="Newest checkpoints kept (0: all).")] = 3,
@@ -78,8 +79,14 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
     mixed_precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA), bf16 or no.")] = "auto",
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
-    fsdp: Annotated[bool, typer.Option("--fsdp", help="Shard weights, gradients and optimizer state across the "
-                                       "launched processes (FSDP2) instead of replicating them (DDP).")] = False,
+    fsdp: Annotated[
+        bool,
+        typer.Option(
+            "--fsdp",
+            help="Shard weights, gradients and optimizer state across the "
+            "launched processes (FSDP2) instead of replicating them (DDP).",
+        ),
+    ] = False,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache (default: the audiostory cache).")] = None,
     t5_tokenizer: Annotated[Path | None, typer.Option(help="flan-t5 tokenizer folder, if not found.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print trainable parameters per part and exit.")] = False,
@@ -116,13 +123,26 @@ def _config(options: dict[str, Any]) -> TrainConfig:
     specs = [ManifestSpec(Path(p), None) for p in options["data"] or []]
     for kind in ("clips", "qa", "stories"):
         specs += [ManifestSpec(Path(p), kind) for p in options[kind] or []]
-    weights = resolve_loss_weights(options["loss_weights"], lm=options["w_lm"], bridge=options["w_bridge"],
-                                   flow=options["w_flow"])
-    skip = {"ctx", "data", "clips", "qa", "stories", "loss_weights", "w_lm", "w_bridge", "w_flow", "dry_run",
-            "gen_und_ratio"}
+    weights = resolve_loss_weights(
+        options["loss_weights"], lm=options["w_lm"], bridge=options["w_bridge"], flow=options["w_flow"]
+    )
+    skip = {
+        "ctx",
+        "data",
+        "clips",
+        "qa",
+        "stories",
+        "loss_weights",
+        "w_lm",
+        "w_bridge",
+        "w_flow",
+        "dry_run",
+        "gen_und_ratio",
+    }
     fields = {k: v for k, v in options.items() if k not in skip}
-    return TrainConfig(data=tuple(specs), loss_weights=weights, gen_und_ratio=_ratio(options["gen_und_ratio"]),
-                       **fields)
+    return TrainConfig(
+        data=tuple(specs), loss_weights=weights, gen_und_ratio=_ratio(options["gen_und_ratio"]), **fields
+    )
 
 
 def _ratio(text: str) -> tuple[int, int]:
@@ -166,8 +186,10 @@ class _TrainProgress(RichProgress):
     def start(self, info: RunInfo) -> None:
         if self._enabled:
             self.console.print(_counts_table(info.counts, f"stage {info.stage}: parameters"))
-        self.note(f"{info.generation_examples} generation + {info.understanding_examples} QA examples; "
-                  f"{info.device} {info.precision}, {info.processes} process(es); from step {info.start_step}")
+        self.note(
+            f"{info.generation_examples} generation + {info.understanding_examples} QA examples; "
+            f"{info.device} {info.precision}, {info.processes} process(es); from step {info.start_step}"
+        )
         self("train", info.start_step, info.steps)
 
     def step(self, report: StepReport) -> None:
@@ -184,9 +206,7 @@ class _TrainProgress(RichProgress):
 @app.command("check-data")
 def check_data(
     manifest: Annotated[Path, typer.Argument(help="A JSONL manifest.")],
-    kind: Annotated[
-        str | None, typer.Option(help="clips, qa, stories or edits (default: detected per line).")
-    ] = None,
+    kind: Annotated[str | None, typer.Option(help="clips, qa, stories or edits (default: detected per line).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Validate a manifest line by line (JSON, fields, durations, audio files); exit 1 if any error."""
@@ -195,16 +215,25 @@ def check_data(
     report = check_manifest(manifest, kind=kind)
     counts = {k: report.count(k) for k in KINDS}
     if as_json:
-        out_console.print_json(json.dumps({
-            "manifest": absolute(manifest), "lines": report.lines, "valid": counts,
-            "issues": [{"line": i.source.line, "severity": i.severity, "message": i.message} for i in report.issues],
-        }))
+        out_console.print_json(
+            json.dumps(
+                {
+                    "manifest": absolute(manifest),
+                    "lines": report.lines,
+                    "valid": counts,
+                    "issues": [
+                        {"line": i.source.line, "severity": i.severity, "message": i.message} for i in report.issues
+                    ],
+                }
+            )
+        )
     else:
         for issue in report.issues:
             out_console.print(str(issue), markup=False, highlight=False)
         summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no valid examples"
-        err_console.print(f"{report.lines} line(s): {summary}; {len(report.errors)} error(s), "
-                          f"{len(report.warnings)} warning(s)")
+        err_console.print(
+            f"{report.lines} line(s): {summary}; {len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+        )
     if report.errors:
         raise typer.Exit(1)
 
@@ -223,18 +252,32 @@ def vae(
     stft_weight: Annotated[float, typer.Option(help="Weight of the multi-resolution STFT loss.")] = 1.0,
     mel_weight: Annotated[float, typer.Option(help="Weight of the multi-resolution log-mel loss.")] = 0.0,
     log_floor: Annotated[float, typer.Option(help="Added to STFT magnitudes before the log (quiet clips).")] = 1e-2,
-    level_db: Annotated[str, typer.Option(metavar="LOW,HIGH", help="Scale each crop to a random RMS level in "
-                                          "this dBFS range, e.g. -30,-12; 'off' keeps clip levels.")] = "off",
-    sample_latents: Annotated[bool, typer.Option(
-        "--sample-latents", help="Decode a posterior sample instead of the mean.")] = False,
-    adversarial_weight: Annotated[float, typer.Option(help="Weight of a multi-resolution STFT discriminator's "
-                                                     "hinge loss (0: no discriminator; for long GPU runs).")] = 0.0,
-    feature_matching_weight: Annotated[float, typer.Option(help="Weight of the discriminator feature-matching "
-                                                          "loss (with --adversarial-weight).")] = 2.0,
-    adversarial_start: Annotated[int, typer.Option(help="Reconstruction-only steps before the discriminator "
-                                                   "joins.")] = 0,
-    check_clips: Annotated[int, typer.Option(help="Foley clips whose reconstructions the eval classifier checks "
-                                             "at the end (0: none).")] = 40,
+    level_db: Annotated[
+        str,
+        typer.Option(
+            metavar="LOW,HIGH",
+            help="Scale each crop to a random RMS level in this dBFS range, e.g. -30,-12; 'off' keeps clip levels.",
+        ),
+    ] = "off",
+    sample_latents: Annotated[
+        bool, typer.Option("--sample-latents", help="Decode a posterior sample instead of the mean.")
+    ] = False,
+    adversarial_weight: Annotated[
+        float,
+        typer.Option(
+            help="Weight of a multi-resolution STFT discriminator's "
+            "hinge loss (0: no discriminator; for long GPU runs)."
+        ),
+    ] = 0.0,
+    feature_matching_weight: Annotated[
+        float, typer.Option(help="Weight of the discriminator feature-matching loss (with --adversarial-weight).")
+    ] = 2.0,
+    adversarial_start: Annotated[
+        int, typer.Option(help="Reconstruction-only steps before the discriminator joins.")
+    ] = 0,
+    check_clips: Annotated[
+        int, typer.Option(help="Foley clips whose reconstructions the eval classifier checks at the end (0: none).")
+    ] = 40,
     seed: Annotated[int, typer.Option(help="Seed of the crops and the sampling noise.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
 ) -> None:
@@ -242,29 +285,55 @@ def vae(
     discriminator); other parts are kept."""
     from ..train.vae import VAETrainConfig, parse_level_db, pretrain_vae
 
-    config = VAETrainConfig(model=model, clips=clips, out=out, steps=steps, batch_size=batch_size,
-                            segment_seconds=segment_seconds, lr=lr, kl_weight=kl_weight, l1_weight=l1_weight,
-                            stft_weight=stft_weight, mel_weight=mel_weight, log_floor=log_floor,
-                            level_db=parse_level_db(level_db), sample_latents=sample_latents,
-                            adversarial_weight=adversarial_weight, feature_matching_weight=feature_matching_weight,
-                            adversarial_start=adversarial_start, check_clips=check_clips, seed=seed,
-                            device=device)
+    config = VAETrainConfig(
+        model=model,
+        clips=clips,
+        out=out,
+        steps=steps,
+        batch_size=batch_size,
+        segment_seconds=segment_seconds,
+        lr=lr,
+        kl_weight=kl_weight,
+        l1_weight=l1_weight,
+        stft_weight=stft_weight,
+        mel_weight=mel_weight,
+        log_floor=log_floor,
+        level_db=parse_level_db(level_db),
+        sample_latents=sample_latents,
+        adversarial_weight=adversarial_weight,
+        feature_matching_weight=feature_matching_weight,
+        adversarial_start=adversarial_start,
+        check_clips=check_clips,
+        seed=seed,
+        device=device,
+    )
     config.check()
     with RichProgress() as progress:
         result = pretrain_vae(config, progress=progress, log=_note(progress))
-    recognised = ("" if result.recognised is None else
-                  f"; reconstructions recognised {result.recognised[1]:.0%} (originals {result.recognised[0]:.0%})")
-    err_console.print(f"VAE loss {result.first_loss:.4f} -> {result.final_loss:.4f} "
-                      f"({result.seconds_per_step:.2f} s/step){recognised}")
+    recognised = (
+        ""
+        if result.recognised is None
+        else f"; reconstructions recognised {result.recognised[1]:.0%} (originals {result.recognised[0]:.0%})"
+    )
+    err_console.print(
+        f"VAE loss {result.first_loss:.4f} -> {result.final_loss:.4f} "
+        f"({result.seconds_per_step:.2f} s/step){recognised}"
+    )
     out_console.print(str(result.out))
 
 
 @app.command("planner")
 def planner(
     model: Annotated[Path, typer.Option("--model", "-m", help="Model folder whose LLM (planner) is trained.")],
-    stories: Annotated[Path, typer.Option(metavar="FILE", help="Stories JSONL (instruction, reasoning, events with "
-                                          "caption and duration; or edit turns: story, instruction, edited); "
-                                          "audio is not needed.")],
+    stories: Annotated[
+        Path,
+        typer.Option(
+            metavar="FILE",
+            help="Stories JSONL (instruction, reasoning, events with "
+            "caption and duration; or edit turns: story, instruction, edited); "
+            "audio is not needed.",
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="New model folder: the model with the trained planner.")],
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
     batch_size: Annotated[int, typer.Option(help="Stories per step.")] = 16,
@@ -278,8 +347,19 @@ def planner(
     """Pretrain a from-scratch planner: every LLM weight learns the plans of text-only stories (no LoRA, no audio)."""
     from ..train.planner_text import PlannerTrainConfig, pretrain_planner
 
-    config = PlannerTrainConfig(model=model, stories=stories, out=out, steps=steps, batch_size=batch_size, lr=lr,
-                                warmup=warmup, save_every=save_every, seed=seed, device=device, resume=resume)
+    config = PlannerTrainConfig(
+        model=model,
+        stories=stories,
+        out=out,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup=warmup,
+        save_every=save_every,
+        seed=seed,
+        device=device,
+        resume=resume,
+    )
     config.check()
     with RichProgress() as progress:
         result = pretrain_planner(config, progress=progress, log=_note(progress))
@@ -298,9 +378,14 @@ def demo(
         False
     ),
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Go on with an interrupted build in --work: finished steps are kept, a stage continues "
-        "from its last checkpoint.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Go on with an interrupted build in --work: finished steps are kept, a stage continues "
+            "from its last checkpoint.",
+        ),
+    ] = False,
 ) -> None:
     """Reproduce the `demo` model from scratch: foley data, tokenizer, planner pretraining, stages 1-warm..3."""
     from ..demo import DemoRecipe, build_demo, folder_size, quick_recipe
@@ -311,8 +396,10 @@ def demo(
         result = build_demo(out, work, recipe, device=device, resume=resume, progress=progress, log=_note(progress))
     for step, seconds in result.timings.items():
         err_console.print(f"{step}: {seconds:.1f} s")
-    err_console.print(f"demo model: {folder_size(result.out) / 1e6:.1f} MB; try it: audiostory tell "
-                      f"\"rain, then thunder\" --duration 10 --model {result.out}")
+    err_console.print(
+        f"demo model: {folder_size(result.out) / 1e6:.1f} MB; try it: audiostory tell "
+        f'"rain, then thunder" --duration 10 --model {result.out}'
+    )
     out_console.print(str(result.out))
 
 

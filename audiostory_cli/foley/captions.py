@@ -90,8 +90,11 @@ VOCAB: dict[str, CaptionVocab] = {
             "intensity": words("light|gentle|soft|sparse", "steady|moderate", "heavy|pouring|torrential"),
             "tempo": words("steady|even", "|", "gusty|wind-driven|sweeping"),
             "pitch": words("with big fat drops", "", "with fine tiny droplets"),
-            "texture": words("on soft leaves|on grass|on wet soil", "on the pavement|against a window|on a street",
-                             "on a tin roof|drumming on a metal roof|on a car roof"),
+            "texture": words(
+                "on soft leaves|on grass|on wet soil",
+                "on the pavement|against a window|on a street",
+                "on a tin roof|drumming on a metal roof|on a car roof",
+            ),
         },
         templates=(
             "{intensity} {tempo} {noun} {texture}, {distance}",
@@ -105,8 +108,9 @@ VOCAB: dict[str, CaptionVocab] = {
         nouns=("thunder", "thunder rumbling", "rolling thunder", "thunder roaring in the heavens"),
         slots={
             "intensity": words("soft|quiet|gentle", "|steady", "loud|powerful|violent"),
-            "tempo": words("a single roll|one lone clap|one long roll", "|",
-                           "clap after clap|repeated claps|frequent rolls"),
+            "tempo": words(
+                "a single roll|one lone clap|one long roll", "|", "clap after clap|repeated claps|frequent rolls"
+            ),
             "pitch": words("deep low|very deep|bass-heavy", "", "higher, grumbling|thin"),
             "texture": words("smooth|muffled", "", "sharp cracking|crackling"),
         },
@@ -124,8 +128,11 @@ VOCAB: dict[str, CaptionVocab] = {
             "intensity": words("light|soft|quiet", "|", "heavy|stomping|loud"),
             "tempo": words("slow|leisurely|unhurried", "walking|steady", "fast|running|hurried"),
             "pitch": words("low thudding", "", "high clicking"),
-            "texture": words("on gravel|crunching on gravel|on snow", "on a wooden floor|on a path",
-                             "of hard heels on tiles|on a stone floor|on concrete"),
+            "texture": words(
+                "on gravel|crunching on gravel|on snow",
+                "on a wooden floor|on a path",
+                "of hard heels on tiles|on a stone floor|on concrete",
+            ),
         },
         templates=(
             "{intensity} {tempo} {noun} {texture}, {distance}",
@@ -203,8 +210,11 @@ VOCAB: dict[str, CaptionVocab] = {
         nouns=("siren", "emergency siren", "police siren", "ambulance siren", "fire engine siren screaming"),
         slots={
             "intensity": words("faint|quiet", "|", "loud|blaring|piercing"),
-            "tempo": words("slowly wailing|with a long wail|slowly rising and falling", "wailing|sweeping",
-                           "fast yelping|rapidly warbling|whooping urgently"),
+            "tempo": words(
+                "slowly wailing|with a long wail|slowly rising and falling",
+                "wailing|sweeping",
+                "fast yelping|rapidly warbling|whooping urgently",
+            ),
             "pitch": words("low|deep", "", "high|shrill"),
             "texture": words("pure|smooth", "", "harsh|buzzy|electronic"),
         },
@@ -314,7 +324,10 @@ VOCAB: dict[str, CaptionVocab] = {
     "crowd_murmur": CaptionVocab(
         keywords=("crowd", "people", "chatter"),
         nouns=(
-            "crowd murmuring", "people chatting", "crowd chatter", "murmuring crowd",
+            "crowd murmuring",
+            "people chatting",
+            "crowd chatter",
+            "murmuring crowd",
             "throng of visitors, a murmuring crowd",
         ),
         slots={

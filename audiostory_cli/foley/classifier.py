@@ -46,11 +46,37 @@ FORMAT = "audiostory-foley-classifier"
 FORMAT_VERSION = 1
 _EPS = 1e-10
 _SCALARS = (
-    "centroid_mean", "centroid_std", "bandwidth_mean", "bandwidth_std", "rolloff_mean", "rolloff_std",
-    "flatness_mean", "flatness_std", "peakiness_mean", "peakiness_std", "dominant_mean", "dominant_std",
-    "sweep_mean", "sweep_std", "zcr_mean", "zcr_std", "env_std", "env_range", "active_frac", "loud_frac",
-    "onset_rate", "flux_mean", "flux_std", "ac_flux", "lag_flux", "ac_env", "lag_env", "mod_depth", "crest",
-    "harmonicity_mean", "harmonicity_std",
+    "centroid_mean",
+    "centroid_std",
+    "bandwidth_mean",
+    "bandwidth_std",
+    "rolloff_mean",
+    "rolloff_std",
+    "flatness_mean",
+    "flatness_std",
+    "peakiness_mean",
+    "peakiness_std",
+    "dominant_mean",
+    "dominant_std",
+    "sweep_mean",
+    "sweep_std",
+    "zcr_mean",
+    "zcr_std",
+    "env_std",
+    "env_range",
+    "active_frac",
+    "loud_frac",
+    "onset_rate",
+    "flux_mean",
+    "flux_std",
+    "ac_flux",
+    "lag_flux",
+    "ac_env",
+    "lag_env",
+    "mod_depth",
+    "crest",
+    "harmonicity_mean",
+    "harmonicity_std",
 )
 _PITCH_LAGS = (FEATURE_SR // 400, FEATURE_SR // 80)  # voice/engine-like periodicity: 80 to 400 Hz
 _MOD_BANDS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # Hz, edges of the modulation-spectrum bands
@@ -123,7 +149,7 @@ def _autocorr_peak(env: np.ndarray, lo: int, hi: int) -> tuple[float, float]:
         return 0.0, math.log(lo * HOP / FEATURE_SR)
     nfft = 1 << int(math.ceil(math.log2(2 * len(e))))
     spec = np.fft.rfft(e, nfft)
-    ac = np.fft.irfft(spec * np.conj(spec), nfft)[: hi]
+    ac = np.fft.irfft(spec * np.conj(spec), nfft)[:hi]
     ac = ac / max(ac[0], _EPS)
     lag = lo + int(np.argmax(ac[lo:hi]))
     return float(ac[lag]), math.log(lag * HOP / FEATURE_SR)
@@ -176,21 +202,40 @@ def extract_features(audio: np.ndarray, sr: int) -> np.ndarray:
     amp = np.sqrt(energy)
     mod = np.abs(np.fft.rfft(amp - amp.mean())) ** 2
     mod_freqs = np.fft.rfftfreq(len(amp), HOP / FEATURE_SR)
-    band_power = np.array([mod[(mod_freqs >= lo) & (mod_freqs < hi)].sum() for lo, hi in
-                           zip(_MOD_BANDS[:-1], _MOD_BANDS[1:], strict=True)])
+    band_power = np.array(
+        [
+            mod[(mod_freqs >= lo) & (mod_freqs < hi)].sum()
+            for lo, hi in zip(_MOD_BANDS[:-1], _MOD_BANDS[1:], strict=True)
+        ]
+    )
     mod_share = np.log(band_power / (band_power.sum() + _EPS) + 1e-4)
     mod_depth = math.log(amp.std() / (amp.mean() + _EPS) + 1e-4)
 
     e_act = e_db[active]
     crest = math.log(np.abs(x).max() / (np.sqrt(np.mean(x * x)) + _EPS) + _EPS)
     scalars = [
-        *_stats(np.log(centroid + 20.0)), *_stats(np.log(bandwidth + 20.0)), *_stats(np.log(rolloff + 20.0)),
-        *_stats(np.log(flatness + _EPS)), *_stats(peakiness), *_stats(dominant), *_stats(sweep),
+        *_stats(np.log(centroid + 20.0)),
+        *_stats(np.log(bandwidth + 20.0)),
+        *_stats(np.log(rolloff + 20.0)),
+        *_stats(np.log(flatness + _EPS)),
+        *_stats(peakiness),
+        *_stats(dominant),
+        *_stats(sweep),
         *_stats(zcr),
-        float(e_act.std()), float(np.percentile(e_act, 90) - np.percentile(e_act, 10)),
-        float(active.mean()), float(np.mean(e_db > e_db.max() - 15.0)),
-        onset_rate, float(np.log(flux.mean() + 1e-3)), float(np.log(flux.std() + 1e-3)),
-        ac_flux, lag_flux, ac_env, lag_env, mod_depth, crest, *_stats(harmonicity),
+        float(e_act.std()),
+        float(np.percentile(e_act, 90) - np.percentile(e_act, 10)),
+        float(active.mean()),
+        float(np.mean(e_db > e_db.max() - 15.0)),
+        onset_rate,
+        float(np.log(flux.mean() + 1e-3)),
+        float(np.log(flux.std() + 1e-3)),
+        ac_flux,
+        lag_flux,
+        ac_env,
+        lag_env,
+        mod_depth,
+        crest,
+        *_stats(harmonicity),
     ]
     return np.concatenate([shape, spread, mod_share, np.asarray(scalars)])
 
@@ -262,8 +307,13 @@ class EventClassifier:
         scale = np.asarray(data["scale"], dtype=np.float64)
         weights = np.asarray(data["weights"], dtype=np.float64)
         bias = np.asarray(data["bias"], dtype=np.float64)
-        if (data.get("feature_sr") != FEATURE_SR or mean.shape != (n_features,) or scale.shape != (n_features,)
-                or weights.shape != (n_features, len(classes)) or bias.shape != (len(classes),)):
+        if (
+            data.get("feature_sr") != FEATURE_SR
+            or mean.shape != (n_features,)
+            or scale.shape != (n_features,)
+            or weights.shape != (n_features, len(classes))
+            or bias.shape != (len(classes),)
+        ):
             raise ModelError(f"{source} does not match this version's features ({n_features}); train it again")
         return cls(classes, mean, scale, weights, bias, dict(data.get("info", {})))
 
@@ -304,7 +354,12 @@ class DrawSpec:
 
 
 def bank_draws(
-    sr: int, n_per_class: int, seed: int, *, classes: Sequence[str] = CLASS_NAMES, spec: DrawSpec = DrawSpec(),
+    sr: int,
+    n_per_class: int,
+    seed: int,
+    *,
+    classes: Sequence[str] = CLASS_NAMES,
+    spec: DrawSpec = DrawSpec(),
     progress: ProgressFn = no_progress,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of ``n_per_class`` fresh renders per class (random params, durations and seeds)."""
@@ -324,8 +379,13 @@ def bank_draws(
 
 
 def train_classifier(
-    sr: int = FEATURE_SR, n_per_class: int = 30, seed: int = 0, *, spec: DrawSpec = DrawSpec(),
-    l2: float = 1e-3, progress: ProgressFn = no_progress,
+    sr: int = FEATURE_SR,
+    n_per_class: int = 30,
+    seed: int = 0,
+    *,
+    spec: DrawSpec = DrawSpec(),
+    l2: float = 1e-3,
+    progress: ProgressFn = no_progress,
 ) -> EventClassifier:
     """Train on fresh bank draws rendered at ``sr``; deterministic in all arguments."""
     x, y = bank_draws(sr, n_per_class, seed, spec=spec, progress=progress)
@@ -334,8 +394,16 @@ def train_classifier(
     weights, bias = fit_logistic((x - mean) / scale, y, len(CLASS_NAMES), l2=l2)
     clf = EventClassifier(CLASS_NAMES, mean, scale, weights, bias, {})
     train_acc = float(np.mean(np.argmax(clf.proba_from_features(x), axis=1) == y))
-    info = {"sr": sr, "n_per_class": n_per_class, "seed": seed, "min_seconds": spec.min_seconds,
-            "max_seconds": spec.max_seconds, "l2": l2, "train_accuracy": train_acc, "bank": bank_fingerprint()}
+    info = {
+        "sr": sr,
+        "n_per_class": n_per_class,
+        "seed": seed,
+        "min_seconds": spec.min_seconds,
+        "max_seconds": spec.max_seconds,
+        "l2": l2,
+        "train_accuracy": train_acc,
+        "bank": bank_fingerprint(),
+    }
     return EventClassifier(CLASS_NAMES, mean, scale, weights, bias, info)
 
 

@@ -50,11 +50,24 @@ HELD_OUT_LEADS: frozenset[int] = frozenset({16, 17, 18, 19})  # 0-based indices 
 
 # Scenes that open the narrative: (train, test).
 SCENES: tuple[tuple[str, ...], tuple[str, ...]] = (
-    ("a stormy night", "a quiet evening at home", "a busy afternoon in town", "a morning in the countryside",
-     "an ordinary day", "a tense night", "a weekend at the cabin", "a day by the river", "a late shift at work",
-     "a winter evening"),
-    ("a foggy dawn at the harbour", "a restless night in the city", "a strange afternoon",
-     "a summer holiday by the lake"),
+    (
+        "a stormy night",
+        "a quiet evening at home",
+        "a busy afternoon in town",
+        "a morning in the countryside",
+        "an ordinary day",
+        "a tense night",
+        "a weekend at the cabin",
+        "a day by the river",
+        "a late shift at work",
+        "a winter evening",
+    ),
+    (
+        "a foggy dawn at the harbour",
+        "a restless night in the city",
+        "a strange afternoon",
+        "a summer holiday by the lake",
+    ),
 )
 
 
@@ -72,23 +85,91 @@ class Pattern:
 # scratch learns to skip wording it does not know instead of the few fixed templates (docs/demo-model.md).
 # None of these parts, and no composition of them, is a held-out phrasing.
 COMPOSED_LEAD_PARTS: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = (
-    ("Create", "Make", "Compose", "Produce", "Render", "Build", "Write", "Put together", "Assemble", "Mix",
-     "Please make", "Could you create"),
-    ("an audio story", "a soundscape", "a long recording", "an audio scene", "a sound story", "a long-form track",
-     "an immersive mix", "a sequence of sounds", "a radio play without words", "a sound picture"),
+    (
+        "Create",
+        "Make",
+        "Compose",
+        "Produce",
+        "Render",
+        "Build",
+        "Write",
+        "Put together",
+        "Assemble",
+        "Mix",
+        "Please make",
+        "Could you create",
+    ),
+    (
+        "an audio story",
+        "a soundscape",
+        "a long recording",
+        "an audio scene",
+        "a sound story",
+        "a long-form track",
+        "an immersive mix",
+        "a sequence of sounds",
+        "a radio play without words",
+        "a sound picture",
+    ),
     ("of", "about", "that depicts", "that captures", "telling of", "set during", "that follows", "portraying"),
 )
 COMPOSED_SCENE_PARTS: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = (
-    ("quiet", "busy", "rainy", "lonely", "cold", "bright", "long", "sleepy", "noisy", "calm", "grey", "windy",
-     "dark", "warm", "early", "late", "gloomy", "peaceful", "hectic", "snowy", "ordinary", "tense"),
+    (
+        "quiet",
+        "busy",
+        "rainy",
+        "lonely",
+        "cold",
+        "bright",
+        "long",
+        "sleepy",
+        "noisy",
+        "calm",
+        "grey",
+        "windy",
+        "dark",
+        "warm",
+        "early",
+        "late",
+        "gloomy",
+        "peaceful",
+        "hectic",
+        "snowy",
+        "ordinary",
+        "tense",
+    ),
     ("night", "evening", "morning", "afternoon", "day", "weekend", "shift", "walk", "journey", "visit"),
-    ("", " at home", " in town", " in the countryside", " at the cabin", " by the river", " at work",
-     " in the village", " on the farm", " at the station", " in the old house", " on the road"),
+    (
+        "",
+        " at home",
+        " in town",
+        " in the countryside",
+        " at the cabin",
+        " by the river",
+        " at work",
+        " in the village",
+        " on the farm",
+        " at the station",
+        " in the old house",
+        " on the road",
+    ),
 )
 COMPOSED_PATTERN_PARTS: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]] = (
     ("", "first ", "at first ", "to begin, ", "in the beginning "),
-    ("then ", "next ", "soon ", "a moment later ", "after that, ", "afterwards ", "right after, ", "meanwhile ",
-     "now ", "suddenly ", "at that point, ", "and then "),
+    (
+        "then ",
+        "next ",
+        "soon ",
+        "a moment later ",
+        "after that, ",
+        "afterwards ",
+        "right after, ",
+        "meanwhile ",
+        "now ",
+        "suddenly ",
+        "at that point, ",
+        "and then ",
+    ),
     ("and finally ", "at last ", "in the end, ", "finally ", "to close, ", "last of all, "),
     (", ", "; ", ". "),
 )
@@ -97,16 +178,33 @@ COMPOSED_PATTERN_PARTS: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...],
 # Nonce filler: half of the composed leads, scenes and connectives are made-up words (consonant-vowel syllables)
 # mixed with common function words, so that nothing but the clauses and their "(X s)" marks the events.
 NONCE_CONSONANTS, NONCE_VOWELS = "bcdfghklmnprstvwz", "aeiou"
-NONCE_FUNCTION_WORDS: tuple[str, ...] = ("the", "a", "when", "as", "of", "that", "and", "with", "while", "so", "it",
-                                         "to", "in", "on", "by")
+NONCE_FUNCTION_WORDS: tuple[str, ...] = (
+    "the",
+    "a",
+    "when",
+    "as",
+    "of",
+    "that",
+    "and",
+    "with",
+    "while",
+    "so",
+    "it",
+    "to",
+    "in",
+    "on",
+    "by",
+)
 
 
 def _nonce_word(rng: np.random.Generator) -> str:
     if rng.random() < 0.3:
         return NONCE_FUNCTION_WORDS[_pick(rng, len(NONCE_FUNCTION_WORDS))]
     syllables = int(rng.integers(1, 4))
-    return "".join(NONCE_CONSONANTS[_pick(rng, len(NONCE_CONSONANTS))] + NONCE_VOWELS[_pick(rng, len(NONCE_VOWELS))]
-                   for _ in range(syllables))
+    return "".join(
+        NONCE_CONSONANTS[_pick(rng, len(NONCE_CONSONANTS))] + NONCE_VOWELS[_pick(rng, len(NONCE_VOWELS))]
+        for _ in range(syllables)
+    )
 
 
 def _nonce_words(rng: np.random.Generator, lo: int, hi: int) -> str:
@@ -145,10 +243,16 @@ def _composed_pattern(rng: np.random.Generator) -> tuple[Pattern, str]:
         middle = tuple(dict.fromkeys(_nonce_connective(rng, may_be_empty=False) for _ in range(2)))
         return Pattern(first, middle, _nonce_connective(rng, may_be_empty=False), sep), "pattern:0:n"
     firsts, middles, lasts, seps = COMPOSED_PATTERN_PARTS
-    ids = [_pick(rng, len(firsts)), _pick(rng, len(middles)), _pick(rng, len(middles)), _pick(rng, len(lasts)),
-           _pick(rng, len(seps))]
-    pattern = Pattern(firsts[ids[0]], tuple(dict.fromkeys((middles[ids[1]], middles[ids[2]]))), lasts[ids[3]],
-                      seps[ids[4]])
+    ids = [
+        _pick(rng, len(firsts)),
+        _pick(rng, len(middles)),
+        _pick(rng, len(middles)),
+        _pick(rng, len(lasts)),
+        _pick(rng, len(seps)),
+    ]
+    pattern = Pattern(
+        firsts[ids[0]], tuple(dict.fromkeys((middles[ids[1]], middles[ids[2]]))), lasts[ids[3]], seps[ids[4]]
+    )
     return pattern, "pattern:0:c" + "-".join(map(str, ids))
 
 
@@ -168,71 +272,200 @@ PATTERNS: tuple[tuple[Pattern, ...], tuple[Pattern, ...]] = (
 
 # Per class: (train clauses, test clauses); each clause is (text, names the sound only indirectly).
 CLAUSES: dict[str, tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, bool], ...]]] = {
-    "rain": ((("rain starts to fall", False), ("it begins to rain", False),
-              ("drops patter against the window", True), ("the roof starts to drum", True)),
-             (("a downpour sets in", False), ("the clouds finally open", True))),
-    "thunder": ((("thunder rolls", False), ("a thunderclap booms overhead", False),
-                 ("the sky rumbles", True), ("the storm growls overhead", True)),
-                (("thunder cracks across the valley", False), ("the heavens roar", True))),
-    "footsteps": ((("footsteps approach", False), ("steps echo along the corridor", False),
-                   ("someone walks down the hall", True), ("a person paces across the room", True)),
-                  (("footfalls come closer", False), ("a stranger strolls past", True))),
-    "door_slam": ((("a door slams shut", False), ("the door bangs closed", False),
-                   ("someone storms out of the room", True), ("the front door is shut with a bang", False)),
-                  (("a door crashes shut", False), ("someone leaves in a fury", True))),
-    "knocking": ((("someone knocks at the door", False), ("there is a knock on the door", False),
-                  ("a visitor raps on the wood", True), ("a neighbour comes calling", True)),
-                 (("a knocking starts at the door", False), ("knuckles rap at the entrance", True))),
-    "car_engine": ((("a car engine starts", False), ("an engine idles outside", False),
-                    ("someone starts the car", True), ("the motor revs in the driveway", False)),
-                   (("the engine turns over", False), ("an old truck rumbles to life", True))),
-    "tyre_skid": ((("tyres screech", False), ("a car skids on the road", False),
-                   ("brakes are slammed hard", True), ("a driver swerves suddenly", True)),
-                  (("a car skids to a halt", False), ("wheels squeal around the corner", True))),
-    "siren": ((("a siren wails", False), ("a police car speeds by with its siren on", False),
-               ("an ambulance races past", True), ("emergency services rush through the streets", True)),
-              (("a siren howls", False), ("a fire engine screams down the avenue", True))),
-    "dog_bark": ((("a dog barks", False), ("the dog starts barking", False),
-                  ("the neighbour's hound wakes up", True), ("a dog warns off a stranger", False)),
-                 (("barking breaks out", False), ("a puppy yaps at the gate", True))),
-    "birdsong": ((("birds chirp", False), ("birds start singing", False),
-                  ("dawn breaks over the garden", True), ("a robin greets the morning", True)),
-                 (("birdsong fills the air", False), ("sparrows chatter in the hedge", True))),
-    "wind": ((("the wind picks up", False), ("wind howls around the house", False),
-              ("a gust rattles the shutters", True), ("a draught moans through the gaps", True)),
-             (("a breeze sweeps across the field", False), ("the trees begin to sway", True))),
-    "glass_break": ((("glass shatters", False), ("a window breaks", False),
-                     ("something fragile smashes to pieces", True), ("a vase falls to the floor", True)),
-                    (("the glass pane cracks and breaks", False), ("a bottle explodes into shards", True))),
-    "bell": ((("a bell rings", False), ("church bells toll", False),
-              ("the chapel marks the hour", True), ("the bell tower chimes", False)),
-             (("a bell peals", False), ("the old campanile calls the village", True))),
-    "clock_ticks": ((("a clock ticks", False), ("the clock ticks on", False),
-                     ("time crawls by on the mantelpiece", True), ("time slowly passes in the quiet room", True)),
-                    (("the grandfather clock keeps time", False), ("the seconds slip away audibly", True))),
-    "crowd_murmur": ((("a crowd murmurs", False), ("people chat nearby", False),
-                      ("guests gather in the hall", True), ("the audience settles in", True)),
-                     (("chatter rises from the crowd", False), ("a throng of visitors fills the square", True))),
-    "heartbeat": ((("a heart beats", False), ("a heartbeat pounds", False),
-                   ("someone's pulse races", True), ("fear grips the listener", True)),
-                  (("the heartbeat quickens", False), ("the chest thumps with tension", True))),
-    "water_stream": ((("a stream flows", False), ("water runs over the rocks", False),
-                      ("a brook babbles nearby", False), ("the creek carries the meltwater away", True)),
-                     (("running water trickles by", False), ("a spring gurgles in the woods", True))),
-    "phone_ring": ((("a phone rings", False), ("the telephone starts ringing", False),
-                    ("someone calls the house", True), ("a call comes in", True)),
-                   (("a telephone rings out", False), ("the landline demands attention", True))),
-    "fire_crackle": ((("a fire crackles", False), ("the campfire pops and crackles", False),
-                      ("logs burn in the hearth", True), ("someone lights the stove", True)),
-                     (("flames crackle", False), ("embers glow and snap", True))),
+    "rain": (
+        (
+            ("rain starts to fall", False),
+            ("it begins to rain", False),
+            ("drops patter against the window", True),
+            ("the roof starts to drum", True),
+        ),
+        (("a downpour sets in", False), ("the clouds finally open", True)),
+    ),
+    "thunder": (
+        (
+            ("thunder rolls", False),
+            ("a thunderclap booms overhead", False),
+            ("the sky rumbles", True),
+            ("the storm growls overhead", True),
+        ),
+        (("thunder cracks across the valley", False), ("the heavens roar", True)),
+    ),
+    "footsteps": (
+        (
+            ("footsteps approach", False),
+            ("steps echo along the corridor", False),
+            ("someone walks down the hall", True),
+            ("a person paces across the room", True),
+        ),
+        (("footfalls come closer", False), ("a stranger strolls past", True)),
+    ),
+    "door_slam": (
+        (
+            ("a door slams shut", False),
+            ("the door bangs closed", False),
+            ("someone storms out of the room", True),
+            ("the front door is shut with a bang", False),
+        ),
+        (("a door crashes shut", False), ("someone leaves in a fury", True)),
+    ),
+    "knocking": (
+        (
+            ("someone knocks at the door", False),
+            ("there is a knock on the door", False),
+            ("a visitor raps on the wood", True),
+            ("a neighbour comes calling", True),
+        ),
+        (("a knocking starts at the door", False), ("knuckles rap at the entrance", True)),
+    ),
+    "car_engine": (
+        (
+            ("a car engine starts", False),
+            ("an engine idles outside", False),
+            ("someone starts the car", True),
+            ("the motor revs in the driveway", False),
+        ),
+        (("the engine turns over", False), ("an old truck rumbles to life", True)),
+    ),
+    "tyre_skid": (
+        (
+            ("tyres screech", False),
+            ("a car skids on the road", False),
+            ("brakes are slammed hard", True),
+            ("a driver swerves suddenly", True),
+        ),
+        (("a car skids to a halt", False), ("wheels squeal around the corner", True)),
+    ),
+    "siren": (
+        (
+            ("a siren wails", False),
+            ("a police car speeds by with its siren on", False),
+            ("an ambulance races past", True),
+            ("emergency services rush through the streets", True),
+        ),
+        (("a siren howls", False), ("a fire engine screams down the avenue", True)),
+    ),
+    "dog_bark": (
+        (
+            ("a dog barks", False),
+            ("the dog starts barking", False),
+            ("the neighbour's hound wakes up", True),
+            ("a dog warns off a stranger", False),
+        ),
+        (("barking breaks out", False), ("a puppy yaps at the gate", True)),
+    ),
+    "birdsong": (
+        (
+            ("birds chirp", False),
+            ("birds start singing", False),
+            ("dawn breaks over the garden", True),
+            ("a robin greets the morning", True),
+        ),
+        (("birdsong fills the air", False), ("sparrows chatter in the hedge", True)),
+    ),
+    "wind": (
+        (
+            ("the wind picks up", False),
+            ("wind howls around the house", False),
+            ("a gust rattles the shutters", True),
+            ("a draught moans through the gaps", True),
+        ),
+        (("a breeze sweeps across the field", False), ("the trees begin to sway", True)),
+    ),
+    "glass_break": (
+        (
+            ("glass shatters", False),
+            ("a window breaks", False),
+            ("something fragile smashes to pieces", True),
+            ("a vase falls to the floor", True),
+        ),
+        (("the glass pane cracks and breaks", False), ("a bottle explodes into shards", True)),
+    ),
+    "bell": (
+        (
+            ("a bell rings", False),
+            ("church bells toll", False),
+            ("the chapel marks the hour", True),
+            ("the bell tower chimes", False),
+        ),
+        (("a bell peals", False), ("the old campanile calls the village", True)),
+    ),
+    "clock_ticks": (
+        (
+            ("a clock ticks", False),
+            ("the clock ticks on", False),
+            ("time crawls by on the mantelpiece", True),
+            ("time slowly passes in the quiet room", True),
+        ),
+        (("the grandfather clock keeps time", False), ("the seconds slip away audibly", True)),
+    ),
+    "crowd_murmur": (
+        (
+            ("a crowd murmurs", False),
+            ("people chat nearby", False),
+            ("guests gather in the hall", True),
+            ("the audience settles in", True),
+        ),
+        (("chatter rises from the crowd", False), ("a throng of visitors fills the square", True)),
+    ),
+    "heartbeat": (
+        (
+            ("a heart beats", False),
+            ("a heartbeat pounds", False),
+            ("someone's pulse races", True),
+            ("fear grips the listener", True),
+        ),
+        (("the heartbeat quickens", False), ("the chest thumps with tension", True)),
+    ),
+    "water_stream": (
+        (
+            ("a stream flows", False),
+            ("water runs over the rocks", False),
+            ("a brook babbles nearby", False),
+            ("the creek carries the meltwater away", True),
+        ),
+        (("running water trickles by", False), ("a spring gurgles in the woods", True)),
+    ),
+    "phone_ring": (
+        (
+            ("a phone rings", False),
+            ("the telephone starts ringing", False),
+            ("someone calls the house", True),
+            ("a call comes in", True),
+        ),
+        (("a telephone rings out", False), ("the landline demands attention", True)),
+    ),
+    "fire_crackle": (
+        (
+            ("a fire crackles", False),
+            ("the campfire pops and crackles", False),
+            ("logs burn in the hearth", True),
+            ("someone lights the stove", True),
+        ),
+        (("flames crackle", False), ("embers glow and snap", True)),
+    ),
 }
 
 # Relative typical length of each class in a story: impulsive events are short, ambiences long.
 TYPICAL_LENGTH: dict[str, float] = {
-    "rain": 1.5, "thunder": 0.9, "footsteps": 1.0, "door_slam": 0.5, "knocking": 0.7, "car_engine": 1.1,
-    "tyre_skid": 0.7, "siren": 1.0, "dog_bark": 0.8, "birdsong": 1.2, "wind": 1.4, "glass_break": 0.6,
-    "bell": 0.9, "clock_ticks": 1.0, "crowd_murmur": 1.4, "heartbeat": 1.0, "water_stream": 1.4,
-    "phone_ring": 0.9, "fire_crackle": 1.3,
+    "rain": 1.5,
+    "thunder": 0.9,
+    "footsteps": 1.0,
+    "door_slam": 0.5,
+    "knocking": 0.7,
+    "car_engine": 1.1,
+    "tyre_skid": 0.7,
+    "siren": 1.0,
+    "dog_bark": 0.8,
+    "birdsong": 1.2,
+    "wind": 1.4,
+    "glass_break": 0.6,
+    "bell": 0.9,
+    "clock_ticks": 1.0,
+    "crowd_murmur": 1.4,
+    "heartbeat": 1.0,
+    "water_stream": 1.4,
+    "phone_ring": 0.9,
+    "fire_crackle": 1.3,
 }
 
 QA_QUESTIONS: tuple[str, ...] = (
@@ -275,8 +508,10 @@ class StoryOptions:
 
     def check(self) -> None:
         if not 2 <= self.min_events <= self.max_events <= len(CLASS_NAMES):
-            raise InputError(f"event counts {self.min_events}..{self.max_events} are invalid; "
-                             f"need 2 <= min <= max <= {len(CLASS_NAMES)}")
+            raise InputError(
+                f"event counts {self.min_events}..{self.max_events} are invalid; "
+                f"need 2 <= min <= max <= {len(CLASS_NAMES)}"
+            )
         if not 0.0 <= self.caption_clauses <= 1.0:
             raise InputError(f"caption_clauses={self.caption_clauses} must be between 0 and 1")
         if not 0.5 <= self.min_event:
@@ -456,20 +691,32 @@ def make_story(
         clauses.append(f"{clause} ({ds / 10:.1f} s)" if options.duration_hints else clause)
         if params is None:  # drawn after the clause, as always, so clause-only stories keep their random stream
             params = sample_params(rng, name)
-        events.append(FoleyEvent(
-            class_name=name, params=params, caption=caption_for(name, params, rng),
-            story_detail=clause[:1].upper() + clause[1:] + ".", duration=ds / 10.0, seed=int(rng.integers(2**31)),
-        ))
+        events.append(
+            FoleyEvent(
+                class_name=name,
+                params=params,
+                caption=caption_for(name, params, rng),
+                story_detail=clause[:1].upper() + clause[1:] + ".",
+                duration=ds / 10.0,
+                seed=int(rng.integers(2**31)),
+            )
+        )
 
     total_s = total_ds / 10.0
     narrative = _narrative(pattern, clauses, rng)
     instruction = build_instruction(f"{scene}: {narrative}", total_s, lead=lead)
     summary = f"{scene}, with {_join_titles([get_class(c).title for c in classes])}"
-    storyline = (f"The storyline is mainly about: {summary}. "
-                 f"The whole story can be divided into {n} sequential parts.")
-    return FoleyStory(instruction=instruction, storyline=storyline, reasoning=reasoning_text(storyline, events),
-                      events=tuple(events), total_duration=total_s, split=split, scene=scene,
-                      template_keys=tuple(keys))
+    storyline = f"The storyline is mainly about: {summary}. The whole story can be divided into {n} sequential parts."
+    return FoleyStory(
+        instruction=instruction,
+        storyline=storyline,
+        reasoning=reasoning_text(storyline, events),
+        events=tuple(events),
+        total_duration=total_s,
+        split=split,
+        scene=scene,
+        template_keys=tuple(keys),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -500,15 +747,25 @@ def story_record(story: FoleyStory, event_audio: list[str] | None, story_audio: 
         if event_audio is not None:
             event["audio"] = event_audio[k]
         events.append({**event, "class": e.class_name, "params": e.params.to_dict(), "seed": e.seed})
-    record = {"instruction": story.instruction, "reasoning": story.reasoning, "storyline": story.storyline,
-              "events": events, "total_duration": story.total_duration}
+    record = {
+        "instruction": story.instruction,
+        "reasoning": story.reasoning,
+        "storyline": story.storyline,
+        "events": events,
+        "total_duration": story.total_duration,
+    }
     if story_audio is not None:
         record["audio"] = story_audio
     return {**record, "split": story.split}
 
 
 def write_story_texts(
-    path: Path, *, split: str, n_stories: int, seed: int = 0, options: StoryOptions = StoryOptions(),
+    path: Path,
+    *,
+    split: str,
+    n_stories: int,
+    seed: int = 0,
+    options: StoryOptions = StoryOptions(),
 ) -> Path:
     """``n_stories`` stories of ``split`` as text only (no audio rendered), one JSONL line each, written atomically.
 
@@ -524,9 +781,17 @@ def write_story_texts(
 
 
 def write_manifests(
-    out_dir: Path, *, split: str, n_stories: int, n_clips: int, sr: int = 16_000, seed: int = 0,
-    options: StoryOptions = StoryOptions(), clip_seconds: tuple[float, float] = (2.0, 8.0),
-    overwrite: bool = False, progress: ProgressFn = no_progress,
+    out_dir: Path,
+    *,
+    split: str,
+    n_stories: int,
+    n_clips: int,
+    sr: int = 16_000,
+    seed: int = 0,
+    options: StoryOptions = StoryOptions(),
+    clip_seconds: tuple[float, float] = (2.0, 8.0),
+    overwrite: bool = False,
+    progress: ProgressFn = no_progress,
 ) -> ManifestPaths:
     """Render a split of the foley world to WAV files and write its JSONL manifests under ``out_dir``.
 
@@ -558,10 +823,8 @@ def write_manifests(
         audio = render_event(name, params, seconds, sr, int(clip_rng.integers(2**31)))
         write_audio(out_dir / rel, audio, sr, "PCM_16")
         caption = caption_for(name, params, clip_rng)
-        clips.append({"audio": rel, "caption": caption, "class": name, "params": params.to_dict(),
-                      "duration": seconds})
-        qa.append({"audio": rel, "question": QA_QUESTIONS[_pick(clip_rng, len(QA_QUESTIONS))],
-                   "answer": caption})
+        clips.append({"audio": rel, "caption": caption, "class": name, "params": params.to_dict(), "duration": seconds})
+        qa.append({"audio": rel, "question": QA_QUESTIONS[_pick(clip_rng, len(QA_QUESTIONS))], "answer": caption})
         progress("foley-clips", i + 1, n_clips)
 
     story_rng = np.random.default_rng([seed, split_id, 2])
@@ -583,8 +846,20 @@ def write_manifests(
     write_text_atomic(paths.clips, _jsonl(clips))
     write_text_atomic(paths.qa, _jsonl(qa))
     write_text_atomic(paths.stories, _jsonl(stories))
-    write_text_atomic(out_dir / "foley.json", json.dumps({
-        "split": split, "seed": seed, "sr": sr, "n_clips": n_clips, "n_stories": n_stories,
-        "options": dataclasses.asdict(options), "classes": list(CLASS_NAMES),
-    }, indent=2) + "\n")
+    write_text_atomic(
+        out_dir / "foley.json",
+        json.dumps(
+            {
+                "split": split,
+                "seed": seed,
+                "sr": sr,
+                "n_clips": n_clips,
+                "n_stories": n_stories,
+                "options": dataclasses.asdict(options),
+                "classes": list(CLASS_NAMES),
+            },
+            indent=2,
+        )
+        + "\n",
+    )
     return paths

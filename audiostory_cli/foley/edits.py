@@ -34,20 +34,22 @@ MAX_EVENT = 12.0
 
 # {ref}: "the barking dog"; {new}: "a siren"; {other}: another event; {s}: seconds
 _TEMPLATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # (train/val, test)
-    "replace": (("replace {ref} with {new}", "swap {ref} for {new}", "use {new} instead of {ref}"),
-                ("exchange {ref} for {new}", "in place of {ref}, put {new}")),
-    "remove": (("remove {ref}", "drop {ref}", "delete {ref}"),
-               ("get rid of {ref}", "take out {ref}")),
-    "insert_before": (("add {new} before {ref}, {s} seconds long", "insert {new} for {s} s before {ref}"),
-                      ("right before {ref}, we need {new} lasting {s} seconds",)),
-    "insert_after": (("add {new} after {ref}, {s} seconds long", "insert {new} for {s} s after {ref}"),
-                     ("follow {ref} with {new} lasting {s} seconds",)),
-    "duration": (("make {ref} {s} seconds long", "change {ref} to {s} s"),
-                 ("let {ref} run for {s} seconds",)),
-    "move_before": (("move {ref} before {other}", "put {ref} before {other}"),
-                    ("have {ref} happen ahead of {other}",)),
-    "move_after": (("move {ref} after {other}", "put {ref} after {other}"),
-                   ("let {ref} come once {other} is over",)),
+    "replace": (
+        ("replace {ref} with {new}", "swap {ref} for {new}", "use {new} instead of {ref}"),
+        ("exchange {ref} for {new}", "in place of {ref}, put {new}"),
+    ),
+    "remove": (("remove {ref}", "drop {ref}", "delete {ref}"), ("get rid of {ref}", "take out {ref}")),
+    "insert_before": (
+        ("add {new} before {ref}, {s} seconds long", "insert {new} for {s} s before {ref}"),
+        ("right before {ref}, we need {new} lasting {s} seconds",),
+    ),
+    "insert_after": (
+        ("add {new} after {ref}, {s} seconds long", "insert {new} for {s} s after {ref}"),
+        ("follow {ref} with {new} lasting {s} seconds",),
+    ),
+    "duration": (("make {ref} {s} seconds long", "change {ref} to {s} s"), ("let {ref} run for {s} seconds",)),
+    "move_before": (("move {ref} before {other}", "put {ref} before {other}"), ("have {ref} happen ahead of {other}",)),
+    "move_after": (("move {ref} after {other}", "put {ref} after {other}"), ("let {ref} come once {other} is over",)),
     "louder": (("make {ref} louder", "turn {ref} up"), ("{ref} should be more intense",)),
     "quieter": (("make {ref} quieter", "turn {ref} down"), ("{ref} should be gentler",)),
     "closer": (("make {ref} closer", "bring {ref} nearer"), ("{ref} should sound right next to us",)),
@@ -73,7 +75,7 @@ def _ref(name: str) -> str:
     title = get_class(name).title
     for article in ("a ", "an "):
         if title.startswith(article):
-            return "the " + title[len(article):]
+            return "the " + title[len(article) :]
     return "the " + title
 
 
@@ -93,13 +95,20 @@ def _seconds(rng: np.random.Generator, avoid: float | None = None) -> float:
             return value
 
 
-def edit_turn(rng: np.random.Generator, story: FoleyStory, *, split: str, history: tuple[str, ...] = (),
-              operation: str | None = None) -> FoleyEditTurn:
+def edit_turn(
+    rng: np.random.Generator,
+    story: FoleyStory,
+    *,
+    split: str,
+    history: tuple[str, ...] = (),
+    operation: str | None = None,
+) -> FoleyEditTurn:
     """One edit of ``story``: the operation (drawn unless given), its instruction and the edited events."""
     held = _check_split(split)  # 1: test (held-out phrasings), 0: train and val
     events = list(story.events)
-    ops = [op for op in OPERATIONS if not (op == "remove" and len(events) < 2)
-           and not (op == "move" and len(events) < 2)]
+    ops = [
+        op for op in OPERATIONS if not (op == "remove" and len(events) < 2) and not (op == "move" and len(events) < 2)
+    ]
     op = operation or ops[int(rng.integers(len(ops)))]
     if op not in ops:
         raise InputError(f"operation {op!r} is not one of {', '.join(ops)} for a story of {len(events)} events")
@@ -110,8 +119,9 @@ def edit_turn(rng: np.random.Generator, story: FoleyStory, *, split: str, histor
     if op == "replace":
         name = unused[int(rng.integers(len(unused)))]
         params = sample_params(rng, name)
-        events[k] = FoleyEvent(name, params, caption_for(name, params, rng), "", target.duration,
-                               int(rng.integers(2**31)))
+        events[k] = FoleyEvent(
+            name, params, caption_for(name, params, rng), "", target.duration, int(rng.integers(2**31))
+        )
         text = _phrase(rng, "replace", held, ref=ref, new=_new(name))
     elif op == "remove":
         del events[k]
@@ -123,8 +133,9 @@ def edit_turn(rng: np.random.Generator, story: FoleyStory, *, split: str, histor
         after = bool(rng.integers(2))
         new = FoleyEvent(name, params, caption_for(name, params, rng), "", seconds, int(rng.integers(2**31)))
         events.insert(k + 1 if after else k, new)
-        text = _phrase(rng, "insert_after" if after else "insert_before", held, ref=ref, new=_new(name),
-                       s=f"{seconds:g}")
+        text = _phrase(
+            rng, "insert_after" if after else "insert_before", held, ref=ref, new=_new(name), s=f"{seconds:g}"
+        )
     elif op == "duration":
         seconds = _seconds(rng, avoid=target.duration)
         events[k] = replace(target, duration=seconds)
@@ -134,24 +145,29 @@ def edit_turn(rng: np.random.Generator, story: FoleyStory, *, split: str, histor
         j = j + 1 if j >= k else j  # another event
         other = events[j]
         after = bool(rng.integers(2))
-        rest = events[:k] + events[k + 1:]
+        rest = events[:k] + events[k + 1 :]
         anchor = rest.index(other)
         rest.insert(anchor + 1 if after else anchor, target)
         if rest == events:  # already there: move to the other side
             after = not after
-            rest = events[:k] + events[k + 1:]
+            rest = events[:k] + events[k + 1 :]
             rest.insert(anchor + 1 if after else anchor, target)
         events = rest
         text = _phrase(rng, "move_after" if after else "move_before", held, ref=ref, other=_ref(other.class_name))
     else:
-        name, sign = {"louder": ("intensity", 1), "quieter": ("intensity", -1), "closer": ("distance", -1),
-                      "farther": ("distance", 1)}[op]
+        name, sign = {
+            "louder": ("intensity", 1),
+            "quieter": ("intensity", -1),
+            "closer": ("distance", -1),
+            "farther": ("distance", 1),
+        }[op]
         value = float(np.clip(getattr(target.params, name) + sign * PARAM_STEP, 0.0, 1.0))
         params = EventParams(**{**target.params.to_dict(), name: value})
         events[k] = replace(target, params=params, caption=caption_for(target.class_name, params, rng))
         text = _phrase(rng, op, held, ref=ref)
-    return FoleyEditTurn(story=story, history=history, instruction=text, operation=op, edited=tuple(events),
-                         split=split)
+    return FoleyEditTurn(
+        story=story, history=history, instruction=text, operation=op, edited=tuple(events), split=split
+    )
 
 
 def edited_story(turn: FoleyEditTurn) -> FoleyStory:
@@ -159,8 +175,13 @@ def edited_story(turn: FoleyEditTurn) -> FoleyStory:
     return replace(turn.story, events=turn.edited, total_duration=turn.edited_total)
 
 
-def dialogue(rng: np.random.Generator, *, split: str, turns: int, options: StoryOptions = StoryOptions()  # noqa: B008 - frozen
-             ) -> list[FoleyEditTurn]:
+def dialogue(
+    rng: np.random.Generator,
+    *,
+    split: str,
+    turns: int,
+    options: StoryOptions = StoryOptions(),  # noqa: B008 - frozen
+) -> list[FoleyEditTurn]:
     """A story and ``turns`` edits of it in a row, each turn seeing the instructions before it."""
     story = make_story(rng, split=split, options=options)
     result: list[FoleyEditTurn] = []
@@ -172,16 +193,28 @@ def dialogue(rng: np.random.Generator, *, split: str, turns: int, options: Story
 
 
 def _events(events: tuple[FoleyEvent, ...]) -> list[dict[str, Any]]:
-    return [{"caption": e.caption, "story_detail": e.story_detail, "duration": e.duration, "class": e.class_name,
-             "params": e.params.to_dict()} for e in events]
+    return [
+        {
+            "caption": e.caption,
+            "story_detail": e.story_detail,
+            "duration": e.duration,
+            "class": e.class_name,
+            "params": e.params.to_dict(),
+        }
+        for e in events
+    ]
 
 
 def edit_record(turn: FoleyEditTurn) -> dict[str, Any]:
     """An ``edits`` manifest line (see ``train.manifest``): the story, the instruction and the edited plan."""
     story = turn.story
     return {
-        "story": {"prompt": story.instruction, "reasoning": story.storyline, "events": _events(story.events),
-                  "total_duration": story.total_duration},
+        "story": {
+            "prompt": story.instruction,
+            "reasoning": story.storyline,
+            "events": _events(story.events),
+            "total_duration": story.total_duration,
+        },
         "history": list(turn.history),
         "instruction": turn.instruction,
         "edited": {"events": _events(turn.edited), "total_duration": turn.edited_total},
@@ -190,8 +223,15 @@ def edit_record(turn: FoleyEditTurn) -> dict[str, Any]:
     }
 
 
-def write_edit_turns(path: Path, *, split: str, n_dialogues: int, max_turns: int = 3, seed: int = 0,
-                     options: StoryOptions = StoryOptions()) -> Path:  # noqa: B008 - frozen
+def write_edit_turns(
+    path: Path,
+    *,
+    split: str,
+    n_dialogues: int,
+    max_turns: int = 3,
+    seed: int = 0,
+    options: StoryOptions = StoryOptions(),  # noqa: B008 - frozen dataclass, safe as a default
+) -> Path:
     """``n_dialogues`` dialogues of 1..``max_turns`` turns as ``edits`` manifest lines, written atomically."""
     _check_split(split)
     if n_dialogues < 1 or max_turns < 1:

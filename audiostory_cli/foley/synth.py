@@ -206,11 +206,13 @@ def thunder(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
 def footsteps(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
     kernels = []
     for _ in range(4):
-        thump = decaying_sine((70.0 + 90.0 * p.pitch) * rng.uniform(0.9, 1.1), 0.02 + 0.02 * p.intensity, sr,
-                              length=0.25)
+        thump = decaying_sine(
+            (70.0 + 90.0 * p.pitch) * rng.uniform(0.9, 1.1), 0.02 + 0.02 * p.intensity, sr, length=0.25
+        )
         click_f = (1500.0 + 2500.0 * p.pitch) * rng.uniform(0.85, 1.15)
-        hard = decaying_sine(click_f, 0.004, sr, length=0.25) + 0.3 * decaying_sine(click_f * 1.7, 0.003, sr,
-                                                                                       length=0.25)
+        hard = decaying_sine(click_f, 0.004, sr, length=0.25) + 0.3 * decaying_sine(
+            click_f * 1.7, 0.003, sr, length=0.25
+        )
         grains = noise_burst(rng, 0.05, sr, length=0.25) * (rng.uniform(0, 1, int(0.25 * sr)) < 0.25)
         crunch = bandpass(grains, sr, 700.0 + 1200.0 * p.pitch, 6000.0)
         scuff = p.texture * unit_rms(hard) + (1.0 - p.texture) * 1.4 * unit_rms(crunch)
@@ -218,8 +220,9 @@ def footsteps(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
         toe = np.zeros_like(scuff)
         toe[toe_at:] = 0.5 * scuff[: len(scuff) - toe_at]
         kernels.append((0.4 + 1.2 * p.intensity) * unit_rms(thump) + scuff + toe)
-    onsets = regular_onsets(rng, n, sr, 1.0 / (1.2 + 2.4 * p.tempo), start=clip_start(rng, n, sr, 0.03, 0.3),
-                            jitter=0.04)
+    onsets = regular_onsets(
+        rng, n, sr, 1.0 / (1.2 + 2.4 * p.tempo), start=clip_start(rng, n, sr, 0.03, 0.3), jitter=0.04
+    )
     out = np.zeros(n)
     for k, kernel in enumerate(kernels):
         sel = onsets[k::4]
@@ -242,8 +245,13 @@ def door_slam(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
     at = int(rng.uniform(0.035, 0.06) * sr)
     click = decaying_sine(rng.uniform(2200.0, 3500.0), 0.004, sr, length=0.03)
     latch[at : at + len(click)] = click[: len(latch) - at]
-    kernel = (1.6 * unit_rms(thud) + 0.8 * unit_rms(impact) + 0.8 * unit_rms(panel) + 0.5 * unit_rms(latch)
-              + (0.05 + 1.5 * p.texture) * unit_rms(rattle) * 0.6)
+    kernel = (
+        1.6 * unit_rms(thud)
+        + 0.8 * unit_rms(impact)
+        + 0.8 * unit_rms(panel)
+        + 0.5 * unit_rms(latch)
+        + (0.05 + 1.5 * p.texture) * unit_rms(rattle) * 0.6
+    )
     onsets = regular_onsets(rng, n, sr, 8.0 - 6.5 * p.tempo, start=clip_start(rng, n, sr), jitter=0.1)
     return place(n, onsets, rng.uniform(0.8, 1.0, len(onsets)), kernel)
 
@@ -303,8 +311,9 @@ def tyre_skid(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
                 squeal += amp * np.sin(k * ph)
         scrape = bandpass(rng.standard_normal(m), sr, 300.0, 4500.0) * (0.6 + 0.4 * smooth_random(rng, m, sr, 40.0))
         skid = (0.2 + 0.8 * p.texture) * unit_rms(squeal) + (1.1 - 0.8 * p.texture) * unit_rms(scrape)
-        env = np.minimum(1.0, t / 0.04) * np.minimum(1.0, (dur - t) / 0.15) * (0.8 + 0.2 * smooth_random(rng, m, sr,
-                                                                                                     6.0))
+        env = (
+            np.minimum(1.0, t / 0.04) * np.minimum(1.0, (dur - t) / 0.15) * (0.8 + 0.2 * smooth_random(rng, m, sr, 6.0))
+        )
         out[int(t_start * sr) : int(t_start * sr) + m] += skid * env
         t_start += dur + rng.uniform(0.3, 1.5)
     return out
@@ -405,21 +414,33 @@ def glass_break(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
     return out
 
 
-_BELL_INHARMONIC = ((0.5, 0.6), (1.0, 1.0), (1.19, 0.7), (1.5, 0.5), (2.0, 0.6), (2.52, 0.35), (2.98, 0.3),
-                    (4.1, 0.2), (5.4, 0.12))
+_BELL_INHARMONIC = (
+    (0.5, 0.6),
+    (1.0, 1.0),
+    (1.19, 0.7),
+    (1.5, 0.5),
+    (2.0, 0.6),
+    (2.52, 0.35),
+    (2.98, 0.3),
+    (4.1, 0.2),
+    (5.4, 0.12),
+)
 _BELL_HARMONIC = ((1.0, 1.0), (2.0, 0.45), (3.0, 0.2), (4.0, 0.08))
 
 
 def bell(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
     f0 = 220.0 + 880.0 * p.pitch
-    ring = (3.0 - 1.8 * p.pitch)
+    ring = 3.0 - 1.8 * p.pitch
     length = min(n / sr, ring * 2.5)
     kernel = np.zeros(max(1, int(length * sr)))
     for ratios, weight in ((_BELL_INHARMONIC, p.texture), (_BELL_HARMONIC, 1.0 - p.texture)):
         for ratio, amp in ratios:
             if f0 * ratio < fmax(sr):
-                kernel += weight * amp * decaying_sine(f0 * ratio, ring / ratio**0.6, sr, length=length,
-                                                       phase=rng.uniform(0, 6.28))
+                kernel += (
+                    weight
+                    * amp
+                    * decaying_sine(f0 * ratio, ring / ratio**0.6, sr, length=length, phase=rng.uniform(0, 6.28))
+                )
     strike = bandpass(noise_burst(rng, 0.003, sr, length=length), sr, 800.0, 6000.0)
     kernel = unit_rms(kernel) + 0.5 * (0.3 + p.texture) * unit_rms(strike) * 0.3
     onsets = regular_onsets(rng, n, sr, 4.0 - 3.2 * p.tempo, start=clip_start(rng, n, sr, 0.02, 0.15), jitter=0.02)
@@ -431,12 +452,14 @@ def clock_ticks(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
     tau = 0.002 + 0.012 * p.texture
     kernels = []
     for scale in (1.0, 0.8):  # tick, tock
-        k = decaying_sine(f * scale, tau, sr, length=0.08) + 0.5 * decaying_sine(f * scale * 1.63, tau * 0.7, sr,
-                                                                                length=0.08)
+        k = decaying_sine(f * scale, tau, sr, length=0.08) + 0.5 * decaying_sine(
+            f * scale * 1.63, tau * 0.7, sr, length=0.08
+        )
         k[: max(1, int(0.0008 * sr))] += 0.5 * rng.standard_normal(max(1, int(0.0008 * sr)))
         kernels.append(lowpass(k, sr, 3000.0 + 6000.0 * p.texture))
-    onsets = regular_onsets(rng, n, sr, 1.0 / (1.0 + 3.0 * p.tempo), start=clip_start(rng, n, sr, 0.02, 0.2),
-                            jitter=0.002)
+    onsets = regular_onsets(
+        rng, n, sr, 1.0 / (1.0 + 3.0 * p.tempo), start=clip_start(rng, n, sr, 0.02, 0.2), jitter=0.002
+    )
     out = place(n, onsets[0::2], np.ones(len(onsets[0::2])), kernels[0])
     out += place(n, onsets[1::2], 0.8 * np.ones(len(onsets[1::2])), kernels[1])
     return out
@@ -451,9 +474,13 @@ def crowd_murmur(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
         syll = smooth_random(rng, n, sr, (2.0 + 7.0 * p.tempo) * rng.uniform(0.8, 1.2))
         babble += buzz * np.clip(2.5 * syll - 1.0, 0.0, None) * rng.uniform(0.5, 1.0)  # syllables with gaps
     scale = 0.75 + 0.6 * p.pitch
-    voiced = sum((g * bandpass(babble, sr, f * scale * 0.75, f * scale * 1.3) for f, g in ((550, 1.0), (1500, 0.6),
-                                                                                           (2600, 0.3))),
-                 np.zeros(n))
+    voiced = sum(
+        (
+            g * bandpass(babble, sr, f * scale * 0.75, f * scale * 1.3)
+            for f, g in ((550, 1.0), (1500, 0.6), (2600, 0.3))
+        ),
+        np.zeros(n),
+    )
     air = bandpass(rng.standard_normal(n), sr, 300.0, 3500.0) * (0.6 + 0.4 * smooth_random(rng, n, sr, 2.0))
     return unit_rms(voiced) + (0.1 + 0.15 * p.texture) * unit_rms(air)
 
@@ -517,8 +544,11 @@ def fire_crackle(p: EventParams, n: int, sr: int, rng: Rng) -> np.ndarray:
     hiss = highpass(rng.standard_normal(n), sr, 3000.0) * 0.3
     crackles = np.zeros(n)
     for _ in range(3):
-        kernel = highpass(noise_burst(rng, rng.uniform(0.0004, 0.002) * (0.5 + p.texture), sr, length=0.02), sr,
-                          800.0 + 2500.0 * p.pitch)
+        kernel = highpass(
+            noise_burst(rng, rng.uniform(0.0004, 0.002) * (0.5 + p.texture), sr, length=0.02),
+            sr,
+            800.0 + 2500.0 * p.pitch,
+        )
         onsets = poisson_onsets(rng, n, sr, (4.0 + 40.0 * p.tempo) / 3.0)
         bursts = np.concatenate([onsets + rng.integers(0, int(0.05 * sr), len(onsets)) for _ in range(2)])
         bursts = np.concatenate([onsets, bursts[rng.uniform(size=len(bursts)) < 0.5]])

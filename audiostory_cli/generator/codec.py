@@ -55,8 +55,14 @@ class Codec(Protocol):
 
     def encode_tail(self, audio: torch.Tensor, frames: int) -> torch.Tensor: ...
 
-    def decode(self, latents: torch.Tensor, *, skip_frames: int = 0, num_samples: int | None = None,
-               progress: ProgressFn = no_progress) -> torch.Tensor: ...
+    def decode(
+        self,
+        latents: torch.Tensor,
+        *,
+        skip_frames: int = 0,
+        num_samples: int | None = None,
+        progress: ProgressFn = no_progress,
+    ) -> torch.Tensor: ...
 
     def fingerprint(self) -> str: ...
 
@@ -105,8 +111,14 @@ class OobleckCodec:
 
         return encode_tail(self.vae, audio, frames)
 
-    def decode(self, latents: torch.Tensor, *, skip_frames: int = 0, num_samples: int | None = None,
-               progress: ProgressFn = no_progress) -> torch.Tensor:
+    def decode(
+        self,
+        latents: torch.Tensor,
+        *,
+        skip_frames: int = 0,
+        num_samples: int | None = None,
+        progress: ProgressFn = no_progress,
+    ) -> torch.Tensor:
         from .vae import DEFAULT_OVERLAP_FRAMES, decode
 
         if skip_frames > DEFAULT_OVERLAP_FRAMES:  # the decoder only sees this far back: keep just that much context
@@ -149,8 +161,9 @@ class SpectralCodec:
         self.latent_channels = dims.n_mels
         self.audio_channels = dims.audio_channels
         # (freqs, mels) triangular filters, HTK scale, unnormalised: mel = |STFT| @ fbank
-        self.fbank = AF.melscale_fbanks(dims.n_fft // 2 + 1, dims.f_min, dims.f_max, dims.n_mels,
-                                        dims.sampling_rate, norm=None, mel_scale="htk")
+        self.fbank = AF.melscale_fbanks(
+            dims.n_fft // 2 + 1, dims.f_min, dims.f_max, dims.n_mels, dims.sampling_rate, norm=None, mel_scale="htk"
+        )
         self.inverse = torch.linalg.pinv(self.fbank)  # (mels, freqs): least-squares back to linear bins
         self.window = torch.hann_window(dims.n_fft)
 
@@ -158,8 +171,9 @@ class SpectralCodec:
         """(frames, freqs) for mono (samples,), a whole number of hops long: frame i is centred on sample i·hop
         (``torch.stft(center=True)`` without its extra last frame)."""
         d = self.dims
-        spec = torch.stft(mono, d.n_fft, d.hop_length, window=self.window, center=True, pad_mode="constant",
-                          return_complex=True)
+        spec = torch.stft(
+            mono, d.n_fft, d.hop_length, window=self.window, center=True, pad_mode="constant", return_complex=True
+        )
         return spec.abs().T[: mono.shape[-1] // d.hop_length]
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
@@ -194,8 +208,14 @@ class SpectralCodec:
         mel = torch.where(mel <= d.floor * 1.0001, torch.zeros_like(mel), mel)  # the floor stands for silence
         return (mel @ self.inverse).clamp_min(0.0).T
 
-    def decode(self, latents: torch.Tensor, *, skip_frames: int = 0, num_samples: int | None = None,
-               progress: ProgressFn = no_progress) -> torch.Tensor:
+    def decode(
+        self,
+        latents: torch.Tensor,
+        *,
+        skip_frames: int = 0,
+        num_samples: int | None = None,
+        progress: ProgressFn = no_progress,
+    ) -> torch.Tensor:
         """Audio (channels, samples) for latents (L, C), or (B, channels, samples) for (B, L, C); fp32 on the CPU.
 
         ``skip_frames`` drops the audio of the first frames (a continuation prefix) after reconstructing them as
@@ -256,8 +276,18 @@ class SpectralCodec:
         spec = torch.cat([spec, spec[:, -1:]], dim=1)  # L + 1 centred frames span exactly L × hop samples
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(d.seed)
-            return AF.griffinlim(spec, self.window, d.n_fft, d.hop_length, d.n_fft, 1.0, d.griffin_lim_iters,
-                                 d.momentum, latents.shape[0] * d.hop_length, True)
+            return AF.griffinlim(
+                spec,
+                self.window,
+                d.n_fft,
+                d.hop_length,
+                d.n_fft,
+                1.0,
+                d.griffin_lim_iters,
+                d.momentum,
+                latents.shape[0] * d.hop_length,
+                True,
+            )
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self.dims), sort_keys=True).encode()).hexdigest()

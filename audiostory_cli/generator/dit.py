@@ -136,9 +136,7 @@ class AudioDiT(nn.Module):
         duration_token = self.duration_emebdder(durations.to(device=device, dtype=torch.float32)).to(dtype)
         tokens = torch.cat([context, duration_token], dim=1)
         txt_ids = torch.zeros(tokens.shape[1], self.num_rope_axes, device=device)
-        img_ids = torch.arange(length, device=device, dtype=torch.float32)[:, None].expand(
-            length, self.num_rope_axes
-        )
+        img_ids = torch.arange(length, device=device, dtype=torch.float32)[:, None].expand(length, self.num_rope_axes)
         attention_kwargs = None
         if latent_mask is not None:
             keys = torch.cat(

@@ -146,9 +146,7 @@ def render_latents(
         raise UsageError(f"--canvas {canvas!r} must be one of {', '.join(CANVASES)}")
     canvas_frames = window if canvas == CANVAS_FIXED else None
     _check_events(dit, events, uncond, guidance)
-    chains = [
-        _Chain(e, plan_windows(geometry.frames(e.seconds), _prefix_len(e), window, overlap)) for e in events
-    ]
+    chains = [_Chain(e, plan_windows(geometry.frames(e.seconds), _prefix_len(e), window, overlap)) for e in events]
     for chain in chains:
         if chain.event.prefix is not None:
             chain.parts.append(chain.event.prefix.detach().float().cpu())
@@ -260,9 +258,7 @@ def _check_options(steps: int, guidance: float, uncond: torch.Tensor | None, max
         raise UsageError(f"max_batch must be >= 1, got {max_batch}")
 
 
-def _check_events(
-    dit: AudioDiT, events: list[EventCondition], uncond: torch.Tensor | None, guidance: float
-) -> None:
+def _check_events(dit: AudioDiT, events: list[EventCondition], uncond: torch.Tensor | None, guidance: float) -> None:
     dims = dit.dims
     want_s = None if uncond is None or guidance <= 1.0 else int(uncond.shape[0])
     if uncond is not None and (uncond.ndim != 2 or uncond.shape[1] != dims.joint_attention_dim):
@@ -291,9 +287,7 @@ def _check_events(
         prefix = event.prefix
         if prefix is not None:
             if prefix.ndim != 2 or prefix.shape[1] != dims.in_channels:
-                raise ModelError(
-                    f"{where}: prefix latents are {tuple(prefix.shape)}, expected (P, {dims.in_channels})"
-                )
+                raise ModelError(f"{where}: prefix latents are {tuple(prefix.shape)}, expected (P, {dims.in_channels})")
             if not 1 <= prefix.shape[0] < dims.audio_seq_len:
                 raise UsageError(
                     f"{where}: a prefix of {prefix.shape[0]} frames does not fit the {dims.audio_seq_len}-frame "

@@ -72,8 +72,7 @@ def decode(
     z = latents[None] if single else latents
     if z.ndim != 3 or z.shape[-1] != vae.config.decoder_input_channels:
         raise ModelError(
-            f"latents are {tuple(latents.shape)}, the VAE expects (L, {vae.config.decoder_input_channels}) "
-            "or (B, L, C)"
+            f"latents are {tuple(latents.shape)}, the VAE expects (L, {vae.config.decoder_input_channels}) or (B, L, C)"
         )
     length = z.shape[1]
     if not 0 <= skip_frames < length:

@@ -75,8 +75,12 @@ class SourceRef:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SourceRef:
-        return cls(repo=str(data["repo"]), revision=str(data["revision"]), commit=data.get("commit"),
-                   files=dict(data.get("files", {})))
+        return cls(
+            repo=str(data["repo"]),
+            revision=str(data["revision"]),
+            commit=data.get("commit"),
+            files=dict(data.get("files", {})),
+        )
 
 
 @dataclass(frozen=True)
@@ -165,10 +169,19 @@ def read_sidecar(path: Path) -> ModelFolderMeta:
         parts = {str(k): PartFile(**v) for k, v in data["parts"].items()}
         sources = tuple(SourceRef.from_dict(s) for s in data.get("sources", []))
         meta = ModelFolderMeta(
-            path=folder, format_version=version, name=str(data["name"]), dims=dims,
-            vocab_size=data.get("vocab_size"), parts=parts, dtype=str(data.get("dtype", "")), sources=sources,
-            code_version=str(data.get("code_version", "")), base_model=data.get("base_model"),
-            created=str(data.get("created", "")), tokenizer=data.get("tokenizer"), extra=data.get("extra", {}),
+            path=folder,
+            format_version=version,
+            name=str(data["name"]),
+            dims=dims,
+            vocab_size=data.get("vocab_size"),
+            parts=parts,
+            dtype=str(data.get("dtype", "")),
+            sources=sources,
+            code_version=str(data.get("code_version", "")),
+            base_model=data.get("base_model"),
+            created=str(data.get("created", "")),
+            tokenizer=data.get("tokenizer"),
+            extra=data.get("extra", {}),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(f"{sidecar} is missing or has a malformed field ({exc}); re-convert the model") from exc
@@ -278,7 +291,8 @@ def load_state_strict(
         source = given[0]
         for other in given[1:]:
             same = full[other].shape == full[source].shape and (
-                full[other].device.type == "meta" or torch.equal(full[other], full[source]))
+                full[other].device.type == "meta" or torch.equal(full[other], full[source])
+            )
             if not same:
                 conflicts.append(f"{prefix}{other} != {prefix}{source}")
         for name in names:
@@ -286,8 +300,11 @@ def load_state_strict(
                 tied[name] = source
                 full[name] = full[source]
     missing = [k for k in expected if k not in full]
-    mismatched = [f"{prefix}{k}: checkpoint {list(full[k].shape)} vs model {list(shape)}"
-                  for k, shape in expected.items() if k in full and tuple(full[k].shape) != shape]
+    mismatched = [
+        f"{prefix}{k}: checkpoint {list(full[k].shape)} vs model {list(shape)}"
+        for k, shape in expected.items()
+        if k in full and tuple(full[k].shape) != shape
+    ]
     if missing or unexpected or mismatched or conflicts:
         raise _key_error([prefix + k for k in missing], [prefix + k for k in unexpected], mismatched, conflicts)
     module.load_state_dict(full, strict=True, assign=True)
@@ -345,23 +362,37 @@ def _check_materialised(module: nn.Module, prefix: str) -> None:
         )
 
 
-def _key_error(missing: list[str], unexpected: list[str], mismatched: list[str], conflicts: list[str]
-               ) -> CheckpointKeyError:
+def _key_error(
+    missing: list[str], unexpected: list[str], mismatched: list[str], conflicts: list[str]
+) -> CheckpointKeyError:
     pieces = []
-    for label, items in (("missing", missing), ("unexpected (not listed as ignored)", unexpected),
-                         ("shape mismatch", mismatched), ("tied weights differ", conflicts)):
+    for label, items in (
+        ("missing", missing),
+        ("unexpected (not listed as ignored)", unexpected),
+        ("shape mismatch", mismatched),
+        ("tied weights differ", conflicts),
+    ):
         if items:
             shown = ", ".join(items[:_MAX_LISTED])
             more = f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
             pieces.append(f"{len(items)} {label}: {shown}{more}")
-    return CheckpointKeyError("checkpoint does not match the model: " + "; ".join(pieces), missing=missing,
-                              unexpected=unexpected, mismatched=mismatched, conflicts=conflicts)
+    return CheckpointKeyError(
+        "checkpoint does not match the model: " + "; ".join(pieces),
+        missing=missing,
+        unexpected=unexpected,
+        mismatched=mismatched,
+        conflicts=conflicts,
+    )
 
 
 def merge_key_errors(errors: list[CheckpointKeyError]) -> CheckpointKeyError:
     """One error for several parts (so a user sees every problem at once)."""
-    return _key_error([k for err in errors for k in err.missing], [k for err in errors for k in err.unexpected],
-                      [k for err in errors for k in err.mismatched], [k for err in errors for k in err.conflicts])
+    return _key_error(
+        [k for err in errors for k in err.missing],
+        [k for err in errors for k in err.unexpected],
+        [k for err in errors for k in err.mismatched],
+        [k for err in errors for k in err.conflicts],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -420,10 +451,18 @@ def save_model_folder(
             tokenizer = TOKENIZER_DIR if (tmp / TOKENIZER_DIR).is_dir() else None
         dtypes = sorted({f.dtype for f in files.values()})
         meta = ModelFolderMeta(
-            path=target, format_version=FORMAT_VERSION, name=info.name, dims=dims, vocab_size=info.vocab_size,
-            parts=files, dtype=dtypes[0] if len(dtypes) == 1 else "mixed", sources=tuple(info.sources),
-            code_version=__version__, base_model=info.base_model,
-            created=datetime.now(UTC).isoformat(timespec="seconds"), tokenizer=tokenizer,
+            path=target,
+            format_version=FORMAT_VERSION,
+            name=info.name,
+            dims=dims,
+            vocab_size=info.vocab_size,
+            parts=files,
+            dtype=dtypes[0] if len(dtypes) == 1 else "mixed",
+            sources=tuple(info.sources),
+            code_version=__version__,
+            base_model=info.base_model,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            tokenizer=tokenizer,
             extra=dict(info.extra),
         )
         write_json_atomic(tmp / SIDECAR_NAME, meta.to_json())
@@ -463,8 +502,13 @@ def _write_part(folder: Path, name: str, part: PartLike, dtype: torch.dtype | No
     with open(folder / file, "rb") as fh:
         os.fsync(fh.fileno())
     kinds = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values() if t.is_floating_point()})
-    return PartFile(file=file, dtype=kinds[0] if len(kinds) == 1 else ("mixed" if kinds else "none"),
-                    tensors=len(tensors), bytes=(folder / file).stat().st_size, sha256=sha256_file(folder / file))
+    return PartFile(
+        file=file,
+        dtype=kinds[0] if len(kinds) == 1 else ("mixed" if kinds else "none"),
+        tensors=len(tensors),
+        bytes=(folder / file).stat().st_size,
+        sha256=sha256_file(folder / file),
+    )
 
 
 def _swap_in(tmp: Path, target: Path) -> None:
@@ -477,9 +521,14 @@ def _swap_in(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
-def read_part_state(path: Path, part: str, *, device: str | torch.device = "cpu",
-                    dtype: torch.dtype | None = None, meta: ModelFolderMeta | None = None
-                    ) -> dict[str, torch.Tensor]:
+def read_part_state(
+    path: Path,
+    part: str,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    meta: ModelFolderMeta | None = None,
+) -> dict[str, torch.Tensor]:
     """One part's tensors, keys without the part prefix, read tensor by tensor from the memory-mapped file."""
     from safetensors import SafetensorError, safe_open
 
@@ -502,7 +551,7 @@ def read_part_state(path: Path, part: str, *, device: str | torch.device = "cpu"
                 tensor = fh.get_tensor(key)
                 if dtype is not None and tensor.is_floating_point():
                     tensor = tensor.to(dtype)
-                state[key[len(head):]] = tensor
+                state[key[len(head) :]] = tensor
     except SafetensorError as exc:  # never falls back to another format: only safetensors are read here
         raise WeightsError(
             f"{file} is not a valid safetensors file ({exc}); run `audiostory models verify {meta.path}` and "
@@ -530,7 +579,7 @@ def load_parts_strict(
     for name, module in parts.items():
         cast = dtype.get(name) if isinstance(dtype, Mapping) else dtype
         state = read_part_state(path, name, device=device, dtype=cast, meta=meta)
-        local_ignored = {k[len(name) + 1:]: v for k, v in (ignored or {}).items() if k.startswith(name + ".")}
+        local_ignored = {k[len(name) + 1 :]: v for k, v in (ignored or {}).items() if k.startswith(name + ".")}
         try:
             load_state_strict(module, state, ignored=local_ignored, prefix=f"{name}.")
         except CheckpointKeyError as exc:
@@ -553,8 +602,7 @@ def verify_model_folder(path: Path) -> list[FileCheck]:
             continue
         size = file.stat().st_size
         if size != part.bytes:
-            checks.append(FileCheck(name, part.file, "size mismatch", f"{size} bytes, sidecar says {part.bytes}",
-                                    size))
+            checks.append(FileCheck(name, part.file, "size mismatch", f"{size} bytes, sidecar says {part.bytes}", size))
             continue
         digest = sha256_file(file)
         status = "ok" if digest == part.sha256 else "sha256 mismatch"

@@ -100,8 +100,13 @@ def classify_sources(folders: list[Path]) -> dict[str, Path]:
 
 def sources_from_download(spec: ModelSpec) -> dict[str, Path]:
     """The downloaded part folders of a registered model, by source kind."""
-    kinds = {"audiostory": "audiostory", "qwen": "qwen", "tangoflux": "tangoflux", "flan-t5": "flan-t5",
-             "whisper": "whisper"}
+    kinds = {
+        "audiostory": "audiostory",
+        "qwen": "qwen",
+        "tangoflux": "tangoflux",
+        "flan-t5": "flan-t5",
+        "whisper": "whisper",
+    }
     found = {}
     for part in spec.parts:
         if part.name in kinds:
@@ -109,8 +114,9 @@ def sources_from_download(spec: ModelSpec) -> dict[str, Path]:
     return found
 
 
-def convert_model(spec: ModelSpec, *, dtype: str = "bf16", force: bool = False,
-                  progress: ProgressFn = no_progress) -> ModelFolderMeta:
+def convert_model(
+    spec: ModelSpec, *, dtype: str = "bf16", force: bool = False, progress: ProgressFn = no_progress
+) -> ModelFolderMeta:
     """Convert a downloaded registered model into ``converted_path(spec)``."""
     if spec.kind != "hub":
         raise ModelError(f"model {spec.name!r} is {spec.kind}; only downloaded hub models are converted")
@@ -118,8 +124,9 @@ def convert_model(spec: ModelSpec, *, dtype: str = "bf16", force: bool = False,
 
     if model_status(spec) != "present":
         raise WeightsError(f"{spec.name} is not fully downloaded; run `audiostory models download {spec.name}` first")
-    return convert_official(sources_from_download(spec), converted_path(spec), dtype=dtype, force=force,
-                            name=spec.name, progress=progress)
+    return convert_official(
+        sources_from_download(spec), converted_path(spec), dtype=dtype, force=force, name=spec.name, progress=progress
+    )
 
 
 def convert_official(
@@ -170,8 +177,9 @@ def convert_official(
 
     # 3. map the official bin (+ base LLM weights when the bin has only the trained tensors)
     base_llm = None if _has_base_llm(official) else _read_safetensors_dir(Path(sources["qwen"]))
-    mapped = map_official_state_dict(official, dims, lora_alpha=config.lora_alpha, lora_r=config.lora_r,
-                                     base_llm=base_llm)
+    mapped = map_official_state_dict(
+        official, dims, lora_alpha=config.lora_alpha, lora_r=config.lora_r, base_llm=base_llm
+    )
     progress("convert", 2, steps)
 
     # 4. the public parts
@@ -199,31 +207,50 @@ def convert_official(
     torch_dtype = getattr(torch, DTYPES[dtype])
     part_dtypes = {p: torch.float32 for p in NEVER_FP16} if dtype == "fp16" else {}
     info = ModelInfo(
-        name=name, vocab_size=vocab_size, sources=tuple(_source_ref(k, Path(v)) for k, v in sources.items()),
-        extra={"converted_from": "official", "canvas": CANVAS_FIXED, "generation": generation,
-               "join": dict(OFFICIAL_JOIN),
-               "official_config": _config_summary(config),
-               "ignored": dict(mapped.ignored), "notes": list(mapped.notes)},
+        name=name,
+        vocab_size=vocab_size,
+        sources=tuple(_source_ref(k, Path(v)) for k, v in sources.items()),
+        extra={
+            "converted_from": "official",
+            "canvas": CANVAS_FIXED,
+            "generation": generation,
+            "join": dict(OFFICIAL_JOIN),
+            "official_config": _config_summary(config),
+            "ignored": dict(mapped.ignored),
+            "notes": list(mapped.notes),
+        },
     )
     progress("convert", 5, steps)
-    meta = save_model_folder(out_dir, parts, dims, info, dtype=torch_dtype, part_dtypes=part_dtypes, force=force,
-                             write_extra=lambda tmp: _save_tokenizer(tokenizer, tmp))
+    meta = save_model_folder(
+        out_dir,
+        parts,
+        dims,
+        info,
+        dtype=torch_dtype,
+        part_dtypes=part_dtypes,
+        force=force,
+        write_extra=lambda tmp: _save_tokenizer(tokenizer, tmp),
+    )
     progress("convert", 6, steps)
     for note in mapped.notes:
         log.info(note)
     return meta
 
 
-def load_mapped_strict(parts: Mapping[str, nn.Module], mapped: MappedCheckpoint, *,
-                       key_check_only: bool = False) -> None:
+def load_mapped_strict(
+    parts: Mapping[str, nn.Module], mapped: MappedCheckpoint, *, key_check_only: bool = False
+) -> None:
     """Load every part strictly; a mapped part the model lacks (or the reverse) is an error too.
     ``key_check_only``: the mapped tensors are on the meta device (names and shapes only)."""
     errors: list[CheckpointKeyError] = []
     extra = sorted(mapped.parts - set(parts))
     if extra:
-        errors.append(CheckpointKeyError(
-            f"the checkpoint has weights for {', '.join(extra)}, which the model being built does not have",
-            unexpected=[f"{p}.*" for p in extra]))
+        errors.append(
+            CheckpointKeyError(
+                f"the checkpoint has weights for {', '.join(extra)}, which the model being built does not have",
+                unexpected=[f"{p}.*" for p in extra],
+            )
+        )
     for name, module in parts.items():
         try:
             load_state_strict(module, mapped.part_state(name), prefix=f"{name}.", key_check_only=key_check_only)
@@ -236,15 +263,20 @@ def load_mapped_strict(parts: Mapping[str, nn.Module], mapped: MappedCheckpoint,
 def _dims_for(config: OfficialConfig, base: ModelDims, *, whisper: bool) -> ModelDims:
     dims = config.apply(base)
     if config.vocab_size is not None and dims.reasoner.vocab_size and config.vocab_size != dims.reasoner.vocab_size:
-        raise WeightsError(f"config.yaml says vocab_size {config.vocab_size}, the model expects "
-                           f"{dims.reasoner.vocab_size}")
+        raise WeightsError(
+            f"config.yaml says vocab_size {config.vocab_size}, the model expects {dims.reasoner.vocab_size}"
+        )
     if config.llm_dim is not None and config.llm_dim != dims.reasoner.hidden_size:
-        raise WeightsError(f"config.yaml says agent_model.model_dims {config.llm_dim}, but the LLM hidden size is "
-                           f"{dims.reasoner.hidden_size}")
+        raise WeightsError(
+            f"config.yaml says agent_model.model_dims {config.llm_dim}, but the LLM hidden size is "
+            f"{dims.reasoner.hidden_size}"
+        )
     audio = dims.audio_encoder
     if audio is not None:
-        for value, want, label in ((config.resampler_in_dim, audio.d_model, "ori_embed_dim"),
-                                   (config.resampler_out_dim, audio.llm_dim, "tgt_embed_dim")):
+        for value, want, label in (
+            (config.resampler_in_dim, audio.d_model, "ori_embed_dim"),
+            (config.resampler_out_dim, audio.llm_dim, "tgt_embed_dim"),
+        ):
             if value is not None and value != want:
                 raise WeightsError(f"config.yaml: whisper_resampler_llava.{label} = {value}, expected {want}")
     if not whisper:
@@ -259,8 +291,9 @@ def read_generation_config(qwen_dir: Path) -> dict[str, Any]:
     config = _read_json(qwen_dir / "generation_config.json")
     penalty = config.get("repetition_penalty", 1.0)
     if isinstance(penalty, bool) or not isinstance(penalty, int | float) or not penalty > 0:
-        raise WeightsError(f"{qwen_dir / 'generation_config.json'}: repetition_penalty {penalty!r} must be a "
-                           "positive number")
+        raise WeightsError(
+            f"{qwen_dir / 'generation_config.json'}: repetition_penalty {penalty!r} must be a positive number"
+        )
     return {"repetition_penalty": float(penalty)}
 
 
@@ -277,8 +310,9 @@ def _drop_part(mapped: MappedCheckpoint, part: str, reason: str) -> MappedCheckp
     head = part + "."
     ignored = dict(mapped.ignored)
     ignored.update({k: reason for k in mapped.state if k.startswith(head)})
-    return MappedCheckpoint(state={k: v for k, v in mapped.state.items() if not k.startswith(head)},
-                            ignored=ignored, notes=mapped.notes)
+    return MappedCheckpoint(
+        state={k: v for k, v in mapped.state.items() if not k.startswith(head)}, ignored=ignored, notes=mapped.notes
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -356,11 +390,20 @@ def _source_ref(kind: str, folder: Path) -> SourceRef:
             files[rel] = entry["sha256"]
         else:
             files[rel] = sha256_file(path)
-    return SourceRef(repo=str(manifest.get("repo", f"local:{folder.resolve()}")),
-                     revision=str(manifest.get("revision", "local")), commit=manifest.get("commit"), files=files)
+    return SourceRef(
+        repo=str(manifest.get("repo", f"local:{folder.resolve()}")),
+        revision=str(manifest.get("revision", "local")),
+        commit=manifest.get("commit"),
+        files=files,
+    )
 
 
 def _config_summary(config: OfficialConfig) -> dict[str, Any]:
-    return {"num_semantic": config.num_semantic, "num_residual": config.num_residual,
-            "t5_feature_scale": config.t5_feature_scale, "lora_r": config.lora_r, "lora_alpha": config.lora_alpha,
-            "warnings": list(config.warnings)}
+    return {
+        "num_semantic": config.num_semantic,
+        "num_residual": config.num_residual,
+        "t5_feature_scale": config.t5_feature_scale,
+        "lora_r": config.lora_r,
+        "lora_alpha": config.lora_alpha,
+        "warnings": list(config.warnings),
+    }

@@ -88,8 +88,9 @@ class HubClient(Protocol):
 class HfHubClient:
     """The real Hugging Face hub, through huggingface_hub's metadata call and its resumable ``http_get``."""
 
-    def __init__(self, *, endpoint: str | None = None, token: str | bool | None = None,
-                 timeout: float = METADATA_TIMEOUT_S) -> None:
+    def __init__(
+        self, *, endpoint: str | None = None, token: str | bool | None = None, timeout: float = METADATA_TIMEOUT_S
+    ) -> None:
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -100,17 +101,30 @@ class HfHubClient:
         url = hf_hub_url(repo_id, path, revision=revision, endpoint=self.endpoint)
         with self._translated(repo_id, path, revision):
             meta = get_hf_file_metadata(url, token=self.token, timeout=self.timeout, endpoint=self.endpoint)
-        return RemoteFile(repo_id=repo_id, path=path, revision=revision, url=meta.location, size=meta.size,
-                          etag=meta.etag, commit=meta.commit_hash)
+        return RemoteFile(
+            repo_id=repo_id,
+            path=path,
+            revision=revision,
+            url=meta.location,
+            size=meta.size,
+            etag=meta.etag,
+            commit=meta.commit_hash,
+        )
 
     def fetch(self, remote: RemoteFile, out: BinaryIO, *, offset: int, on_bytes: Callable[[int], None]) -> None:
         from huggingface_hub.file_download import http_get
         from huggingface_hub.utils import build_hf_headers
 
         with self._translated(remote.repo_id, remote.path, remote.revision):
-            http_get(remote.url, out, resume_size=offset, headers=build_hf_headers(token=self.token),
-                     expected_size=remote.size, displayed_filename=remote.path,
-                     tqdm_class=_byte_counter(on_bytes))
+            http_get(
+                remote.url,
+                out,
+                resume_size=offset,
+                headers=build_hf_headers(token=self.token),
+                expected_size=remote.size,
+                displayed_filename=remote.path,
+                tqdm_class=_byte_counter(on_bytes),
+            )
 
     @contextlib.contextmanager
     def _translated(self, repo_id: str, path: str, revision: str) -> Iterator[None]:
@@ -133,16 +147,21 @@ class HfHubClient:
         except httpx2.TransportError as exc:
             raise HubUnreachable(f"{self.endpoint} unreachable ({type(exc).__name__})") from exc
         except GatedRepoError as exc:
-            raise ModelError(f"{repo_id} is gated: accept its licence at {self.endpoint}/{repo_id} and log in "
-                             "with `hf auth login` (or set HF_TOKEN)") from exc
+            raise ModelError(
+                f"{repo_id} is gated: accept its licence at {self.endpoint}/{repo_id} and log in "
+                "with `hf auth login` (or set HF_TOKEN)"
+            ) from exc
         except RepositoryNotFoundError as exc:
-            raise ModelError(f"{repo_id} was not found on {self.endpoint} (or it is private and no token is "
-                             "set); check the repo id in the model registry") from exc
+            raise ModelError(
+                f"{repo_id} was not found on {self.endpoint} (or it is private and no token is "
+                "set); check the repo id in the model registry"
+            ) from exc
         except RevisionNotFoundError as exc:
             raise ModelError(f"revision {revision} does not exist in {repo_id}; the registry pin is wrong") from exc
         except EntryNotFoundError as exc:
-            raise WeightsError(f"{path} does not exist in {where}; the registry lists a file the repository "
-                               "does not have") from exc
+            raise WeightsError(
+                f"{path} does not exist in {where}; the registry lists a file the repository does not have"
+            ) from exc
         except HfHubHTTPError as exc:
             status = exc.response.status_code if exc.response is not None else None
             if status is None or status >= 500 or status == 429:
@@ -236,8 +255,9 @@ def download_model(
         raise ModelError(f"model {spec.name!r} is {spec.kind}; there is nothing to download")
     offline = hub_offline()
     if offline and force:
-        raise OfflineError("--force downloads every file again and needs the hub, but HF_HUB_OFFLINE is set; "
-                           "unset it or drop --force")
+        raise OfflineError(
+            "--force downloads every file again and needs the hub, but HF_HUB_OFFLINE is set; unset it or drop --force"
+        )
     hub: HubClient | None = None if offline else (client or HfHubClient())
     reason = "offline (HF_HUB_OFFLINE is set)" if offline else ""
     missing: list[tuple[PartSpec, FileSpec]] = []
@@ -258,8 +278,9 @@ def download_model(
     return model_path(spec)
 
 
-def _ensure_file(part: PartSpec, f: FileSpec, folder: Path, hub: HubClient, *, progress: ProgressFn,
-                 force: bool) -> None:
+def _ensure_file(
+    part: PartSpec, f: FileSpec, folder: Path, hub: HubClient, *, progress: ProgressFn, force: bool
+) -> None:
     dest = safe_child(folder, f.path, what="file path")
     if force:  # start over, but keep the current file until a verified replacement is in place
         _partial(dest).unlink(missing_ok=True)
@@ -324,8 +345,7 @@ def _expected(part: PartSpec, f: FileSpec, remote: RemoteFile) -> _Expected:
             f"{f.sha256[:12]}…; the file changed upstream"
         )
     git_sha1 = etag if hub_sha is None and _GIT_SHA1_RE.match(etag) else None
-    return _Expected(size=f.size if f.size is not None else remote.size, sha256=f.sha256 or hub_sha,
-                     git_sha1=git_sha1)
+    return _Expected(size=f.size if f.size is not None else remote.size, sha256=f.sha256 or hub_sha, git_sha1=git_sha1)
 
 
 def _partial(dest: Path) -> Path:
@@ -336,8 +356,9 @@ def _etag_file(dest: Path) -> Path:
     return dest.with_name(dest.name + INCOMPLETE_SUFFIX + ".etag")
 
 
-def _fetch_to_partial(remote: RemoteFile, dest: Path, size: int | None, hub: HubClient, *, progress: ProgressFn,
-                      label: str) -> None:
+def _fetch_to_partial(
+    remote: RemoteFile, dest: Path, size: int | None, hub: HubClient, *, progress: ProgressFn, label: str
+) -> None:
     """Continue ``<dest>.incomplete`` from where it stopped (restart if it belongs to another version)."""
     partial = _partial(dest)
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -401,8 +422,11 @@ def _use_local_copy(part: PartSpec, f: FileSpec, folder: Path, progress: Progres
     _link_or_copy(source, staged)
     actual = _hash_file(staged, progress=progress, label=f"verify {part.name}/{f.path}")
     blob_name = source.resolve().name if source.is_symlink() else ""
-    expected = _Expected(size=f.size, sha256=f.sha256 or (blob_name if SHA256_RE.match(blob_name) else None),
-                         git_sha1=blob_name if _GIT_SHA1_RE.match(blob_name) else None)
+    expected = _Expected(
+        size=f.size,
+        sha256=f.sha256 or (blob_name if SHA256_RE.match(blob_name) else None),
+        git_sha1=blob_name if _GIT_SHA1_RE.match(blob_name) else None,
+    )
     if expected.problem(actual) is not None:
         staged.unlink(missing_ok=True)  # a damaged cache entry: download it instead
         return False
@@ -452,8 +476,11 @@ def _offline_message(spec: ModelSpec, missing: list[tuple[PartSpec, FileSpec]], 
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
     parts = {p.name: p for p, _ in missing}
     sources = "; ".join(f"{name}/ ← {p.repo_id}@{p.revision[:12]}" for name, p in parts.items())
-    retry = ("or unset HF_HUB_OFFLINE to download them" if reason.startswith("offline")
-             else "or run the same command again when the hub is reachable (partial files resume)")
+    retry = (
+        "or unset HF_HUB_OFFLINE to download them"
+        if reason.startswith("offline")
+        else "or run the same command again when the hub is reachable (partial files resume)"
+    )
     return (
         f"{reason}: {len(names)} file(s) of {spec.name} are not here: {shown}. Copy each repository's files into "
         f"{model_path(spec)}/<part>/ ({sources}), {retry}, or try the pipeline offline with --model tiny-random"
@@ -481,8 +508,9 @@ class FileCheck:
         return self.status in ("ok", "unverified")
 
 
-def verify_model(spec: ModelSpec, *, include_optional: bool = False, progress: ProgressFn = no_progress
-                 ) -> list[FileCheck]:
+def verify_model(
+    spec: ModelSpec, *, include_optional: bool = False, progress: ProgressFn = no_progress
+) -> list[FileCheck]:
     """Hash every file of a hub model and compare with the registry, else with what was recorded at download."""
     if spec.kind != "hub":
         raise ModelError(f"model {spec.name!r} is {spec.kind}; verify a model folder with its path instead")
@@ -495,8 +523,7 @@ def verify_model(spec: ModelSpec, *, include_optional: bool = False, progress: P
     return checks
 
 
-def _check_file(part: PartSpec, f: FileSpec, folder: Path, recorded: dict[str, Any], progress: ProgressFn
-                ) -> FileCheck:
+def _check_file(part: PartSpec, f: FileSpec, folder: Path, recorded: dict[str, Any], progress: ProgressFn) -> FileCheck:
     path = folder / f.path
     if not path.is_file():
         if _partial(path).is_file():
@@ -505,14 +532,19 @@ def _check_file(part: PartSpec, f: FileSpec, folder: Path, recorded: dict[str, A
         return FileCheck(part.name, f.path, "missing")
     digest = _hash_file(path, progress=progress, label=f"verify {part.name}/{f.path}")
     if f.size is not None and digest.size != f.size:
-        return FileCheck(part.name, f.path, "size mismatch", f"{digest.size} bytes, registry says {f.size}",
-                         digest.size, digest.sha256)
+        return FileCheck(
+            part.name,
+            f.path,
+            "size mismatch",
+            f"{digest.size} bytes, registry says {f.size}",
+            digest.size,
+            digest.sha256,
+        )
     reference, source = (f.sha256, "registry") if f.sha256 else (recorded.get("sha256"), "download record")
     if reference is None:
         return FileCheck(part.name, f.path, "unverified", "no sha256 known", digest.size, digest.sha256)
     if digest.sha256 != reference:
-        return FileCheck(part.name, f.path, "sha256 mismatch", f"differs from the {source}", digest.size,
-                         digest.sha256)
+        return FileCheck(part.name, f.path, "sha256 mismatch", f"differs from the {source}", digest.size, digest.sha256)
     return FileCheck(part.name, f.path, "ok", f"sha256 matches the {source}", digest.size, digest.sha256)
 
 
@@ -534,10 +566,13 @@ def resolve_default_model() -> DefaultModel:
     demo = next((s for s in list_models() if s.name == DEMO_MODEL and s.kind == "bundled"), None)
     if demo is None or model_status(demo) != "present":
         return DefaultModel(OFFICIAL_MODEL)
-    return DefaultModel(DEMO_MODEL, (
-        f"{OFFICIAL_MODEL} is not downloaded: using the bundled {DEMO_MODEL} model (a small foley world); "
-        f"for the full model run `audiostory models download {OFFICIAL_MODEL}`"
-    ))
+    return DefaultModel(
+        DEMO_MODEL,
+        (
+            f"{OFFICIAL_MODEL} is not downloaded: using the bundled {DEMO_MODEL} model (a small foley world); "
+            f"for the full model run `audiostory models download {OFFICIAL_MODEL}`"
+        ),
+    )
 
 
 def model_status(spec: ModelSpec) -> str:

@@ -50,10 +50,14 @@ PREFIX_MAP: tuple[tuple[str, str], ...] = (
     ("tangoflux.text_encoder.", "text_encoder."),
 )
 UNUSED_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("seedx.input_resampler.", "input_resampler is built by the official code but used by no forward or "
-                               "generation path"),
-    ("seedx.output_resampler.", "output_resampler is built by the official code but used by no forward or "
-                                "generation path"),
+    (
+        "seedx.input_resampler.",
+        "input_resampler is built by the official code but used by no forward or generation path",
+    ),
+    (
+        "seedx.output_resampler.",
+        "output_resampler is built by the official code but used by no forward or generation path",
+    ),
 )
 REASON_ORIGINAL = "frozen pre-training copy kept by peft modules_to_save; the trained modules_to_save.default is used"
 REASON_LM_HEAD = "lm_head is tied to embed_tokens (identical tensors); stored once"
@@ -81,7 +85,7 @@ class MappedCheckpoint:
     def part_state(self, part: str) -> dict[str, torch.Tensor]:
         """The tensors of one part, keys without the part prefix (what ``load_state_strict`` takes)."""
         head = part + "."
-        return {k[len(head):]: v for k, v in self.state.items() if k.startswith(head)}
+        return {k[len(head) :]: v for k, v in self.state.items() if k.startswith(head)}
 
 
 def combine(*mapped: MappedCheckpoint) -> MappedCheckpoint:
@@ -192,7 +196,7 @@ def _sort_official_keys(state: Mapping[str, torch.Tensor]) -> _SortedKeys:
             continue
         for old, new in PREFIX_MAP:
             if key.startswith(old):
-                keys.out[new + key[len(old):]] = tensor
+                keys.out[new + key[len(old) :]] = tensor
                 break
         else:
             for old, reason in UNUSED_PREFIXES:
@@ -206,7 +210,7 @@ def _sort_official_keys(state: Mapping[str, torch.Tensor]) -> _SortedKeys:
 
 def _sort_llm_key(keys: _SortedKeys, key: str, tensor: torch.Tensor) -> None:
     """One ``llm.base_model.model.*`` key: peft 0.4 LoRA names (and peft >= 0.7 ``base_layer`` ones)."""
-    rest = key[len(LLM_PREFIX):]
+    rest = key[len(LLM_PREFIX) :]
     match = _LORA_RE.match(rest)
     if match:
         if match["adapter"] != "default":
@@ -233,8 +237,7 @@ def _sort_llm_key(keys: _SortedKeys, key: str, tensor: torch.Tensor) -> None:
         keys.put_llm(rest, tensor, key)
 
 
-def _take_base_llm(llm: dict[str, torch.Tensor], base_llm: Mapping[str, torch.Tensor],
-                   ignored: dict[str, str]) -> int:
+def _take_base_llm(llm: dict[str, torch.Tensor], base_llm: Mapping[str, torch.Tensor], ignored: dict[str, str]) -> int:
     """Add the base model's tensors the bin lacks to ``llm``; returns how many were taken."""
     taken = 0
     for key, tensor in base_llm.items():
@@ -246,8 +249,9 @@ def _take_base_llm(llm: dict[str, torch.Tensor], base_llm: Mapping[str, torch.Te
     return taken
 
 
-def _check_llm_embeddings(llm: Mapping[str, torch.Tensor], lm_head: torch.Tensor | None, vocab: int,
-                          ignored: dict[str, str]) -> None:
+def _check_llm_embeddings(
+    llm: Mapping[str, torch.Tensor], lm_head: torch.Tensor | None, vocab: int, ignored: dict[str, str]
+) -> None:
     """The embeddings match the tokenizer, and the bin's ``lm_head`` is the tied copy our Qwen2 expects."""
     embed = llm.get("model.embed_tokens.weight")
     if embed is not None and vocab > 0 and embed.shape[0] != vocab:
@@ -287,8 +291,9 @@ def _identical(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.device.type == "meta" or b.device.type == "meta" or torch.equal(a, b)
 
 
-def _merge_lora(llm: dict[str, torch.Tensor], lora: Mapping[str, Mapping[str, torch.Tensor]], *,
-                lora_alpha: float, lora_r: int) -> int:
+def _merge_lora(
+    llm: dict[str, torch.Tensor], lora: Mapping[str, Mapping[str, torch.Tensor]], *, lora_alpha: float, lora_r: int
+) -> int:
     """W ← W + (alpha/r)·B@A for every LoRA pair, in fp32, stored back in W's dtype."""
     scale = lora_alpha / lora_r
     for module, pair in sorted(lora.items()):
@@ -329,8 +334,13 @@ def _unknown_error(keys: list[str]) -> CheckpointKeyError:
 # The public files it builds on
 
 
-def map_prefixed(state: Mapping[str, torch.Tensor], mapping: Mapping[str, str], *,
-                 ignore: Mapping[str, str] | None = None, source: str) -> MappedCheckpoint:
+def map_prefixed(
+    state: Mapping[str, torch.Tensor],
+    mapping: Mapping[str, str],
+    *,
+    ignore: Mapping[str, str] | None = None,
+    source: str,
+) -> MappedCheckpoint:
     """Generic: ``old_prefix → new_prefix``; keys matching an ``ignore`` prefix are dropped with their reason;
     anything else is an error naming ``source``."""
     out: dict[str, Any] = {}
@@ -339,7 +349,7 @@ def map_prefixed(state: Mapping[str, torch.Tensor], mapping: Mapping[str, str], 
     for key, tensor in state.items():
         for old, new in mapping.items():
             if key.startswith(old):
-                out[new + key[len(old):]] = tensor
+                out[new + key[len(old) :]] = tensor
                 break
         else:
             for old, reason in (ignore or {}).items():
@@ -362,9 +372,12 @@ def map_vae_state_dict(state: Mapping[str, torch.Tensor]) -> MappedCheckpoint:
 def map_whisper_state_dict(state: Mapping[str, torch.Tensor]) -> MappedCheckpoint:
     """openai/whisper-large-v3 ``model.safetensors``: the encoder → ``audio_encoder.whisper.*``."""
     return map_prefixed(
-        state, {"model.encoder.": "audio_encoder.whisper."},
-        ignore={"model.decoder.": "Whisper's text decoder is not used (only the encoder feeds the resampler)",
-                "proj_out.": "Whisper's output projection belongs to the unused decoder"},
+        state,
+        {"model.encoder.": "audio_encoder.whisper."},
+        ignore={
+            "model.decoder.": "Whisper's text decoder is not used (only the encoder feeds the resampler)",
+            "proj_out.": "Whisper's output projection belongs to the unused decoder",
+        },
         source="whisper model.safetensors",
     )
 
@@ -372,7 +385,8 @@ def map_whisper_state_dict(state: Mapping[str, torch.Tensor]) -> MappedCheckpoin
 def map_t5_state_dict(state: Mapping[str, torch.Tensor]) -> MappedCheckpoint:
     """google/flan-t5-large ``model.safetensors``: ``shared`` + the encoder → ``text_encoder.*``."""
     mapped = map_prefixed(
-        state, {"shared.": "text_encoder.shared.", "encoder.": "text_encoder.encoder."},
+        state,
+        {"shared.": "text_encoder.shared.", "encoder.": "text_encoder.encoder."},
         ignore={"decoder.": "only the T5 encoder is used", "lm_head.": "only the T5 encoder is used"},
         source="flan-t5 model.safetensors",
     )
@@ -389,8 +403,12 @@ def map_tangoflux_state_dict(state: Mapping[str, torch.Tensor]) -> MappedCheckpo
     """TangoFlux ``tangoflux.safetensors`` (DiT init for training) → ``dit.*`` + ``text_encoder.*``."""
     return map_prefixed(
         state,
-        {"transformer.": "dit.transformer.", "fc.": "dit.fc.", "duration_emebdder.": "dit.duration_emebdder.",
-         "text_encoder.": "text_encoder."},
+        {
+            "transformer.": "dit.transformer.",
+            "fc.": "dit.fc.",
+            "duration_emebdder.": "dit.duration_emebdder.",
+            "text_encoder.": "text_encoder.",
+        },
         source="tangoflux.safetensors",
     )
 
@@ -420,8 +438,12 @@ class OfficialConfig:
         """``dims`` with the token counts, scale, LoRA rank and resampler size from this config."""
         import dataclasses
 
-        bridge = dataclasses.replace(dims.bridge, num_semantic_tokens=self.num_semantic,
-                                     num_residual_tokens=self.num_residual, t5_feature_scale=self.t5_feature_scale)
+        bridge = dataclasses.replace(
+            dims.bridge,
+            num_semantic_tokens=self.num_semantic,
+            num_residual_tokens=self.num_residual,
+            t5_feature_scale=self.t5_feature_scale,
+        )
         reasoner = dataclasses.replace(dims.reasoner, lora_r=self.lora_r, lora_alpha=int(self.lora_alpha))
         audio = dims.audio_encoder
         if audio is not None and self.resampler_tokens is not None:
@@ -462,12 +484,19 @@ def read_official_config(path: Path) -> OfficialConfig:
     lora = _find_target(raw.get("llm_model"), "LoraConfig") or {}
     resampler = _lookup(raw, "agent_model.whisper_resampler_llava") or {}
     config = OfficialConfig(
-        num_semantic=pick(("train_dataset.datapipes.0.num_t5_out_tokens",), int, FALLBACK_SEMANTIC,
-                          "train_dataset.datapipes[0].num_t5_out_tokens"),
-        num_residual=pick(("train_dataset.datapipes.0.num_aud_out_tokens",), int, FALLBACK_RESIDUAL,
-                          "train_dataset.datapipes[0].num_aud_out_tokens"),
-        t5_feature_scale=pick(("agent_model.t5_feature_scale",), float, FALLBACK_SCALE,
-                              "agent_model.t5_feature_scale"),
+        num_semantic=pick(
+            ("train_dataset.datapipes.0.num_t5_out_tokens",),
+            int,
+            FALLBACK_SEMANTIC,
+            "train_dataset.datapipes[0].num_t5_out_tokens",
+        ),
+        num_residual=pick(
+            ("train_dataset.datapipes.0.num_aud_out_tokens",),
+            int,
+            FALLBACK_RESIDUAL,
+            "train_dataset.datapipes[0].num_aud_out_tokens",
+        ),
+        t5_feature_scale=pick(("agent_model.t5_feature_scale",), float, FALLBACK_SCALE, "agent_model.t5_feature_scale"),
         lora_r=int(_number(lora.get("r"), FALLBACK_LORA_R, "llm_model LoRA r", warnings)),
         lora_alpha=_number(lora.get("lora_alpha"), FALLBACK_LORA_ALPHA, "llm_model LoRA alpha", warnings),
         vocab_size=pick(("llm_model.vocab_size",), int, None, "llm_model.vocab_size"),

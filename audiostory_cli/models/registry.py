@@ -120,8 +120,7 @@ def get_model_spec(name: str) -> ModelSpec:
             return spec
     known = ", ".join(s.name for s in list_models())
     raise UnknownModelError(
-        f"unknown model {name!r}; registered models: {known} (a model folder path with {SIDECAR_NAME} is also "
-        "accepted)"
+        f"unknown model {name!r}; registered models: {known} (a model folder path with {SIDECAR_NAME} is also accepted)"
     )
 
 
@@ -184,7 +183,7 @@ def parse_spec(data: dict[str, Any], *, source: Path | None = None) -> ModelSpec
         raise ModelError(f"{where}: part names must be unique")
     folder = data.get("folder")
     if kind == "bundled" and not folder:
-        raise ModelError(f"{where}: a bundled model needs folder = \"<folder inside models/>\"")
+        raise ModelError(f'{where}: a bundled model needs folder = "<folder inside models/>"')
     notes = data.get("notes", [])
     if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
         raise ModelError(f"{where}: notes must be a list of strings")

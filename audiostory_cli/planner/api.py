@@ -65,7 +65,12 @@ class Planner:
     ) -> ReasonerOutput:
         """Plan a story (see ``Reasoner.plan``)."""
         return self.reasoner.plan(
-            prompt, total_duration, lead=lead, sampling=sampling, progress=progress, processors=processors,
+            prompt,
+            total_duration,
+            lead=lead,
+            sampling=sampling,
+            progress=progress,
+            processors=processors,
             method=method,
         )
 
@@ -81,7 +86,11 @@ class Planner:
     ) -> ReasonerOutput:
         """Plan from a ready instruction, optionally hearing an input audio (see ``Reasoner.plan_instruction``)."""
         return self.reasoner.plan_instruction(
-            instruction, total_duration, sampling=sampling, progress=progress, processors=processors,
+            instruction,
+            total_duration,
+            sampling=sampling,
+            progress=progress,
+            processors=processors,
             audio_embeds=audio_embeds,
         )
 
@@ -143,14 +152,19 @@ class Planner:
             if keep:
                 generated = story.generated
                 semantic, residual = self.reasoner.generated_states(
-                    instruction, generated.token_ids, generated.event_blocks[:keep], progress=progress,
+                    instruction,
+                    generated.token_ids,
+                    generated.event_blocks[:keep],
+                    progress=progress,
                     audio_embeds=audio_embeds,
                 )
                 parts.append(self._fuse(semantic, residual))
         if keep < len(events):
-            parts.append(self.bridge_tokens(
-                instruction, story.reasoning, events, progress=progress, audio_embeds=audio_embeds
-            )[keep:])
+            parts.append(
+                self.bridge_tokens(instruction, story.reasoning, events, progress=progress, audio_embeds=audio_embeds)[
+                    keep:
+                ]
+            )
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def _fuse(self, semantic: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:

@@ -114,10 +114,15 @@ def build_token_classes(
     tail = tuple(ids.event_tail(num_semantic, num_residual))
     texts = _token_texts(tokenizer, ids.num_text_tokens)
     return TokenClasses(
-        ids=ids, num_semantic=num_semantic, num_residual=num_residual, logits_size=logits_size,
+        ids=ids,
+        num_semantic=num_semantic,
+        num_residual=num_residual,
+        logits_size=logits_size,
         whitespace=frozenset(i for i, t in enumerate(texts) if t and not t.strip()),
         alnum=frozenset(i for i, t in enumerate(texts) if any(ch.isalnum() for ch in t)),
-        digits=digits, dot=dot, tail=tail,
+        digits=digits,
+        dot=dot,
+        tail=tail,
     )
 
 
@@ -135,9 +140,7 @@ def _token_texts(tokenizer: Any, num_text_tokens: int) -> list[str]:
     if decoder is not None and type(decoder).__name__ == "ByteLevel":
         table = _bytelevel_decoder()
         pieces = tokenizer.convert_ids_to_tokens(list(range(num_text_tokens)))
-        return [
-            bytes(table[ch] for ch in piece if ch in table).decode("utf-8", errors="ignore") for piece in pieces
-        ]
+        return [bytes(table[ch] for ch in piece if ch in table).decode("utf-8", errors="ignore") for piece in pieces]
     return [str(tokenizer.decode([i])).replace("\ufffd", "") for i in range(num_text_tokens)]
 
 
@@ -223,7 +226,8 @@ class PlanGrammar:
             if self.count < self.limits.max_timestamp_tokens and self._finish_after_timestamp(True) <= left:
                 classes_list.append("digits")
             if (
-                not self.seen_dot and self.last_digit
+                not self.seen_dot
+                and self.last_digit
                 and self.count + 2 <= self.limits.max_timestamp_tokens
                 and self._finish_after_timestamp(False) <= left
             ):

@@ -210,9 +210,15 @@ def reference_generate(
     device = next(llm.parameters()).device
     ids = classes.ids
     options: dict[str, object] = dict(
-        max_new_tokens=limits.max_new_tokens, do_sample=not sampler.greedy, num_beams=1,
-        repetition_penalty=sampler.repetition_penalty, eos_token_id=ids.im_end, pad_token_id=ids.endoftext,
-        return_dict_in_generate=True, output_hidden_states=[-1], use_cache=True,
+        max_new_tokens=limits.max_new_tokens,
+        do_sample=not sampler.greedy,
+        num_beams=1,
+        repetition_penalty=sampler.repetition_penalty,
+        eos_token_id=ids.im_end,
+        pad_token_id=ids.endoftext,
+        return_dict_in_generate=True,
+        output_hidden_states=[-1],
+        use_cache=True,
     )
     if not sampler.greedy:
         options.update(temperature=sampler.temperature, top_p=sampler.top_p, top_k=0)

@@ -25,12 +25,24 @@ EDIT_RULE = (
     "same sound effect, same story detail, same duration, same order."
 )
 ADJECTIVES = {
-    "louder": "loud", "quieter": "quiet", "softer": "quiet", "closer": "close", "farther": "distant",
-    "further": "distant", "heavier": "heavy", "lighter": "light",
+    "louder": "loud",
+    "quieter": "quiet",
+    "softer": "quiet",
+    "closer": "close",
+    "farther": "distant",
+    "further": "distant",
+    "heavier": "heavy",
+    "lighter": "light",
 }
 """Comparatives the demo rewrite understands, and the word it writes into the caption."""
-_OPPOSITES = {"loud": "quiet", "quiet": "loud", "close": "distant", "distant": "close", "heavy": "light",
-              "light": "heavy"}
+_OPPOSITES = {
+    "loud": "quiet",
+    "quiet": "loud",
+    "close": "distant",
+    "distant": "close",
+    "heavy": "light",
+    "light": "heavy",
+}
 _STOP = {"the", "a", "an", "event", "sound", "of", "some"}
 
 
@@ -54,8 +66,9 @@ def build_edit_instruction(
 # -- the demo rewrite ---------------------------------------------------------------------------------------
 
 _VERBS = r"remove|drop|delete|cut|replace|swap|add|insert|put|make|move|shorten|lengthen|change"
-_CLAUSE_RE = re.compile(r"\s*(?:[,;]|\.(?!\d)|\band then\b|\bthen\b|\band\b(?=\s+(?:" + _VERBS + r")\b))\s*",
-                        re.IGNORECASE)
+_CLAUSE_RE = re.compile(
+    r"\s*(?:[,;]|\.(?!\d)|\band then\b|\bthen\b|\band\b(?=\s+(?:" + _VERBS + r")\b))\s*", re.IGNORECASE
+)
 _FOR_SECONDS = r"(?:(?:,?\s+(?:for|lasting)\s+|,\s*)(?P<s>\d+(?:\.\d+)?)\s*(?:s|secs?|seconds?)(?:\s+long)?)?"
 _LENGTH_RE = re.compile(r"\d+(?:\.\d+)?\s*(?:s|secs?|seconds?)(?:\s+long)?", re.IGNORECASE)
 _REF = r"(?P<{name}>event\s+\d+|the\s+(?:first|last)(?:\s+event)?|(?:the\s+)?[\w' -]+?)"
@@ -118,7 +131,7 @@ def _apply_clause(events: list[PlannedEvent], clause: str) -> list[PlannedEvent]
     if match := re.fullmatch(r"(?:remove|drop|delete|cut)\s+" + _REF.format(name="ref"), clause, flags):
         position = _find(events, match.group("ref"))
         if position is not None and len(events) > 1:
-            return events[:position] + events[position + 1:]
+            return events[:position] + events[position + 1 :]
         return events
     if match := re.fullmatch(
         r"(?:replace|swap)\s+" + _REF.format(name="ref") + r"\s+(?:with|for)\s+(?P<new>.+)", clause, flags
@@ -136,8 +149,13 @@ def _apply_clause(events: list[PlannedEvent], clause: str) -> list[PlannedEvent]
         result[position] = replace(old, caption=caption, story_detail=caption)
         return result
     if match := re.fullmatch(
-        r"(?:add|insert|put)\s+(?P<new>.+?)" + _FOR_SECONDS + r"\s+(?P<where>before|after)\s+"
-        + _REF.format(name="ref") + _FOR_SECONDS.replace("?P<s>", "?P<s2>"), clause, flags
+        r"(?:add|insert|put)\s+(?P<new>.+?)"
+        + _FOR_SECONDS
+        + r"\s+(?P<where>before|after)\s+"
+        + _REF.format(name="ref")
+        + _FOR_SECONDS.replace("?P<s>", "?P<s2>"),
+        clause,
+        flags,
     ):
         position = _find(events, match.group("ref"))
         if position is None:
@@ -150,37 +168,49 @@ def _apply_clause(events: list[PlannedEvent], clause: str) -> list[PlannedEvent]
             return events
         event = PlannedEvent(caption=new, story_detail=new, duration=round(seconds, 1))
         return [*events[:at], event, *events[at:]]
-    if match := re.fullmatch(r"(?:add|insert|put)\s+(?P<new>.+?)\s+at\s+the\s+(?P<where>start|beginning|end)",
-                             clause, flags):
+    if match := re.fullmatch(
+        r"(?:add|insert|put)\s+(?P<new>.+?)\s+at\s+the\s+(?P<where>start|beginning|end)", clause, flags
+    ):
         new = _article_free(match.group("new"))
         event = PlannedEvent(caption=new, story_detail=new, duration=_new_duration(events, None))
         return [event, *events] if match.group("where").lower() != "end" else [*events, event]
     if match := re.fullmatch(
         r"move\s+" + _REF.format(name="ref") + r"\s+(?P<where>before|after)\s+" + _REF.format(name="other"),
-        clause, flags,
+        clause,
+        flags,
     ):
         position, other = _find(events, match.group("ref")), _find(events, match.group("other"))
         if position is None or other is None or position == other:
             return events
         moving = events[position]
-        rest = events[:position] + events[position + 1:]
+        rest = events[:position] + events[position + 1 :]
         anchor = rest.index(events[other])
         at = anchor if match.group("where").lower() == "before" else anchor + 1
         return [*rest[:at], moving, *rest[at:]]
-    if match := re.fullmatch(r"move\s+" + _REF.format(name="ref") + r"\s+(?P<where>earlier|later|to the start|"
-                             r"to the end)", clause, flags):
+    if match := re.fullmatch(
+        r"move\s+" + _REF.format(name="ref") + r"\s+(?P<where>earlier|later|to the start|"
+        r"to the end)",
+        clause,
+        flags,
+    ):
         position = _find(events, match.group("ref"))
         if position is None:
             return events
         moving = events[position]
-        rest = events[:position] + events[position + 1:]
+        rest = events[:position] + events[position + 1 :]
         where = match.group("where").lower()
-        at = {"earlier": max(0, position - 1), "later": min(len(rest), position + 1), "to the start": 0,
-              "to the end": len(rest)}[where]
+        at = {
+            "earlier": max(0, position - 1),
+            "later": min(len(rest), position + 1),
+            "to the start": 0,
+            "to the end": len(rest),
+        }[where]
         return [*rest[:at], moving, *rest[at:]]
     if match := re.fullmatch(
         r"(?:make|change|set)\s+" + _REF.format(name="ref") + r"\s+(?:last\s+|to\s+)?(?P<s>\d+(?:\.\d+)?)\s*"
-        r"(?:s|sec|secs|seconds?)(?:\s+long)?", clause, flags,
+        r"(?:s|sec|secs|seconds?)(?:\s+long)?",
+        clause,
+        flags,
     ):
         position = _find(events, match.group("ref"))
         seconds = float(match.group("s"))
@@ -189,8 +219,7 @@ def _apply_clause(events: list[PlannedEvent], clause: str) -> list[PlannedEvent]
         result = list(events)
         result[position] = replace(events[position], duration=round(seconds, 1))
         return result
-    if match := re.fullmatch(r"(?:make\s+)?" + _REF.format(name="ref") + r"\s+(?P<how>longer|shorter)", clause,
-                             flags):
+    if match := re.fullmatch(r"(?:make\s+)?" + _REF.format(name="ref") + r"\s+(?P<how>longer|shorter)", clause, flags):
         position = _find(events, match.group("ref"))
         if position is None:
             return events

@@ -59,9 +59,7 @@ _TIME_EPS = 1e-6
 _KNOWN_SPECIALS = frozenset(AUDIOSTORY_TOKENS) | frozenset(QWEN_CHAT_SPECIALS)
 _SPECIAL_CANDIDATE_RE = re.compile(r"(<\|[^<>|\s]{1,24}\|>|<[a-z_/0-9]{1,16}>)")
 _EVENT_MARK_RE = re.compile(r"\bEvent\s+(\d+)\s*:", re.IGNORECASE)
-_LINE_TIMESTAMP_RE = re.compile(
-    r"Timestamp:\s*(\d+(?:\.\d*)?)\s*s?\s*-\s*(\d+(?:\.\d*)?)\s*s?", re.IGNORECASE
-)
+_LINE_TIMESTAMP_RE = re.compile(r"Timestamp:\s*(\d+(?:\.\d*)?)\s*s?\s*-\s*(\d+(?:\.\d*)?)\s*s?", re.IGNORECASE)
 _DETAIL_RE = re.compile(r"Story detail:\s*(.*?)\s*(?=Sound effect:|$)", re.IGNORECASE | re.DOTALL)
 _SOUND_EFFECT_RE = re.compile(r"Sound effect:", re.IGNORECASE)
 _SECONDS_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*s?\s*$")
@@ -131,8 +129,15 @@ def serialise(reasoning: str, events: Sequence[EventLike], num_semantic: int, nu
     parts = [reasoning_text(reasoning, events), THINK_CLOSE, EVENT_SEPARATOR]
     for event in events:
         parts += [
-            GEN_OPEN, event.caption, TIMESTAMP_OPEN, format_seconds(event.duration), TIMESTAMP_CLOSE,
-            semantic, residual, GEN_CLOSE, EVENT_SEPARATOR,
+            GEN_OPEN,
+            event.caption,
+            TIMESTAMP_OPEN,
+            format_seconds(event.duration),
+            TIMESTAMP_CLOSE,
+            semantic,
+            residual,
+            GEN_CLOSE,
+            EVENT_SEPARATOR,
         ]
     parts.append(IM_END)
     return "".join(parts)
@@ -145,9 +150,7 @@ def serialise_ids(
     return encode_text(tokenizer, serialise(reasoning, events, num_semantic, num_residual))
 
 
-def check_serialisable(
-    reasoning: str, events: Sequence[EventLike], num_semantic: int, num_residual: int
-) -> None:
+def check_serialisable(reasoning: str, events: Sequence[EventLike], num_semantic: int, num_residual: int) -> None:
     """Raise ``PlanValidationError`` for text that would break the layout (names the event and field)."""
     if not 1 <= num_semantic <= NUM_T5_PLACEHOLDERS:
         raise ValueError(f"num_semantic {num_semantic} must be in 1..{NUM_T5_PLACEHOLDERS}")
@@ -522,8 +525,12 @@ def parse(
     absorbs the rounding). Without it durations are returned as written.
     """
     plan, _ = parse_with_sources(
-        source, tokenizer=tokenizer, num_text_tokens=num_text_tokens, num_semantic=num_semantic,
-        num_residual=num_residual, total_duration=total_duration,
+        source,
+        tokenizer=tokenizer,
+        num_text_tokens=num_text_tokens,
+        num_semantic=num_semantic,
+        num_residual=num_residual,
+        total_duration=total_duration,
     )
     return plan
 
@@ -570,9 +577,7 @@ def fit_durations(durations: Sequence[float], total: float) -> tuple[list[float]
     while True:
         free_total = total - MIN_EVENT_SECONDS * sum(floored)
         free_sum = math.fsum(v for v, f in zip(values, floored, strict=True) if not f)
-        scaled = [
-            MIN_EVENT_SECONDS if f else v * free_total / free_sum for v, f in zip(values, floored, strict=True)
-        ]
+        scaled = [MIN_EVENT_SECONDS if f else v * free_total / free_sum for v, f in zip(values, floored, strict=True)]
         below = [i for i, (s, f) in enumerate(zip(scaled, floored, strict=True)) if not f and s < MIN_EVENT_SECONDS]
         if not below:
             break

@@ -98,9 +98,7 @@ def build_llm(
     """
     config = qwen2_config(dims, vocab_size)
     with torch.device(device):
-        model = Qwen2ForCausalLM._from_config(
-            config, dtype=dtype, attn_implementation="sdpa"
-        )
+        model = Qwen2ForCausalLM._from_config(config, dtype=dtype, attn_implementation="sdpa")
     return cast(Qwen2ForCausalLM, model.eval())
 
 
@@ -172,13 +170,17 @@ class SamplingOptions:
 
     def limits(self) -> DecodeLimits:
         return DecodeLimits(
-            max_new_tokens=self.max_new_tokens, max_reasoning_tokens=self.max_reasoning_tokens,
-            max_caption_tokens=self.max_caption_tokens, max_events=self.max_events,
+            max_new_tokens=self.max_new_tokens,
+            max_reasoning_tokens=self.max_reasoning_tokens,
+            max_caption_tokens=self.max_caption_tokens,
+            max_events=self.max_events,
         )
 
     def sampler(self) -> Sampler:
         return Sampler(
-            temperature=self.temperature, top_p=self.top_p, repetition_penalty=self.repetition_penalty,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            repetition_penalty=self.repetition_penalty,
             seed=self.seed,
         )
 
@@ -343,7 +345,11 @@ class Reasoner:
         """
         instruction = build_instruction(prompt, total_duration, lead)
         return self.plan_instruction(
-            instruction, total_duration, sampling=sampling, progress=progress, processors=processors,
+            instruction,
+            total_duration,
+            sampling=sampling,
+            progress=progress,
+            processors=processors,
             method=method,
         )
 
@@ -377,8 +383,15 @@ class Reasoner:
         progress("plan", 0, total)
         if method == "fast":
             generation = fast_generate(
-                self.decoder_for(prompt_ids, audio_embeds), self.lm_head, prompt_ids, self.classes, limits,
-                sampling.sampler(), processors, on_step, engine=self.engine,
+                self.decoder_for(prompt_ids, audio_embeds),
+                self.lm_head,
+                prompt_ids,
+                self.classes,
+                limits,
+                sampling.sampler(),
+                processors,
+                on_step,
+                engine=self.engine,
             )
         elif method == "reference":
             generation = reference_generate(
@@ -413,13 +426,23 @@ class Reasoner:
 
         progress("edit", 0, total)
         generation = fast_generate(
-            self.decoder, self.lm_head, prompt_ids, self.classes, limits, sampling.sampler(), processors, on_step,
+            self.decoder,
+            self.lm_head,
+            prompt_ids,
+            self.classes,
+            limits,
+            sampling.sampler(),
+            processors,
+            on_step,
             engine=self.engine,
         )
         progress("edit", total, total)
         return parse(
-            generation.ids, tokenizer=self.tokenizer, num_text_tokens=self.ids.num_text_tokens,
-            num_semantic=self.num_semantic, num_residual=self.num_residual,
+            generation.ids,
+            tokenizer=self.tokenizer,
+            num_text_tokens=self.ids.num_text_tokens,
+            num_semantic=self.num_semantic,
+            num_residual=self.num_residual,
         )
 
     def _finish(
@@ -431,8 +454,12 @@ class Reasoner:
         audio_embeds: torch.Tensor | None = None,
     ) -> ReasonerOutput:
         parsed, sources = parse_with_sources(
-            generation.ids, tokenizer=self.tokenizer, num_text_tokens=self.ids.num_text_tokens,
-            num_semantic=self.num_semantic, num_residual=self.num_residual, total_duration=total_duration,
+            generation.ids,
+            tokenizer=self.tokenizer,
+            num_text_tokens=self.ids.num_text_tokens,
+            num_semantic=self.num_semantic,
+            num_residual=self.num_residual,
+            total_duration=total_duration,
         )
         positions = self.block_positions(generation.ids, sources)
         if positions is not None and all(p in generation.states for sem, res in positions for p in (*sem, *res)):
@@ -445,14 +472,19 @@ class Reasoner:
             )
             source = "teacher_forced"
         return ReasonerOutput(
-            instruction=instruction, reasoning=parsed.reasoning, events=parsed.events, warnings=parsed.warnings,
-            text=decode_ids(self.tokenizer, generation.ids), semantic_states=semantic, residual_states=residual,
-            token_ids=generation.ids, states_source=source, event_blocks=tuple(sources),
+            instruction=instruction,
+            reasoning=parsed.reasoning,
+            events=parsed.events,
+            warnings=parsed.warnings,
+            text=decode_ids(self.tokenizer, generation.ids),
+            semantic_states=semantic,
+            residual_states=residual,
+            token_ids=generation.ids,
+            states_source=source,
+            event_blocks=tuple(sources),
         )
 
-    def block_positions(
-        self, ids: Sequence[int], blocks: Sequence[int]
-    ) -> list[tuple[list[int], list[int]]] | None:
+    def block_positions(self, ids: Sequence[int], blocks: Sequence[int]) -> list[tuple[list[int], list[int]]] | None:
         """Positions in ``ids`` of the S semantic and R residual placeholders of the given ``<|gen|>`` blocks
         (0-based), or ``None`` when one of them is not exactly ``<t5_00000>…`` / ``<aud_00000>…`` complete."""
         found: list[tuple[list[int], list[int]]] = []
@@ -468,8 +500,9 @@ class Reasoner:
             if not 0 <= j < len(found):
                 return None
             sem, res = found[j]
-            if ([ids[p] - self.ids.t5_first for p in sem] != list(range(self.num_semantic))
-                    or [ids[p] - self.ids.aud_first for p in res] != list(range(self.num_residual))):
+            if [ids[p] - self.ids.t5_first for p in sem] != list(range(self.num_semantic)) or [
+                ids[p] - self.ids.aud_first for p in res
+            ] != list(range(self.num_residual)):
                 return None
             chosen.append((sem, res))
         return chosen

@@ -209,9 +209,7 @@ def build_full_tokenizer(qwen_dir: Path) -> Any:
 
     qwen_dir = Path(qwen_dir)
     if not (qwen_dir / "tokenizer.json").is_file() and not (qwen_dir / "vocab.json").is_file():
-        raise ModelError(
-            f"{qwen_dir} has no tokenizer.json or vocab.json; point it at a Qwen2.5-Instruct model folder"
-        )
+        raise ModelError(f"{qwen_dir} has no tokenizer.json or vocab.json; point it at a Qwen2.5-Instruct model folder")
     refuse_custom_code(qwen_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(qwen_dir), local_files_only=True, trust_remote_code=False)
     add_audiostory_tokens(tokenizer)
@@ -289,9 +287,7 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
     )
     backend.train_from_iterator(texts, trainer)
     backend.add_special_tokens(list(QWEN_CHAT_SPECIALS))
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token=IM_END, pad_token=ENDOFTEXT, unk_token=None
-    )
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=IM_END, pad_token=ENDOFTEXT, unk_token=None)
     add_audiostory_tokens(tokenizer)
     resolve_special_token_ids(tokenizer)
     return tokenizer

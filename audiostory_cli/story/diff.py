@@ -106,7 +106,8 @@ def classify(old: Event | None, new: Event | None, moved: bool) -> ChangeKind:
     if moved:
         return "moved"
     same = (
-        one_line(old.caption) == one_line(new.caption) and one_line(old.story_detail) == one_line(new.story_detail)
+        one_line(old.caption) == one_line(new.caption)
+        and one_line(old.story_detail) == one_line(new.story_detail)
         and abs(old.duration - new.duration) <= DURATION_EPS
     )
     return "kept" if same else "changed"

@@ -67,7 +67,8 @@ def edit_story(
                 continue
             raise PlanValidationError(
                 f"{exc} (your text is kept in {edit_path}; run `audiostory plan edit {folder.root}` to continue)",
-                field=exc.field, line=exc.line,
+                field=exc.field,
+                line=exc.line,
             ) from exc
         edit_path.unlink(missing_ok=True)
         if text == original or new_story.to_dict() == story.to_dict():
@@ -106,12 +107,17 @@ def set_event_fields(
     if event.status == "source":
         raise InputError(f"event {index} is the source audio of a continuation and cannot be changed")
     changes = {
-        "caption": caption, "story_detail": story_detail, "duration": duration,
-        "seed": seed, "stem": stem, "crossfade": crossfade,
+        "caption": caption,
+        "story_detail": story_detail,
+        "duration": duration,
+        "seed": seed,
+        "stem": stem,
+        "crossfade": crossfade,
     }
     if all(value is None for value in changes.values()):
-        raise InputError("nothing to change; give at least one of --caption, --story-detail, --duration, --seed, "
-                         "--stem, --crossfade")
+        raise InputError(
+            "nothing to change; give at least one of --caption, --story-detail, --duration, --seed, --stem, --crossfade"
+        )
     if duration is not None and not MIN_EVENT_SECONDS <= duration <= MAX_TOTAL_SECONDS:
         raise InputError(
             f"--duration {duration:g} is out of range; an event lasts {MIN_EVENT_SECONDS:g} to "

@@ -52,7 +52,7 @@ def render_view(story: Story) -> str:
         span = f"{event.start:.3f}-{event.end:.3f} s"
         lines += ["", f"# event {event.index} (read-only, not rendered): {span}, {caption}"]
     previous_end = story.events[0].end if sources else story.events[0].start if story.events else 0.0
-    for event in story.events[len(sources):]:
+    for event in story.events[len(sources) :]:
         lines += [
             "",
             "[[event]]",
@@ -155,7 +155,8 @@ def _apply(data: dict[str, Any], base: Story, lines: _LineIndex) -> Story:
         if key not in SETTINGS_FIELDS:
             raise PlanValidationError(
                 f"unknown setting {key!r} in [settings]; allowed: {', '.join(SETTINGS_FIELDS)}",
-                field=f"settings.{key}", line=lines.settings.get(key),
+                field=f"settings.{key}",
+                line=lines.settings.get(key),
             )
     raw_events = data.get("event", [])
     if not isinstance(raw_events, list) or not raw_events:
@@ -170,7 +171,7 @@ def _apply(data: dict[str, Any], base: Story, lines: _LineIndex) -> Story:
             setattr(settings, key, int(value) if expect_int else float(value))
 
     sources = [replace(e, takes=list(e.takes)) for e in base.events[: _source_count(base)]]
-    planned = base.events[len(sources):]
+    planned = base.events[len(sources) :]
     events: list[Event] = []
     cursor = sources[-1].end if sources else base.events[0].start if base.events else 0.0
     for position, raw in enumerate(raw_events, start=1):
@@ -179,7 +180,8 @@ def _apply(data: dict[str, Any], base: Story, lines: _LineIndex) -> Story:
             if key not in EVENT_FIELDS:
                 raise PlanValidationError(
                     f"event {position}: unknown field {key!r}; allowed: {', '.join(EVENT_FIELDS)}",
-                    field=f"{where}.{key}", line=lines.events[position - 1].get(key),
+                    field=f"{where}.{key}",
+                    line=lines.events[position - 1].get(key),
                 )
         for required in ("caption", "duration"):
             if required not in raw:
@@ -203,13 +205,21 @@ def _apply(data: dict[str, Any], base: Story, lines: _LineIndex) -> Story:
             raise PlanValidationError(f"event {position}: story_detail and stem must be text", field=f"{where}.stem")
         start = cursor + float(gap)
         event = Event(
-            index=position, start=round(start, 6), duration=float(raw["duration"]), caption=raw["caption"],
-            story_detail=detail, seed=int(seed), stem=stem,
+            index=position,
+            start=round(start, 6),
+            duration=float(raw["duration"]),
+            caption=raw["caption"],
+            story_detail=detail,
+            seed=int(seed),
+            stem=stem,
             crossfade=None if crossfade is None else float(crossfade),
         )
         if old is not None:
             event.status, event.render_hash, event.file, event.takes = (
-                old.status, old.render_hash, old.file, list(old.takes)
+                old.status,
+                old.render_hash,
+                old.file,
+                list(old.takes),
             )
         events.append(event)
         cursor = event.end
@@ -217,9 +227,7 @@ def _apply(data: dict[str, Any], base: Story, lines: _LineIndex) -> Story:
     prompt = data.get("prompt", base.prompt)
     if not isinstance(prompt, str):
         raise PlanValidationError("prompt must be text in quotes", field="prompt")
-    story = replace(
-        base, prompt=prompt, events=[*sources, *events], settings=settings, total_duration=round(cursor, 6)
-    )
+    story = replace(base, prompt=prompt, events=[*sources, *events], settings=settings, total_duration=round(cursor, 6))
     story.validate()
     return story
 

@@ -29,8 +29,13 @@ class EditTurn:
     moved: dict[str, str] = field(default_factory=dict)  # event file -> take it was moved to
 
     def to_dict(self) -> dict[str, Any]:
-        return {"instruction": self.instruction, "time": self.time, "before": self.before, "after": self.after,
-                "moved": dict(self.moved)}
+        return {
+            "instruction": self.instruction,
+            "time": self.time,
+            "before": self.before,
+            "after": self.after,
+            "moved": dict(self.moved),
+        }
 
     def before_story(self) -> Story:
         return Story.from_dict(self.before)
@@ -59,8 +64,11 @@ def load_history(folder: StoryFolder) -> list[EditTurn]:
     for number, raw in enumerate(data["turns"], start=1):
         try:
             turn = EditTurn(
-                instruction=str(raw["instruction"]), time=str(raw["time"]), before=dict(raw["before"]),
-                after=dict(raw["after"]), moved={str(k): str(v) for k, v in dict(raw.get("moved", {})).items()},
+                instruction=str(raw["instruction"]),
+                time=str(raw["time"]),
+                before=dict(raw["before"]),
+                after=dict(raw["after"]),
+                moved={str(k): str(v) for k, v in dict(raw.get("moved", {})).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StoryError(f"{where}: turn {number} is incomplete ({exc}); move the file away") from exc
@@ -71,6 +79,5 @@ def load_history(folder: StoryFolder) -> list[EditTurn]:
 
 
 def save_history(folder: StoryFolder, turns: list[EditTurn]) -> None:
-    text = json.dumps({"version": HISTORY_VERSION, "turns": [t.to_dict() for t in turns]}, indent=2,
-                      ensure_ascii=False)
+    text = json.dumps({"version": HISTORY_VERSION, "turns": [t.to_dict() for t in turns]}, indent=2, ensure_ascii=False)
     write_text_atomic(history_path(folder), text + "\n")

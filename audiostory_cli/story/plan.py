@@ -393,8 +393,7 @@ def _int(value: Any, name: str) -> int:
 
 
 def _index_list(value: Any, name: str) -> list[int]:
-    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                              for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
         raise PlanValidationError(f"{name} must be a list of whole numbers >= 0", field=name)
     return [int(v) for v in value]
 
@@ -406,14 +405,19 @@ def _generated_from_dict(raw: Any) -> GeneratedPlan | None:
     if not isinstance(raw, dict):
         raise PlanValidationError(f"{where} must be a table", field=where)
     _reject_unknown(raw, {f.name for f in dataclasses.fields(GeneratedPlan)}, f"{where}.")
-    ids, blocks = _index_list(raw.get("token_ids"), f"{where}.token_ids"), _index_list(
-        raw.get("event_blocks"), f"{where}.event_blocks")
+    ids, blocks = (
+        _index_list(raw.get("token_ids"), f"{where}.token_ids"),
+        _index_list(raw.get("event_blocks"), f"{where}.event_blocks"),
+    )
     events = raw.get("events")
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         raise PlanValidationError(f"{where}.events must be a list of tables", field=f"{where}.events")
     return GeneratedPlan(
-        token_ids=ids, event_blocks=blocks, instruction=_str(raw.get("instruction", ""), where),
-        reasoning=_str(raw.get("reasoning", ""), where), events=[dict(e) for e in events],
+        token_ids=ids,
+        event_blocks=blocks,
+        instruction=_str(raw.get("instruction", ""), where),
+        reasoning=_str(raw.get("reasoning", ""), where),
+        events=[dict(e) for e in events],
     )
 
 

@@ -46,8 +46,11 @@ def plan_table(story: Story, *, fps: float = 25.0, title: str | None = None, com
         times = f"{event.start:.2f}–{event.end:.2f}"
         caption, detail = one_line(event.caption), one_line(event.story_detail)
         if compact:
-            cells: list[str | Text] = [Text(f"{times}\n") + Text(smpte(event.start, fps), style="dim"),
-                                       f"{event.duration:.2f}", _caption_with_detail(caption, detail)]
+            cells: list[str | Text] = [
+                Text(f"{times}\n") + Text(smpte(event.start, fps), style="dim"),
+                f"{event.duration:.2f}",
+                _caption_with_detail(caption, detail),
+            ]
         else:
             cells = [times, smpte(event.start, fps), f"{event.duration:.2f}", Text(caption), Text(detail)]
         row = [str(event.index), *cells]
@@ -73,15 +76,23 @@ def render_notes(story: Story) -> list[str]:
         bridge = "re-serialised plan for every event (the plan was edited after planning)"
     else:
         last_kept = first + keep - 1
-        bridge = (f"the reasoner's own tokens for events {first}-{last_kept}; re-serialised plan from event "
-                  f"{last_kept + 1} on (edited after planning)")
+        bridge = (
+            f"the reasoner's own tokens for events {first}-{last_kept}; re-serialised plan from event "
+            f"{last_kept + 1} on (edited after planning)"
+        )
     settings = story.settings
-    canvas = ("fixed: the whole 30 s DiT window, trimmed (official)" if settings.canvas == "fixed"
-              else "sized to each event (opt-in; not validated on the released weights)")
+    canvas = (
+        "fixed: the whole 30 s DiT window, trimmed (official)"
+        if settings.canvas == "fixed"
+        else "sized to each event (opt-in; not validated on the released weights)"
+    )
     shape = "linear" if settings.crossfade_shape == "linear" else "equal-power"
     official = " (official)" if (settings.crossfade, shape) == (3.0, "linear") else ""
-    return [f"bridge: {bridge}", f"canvas: {canvas}",
-            f"join: {settings.crossfade:g} s {shape} crossfade{official}; clips include the crossfade tail"]
+    return [
+        f"bridge: {bridge}",
+        f"canvas: {canvas}",
+        f"join: {settings.crossfade:g} s {shape} crossfade{official}; clips include the crossfade tail",
+    ]
 
 
 def _caption_with_detail(caption: str, detail: str) -> Text:

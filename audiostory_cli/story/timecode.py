@@ -82,7 +82,6 @@ def timecode_to_frames(timecode: str, rate: FrameRate) -> int:
     return frames
 
 
-
 def smpte(seconds: float, fps: float = 25.0) -> str:
     """``HH:MM:SS:FF`` of ``seconds`` at ``fps`` (29.97 and 59.94 use drop-frame labels)."""
     rate = frame_rate(fps)

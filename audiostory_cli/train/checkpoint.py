@@ -71,8 +71,10 @@ def latest_checkpoint(out: Path) -> Path | None:
 def _adapter_state(llm: Any, state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().to("cpu").contiguous() for k, v in
-            get_peft_model_state_dict(llm, state_dict=state_dict, save_embedding_layers=False).items()}
+    return {
+        k: v.detach().to("cpu").contiguous()
+        for k, v in get_peft_model_state_dict(llm, state_dict=state_dict, save_embedding_layers=False).items()
+    }
 
 
 def trainable_state(
@@ -96,9 +98,16 @@ def _peft_managed(name: str) -> bool:
     return "lora_" in name or "modules_to_save" in name
 
 
-def save_checkpoint(folder: Path, module: TrainModule, optimizer_state: dict[str, Any],
-                    scheduler_state: dict[str, Any], state: dict[str, Any], *, keep: int = 0,
-                    gathered: dict[str, torch.Tensor] | None = None) -> Path:
+def save_checkpoint(
+    folder: Path,
+    module: TrainModule,
+    optimizer_state: dict[str, Any],
+    scheduler_state: dict[str, Any],
+    state: dict[str, Any],
+    *,
+    keep: int = 0,
+    gathered: dict[str, torch.Tensor] | None = None,
+) -> Path:
     """Write a checkpoint atomically (temporary sibling folder, then rename); keep the newest ``keep`` (0: all).
 
     ``gathered``: the whole trainable tensors when ``module`` holds shards (see ``trainable_state``).
@@ -175,8 +184,9 @@ def load_weights(folder: Path, module: TrainModule) -> dict[str, Any]:
     with torch.no_grad():
         for name, tensor in rest.items():
             if params[name].shape != tensor.shape:
-                raise TrainingError(f"{folder}: {name} is {list(tensor.shape)}, the model has "
-                                    f"{list(params[name].shape)}")
+                raise TrainingError(
+                    f"{folder}: {name} is {list(tensor.shape)}, the model has {list(params[name].shape)}"
+                )
             params[name].copy_(tensor)
     return state
 
@@ -184,8 +194,10 @@ def load_weights(folder: Path, module: TrainModule) -> dict[str, Any]:
 def read_optimizer_state(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(optimizer state, scheduler state) of a checkpoint, on the CPU."""
     folder = Path(folder)
-    return (torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=True),
-            torch.load(folder / SCHEDULER_FILE, weights_only=True))
+    return (
+        torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=True),
+        torch.load(folder / SCHEDULER_FILE, weights_only=True),
+    )
 
 
 def _same_keys(expected: set[str], found: set[str], where: Path) -> None:
@@ -200,8 +212,15 @@ def _same_keys(expected: set[str], found: set[str], where: Path) -> None:
 # -- the final model folder ----------------------------------------------------------------------------------
 
 
-def export_model(out: Path, model: Any, t5_tokenizer: Any, *, base_model: str, info_extra: dict[str, Any],
-                 dtype: torch.dtype | None = None) -> Path:
+def export_model(
+    out: Path,
+    model: Any,
+    t5_tokenizer: Any,
+    *,
+    base_model: str,
+    info_extra: dict[str, Any],
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Write ``model`` (LoRA already merged) as a model folder INTO ``out``, beside the run's other files.
 
     ``save_model`` writes a whole folder atomically, so it writes a hidden sibling inside ``out`` whose files are

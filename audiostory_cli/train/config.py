@@ -18,10 +18,21 @@ from .stages import LM_SCOPES, LossWeights, get_stage
 
 # Options that may differ between a checkpoint and the run resuming it (everything else must match). The run
 # folder and manifest paths may move: the data itself is compared by its content hash.
-RESUMABLE_CHANGES = frozenset({
-    "out", "data", "steps", "save_every", "keep_checkpoints", "log_every", "eval_every", "eval_examples", "resume",
-    "device", "cache_dir",
-})
+RESUMABLE_CHANGES = frozenset(
+    {
+        "out",
+        "data",
+        "steps",
+        "save_every",
+        "keep_checkpoints",
+        "log_every",
+        "eval_every",
+        "eval_examples",
+        "resume",
+        "device",
+        "cache_dir",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -79,9 +90,15 @@ class TrainConfig:
 
     def check(self) -> None:
         get_stage(self.stage)
-        positive_ints = {"--steps": self.steps, "--batch-size": self.batch_size, "--grad-accum": self.grad_accum,
-                         "--save-every": self.save_every, "--log-every": self.log_every,
-                         "--max-tokens": self.max_tokens, "--eval-examples": self.eval_examples}
+        positive_ints = {
+            "--steps": self.steps,
+            "--batch-size": self.batch_size,
+            "--grad-accum": self.grad_accum,
+            "--save-every": self.save_every,
+            "--log-every": self.log_every,
+            "--max-tokens": self.max_tokens,
+            "--eval-examples": self.eval_examples,
+        }
         for flag, value in positive_ints.items():
             if not isinstance(value, int) or value < 1:
                 raise UsageError(f"{flag} {value} must be a positive integer")

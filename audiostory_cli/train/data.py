@@ -71,26 +71,37 @@ def build_examples(
             records.append((str(record.source), instruction, "", [event], [record.audio]))
         else:
             assert isinstance(record, StoryRecord)
-            records.append((str(record.source), record.instruction, record.storyline,
-                            [e.planned() for e in record.events], [e.audio for e in record.events]))
+            records.append(
+                (
+                    str(record.source),
+                    record.instruction,
+                    record.storyline,
+                    [e.planned() for e in record.events],
+                    [e.audio for e in record.events],
+                )
+            )
     segments = [segment for *_, segs in records for segment in segs]
     latent_keys = iter(featurizer.ensure_latents(segments))
     t5_keys = featurizer.ensure_t5(event.caption for *_, events, _ in records for event in events)
     gen: list[GenExample] = []
     for source, instruction, storyline, events, segs in records:
         with _named(source):
-            sequence = plan_sequence(tokenizer, special, instruction, storyline, events, num_semantic,
-                                     num_residual)
+            sequence = plan_sequence(tokenizer, special, instruction, storyline, events, num_semantic, num_residual)
         _check_length(sequence, max_tokens, source)
-        blocks = placeholder_positions(sequence.ids[sequence.prompt_len:], special, num_semantic, num_residual)
+        blocks = placeholder_positions(sequence.ids[sequence.prompt_len :], special, num_semantic, num_residual)
         start = sequence.prompt_len
-        gen.append(GenExample(
-            source=source, sequence=sequence,
-            events=tuple(EventFeature(next(latent_keys), t5_keys[e.caption], s.duration)
-                         for e, s in zip(events, segs, strict=True)),
-            semantic_positions=tuple(tuple(start + p for p in sem) for sem, _ in blocks),
-            residual_positions=tuple(tuple(start + p for p in res) for _, res in blocks),
-        ))
+        gen.append(
+            GenExample(
+                source=source,
+                sequence=sequence,
+                events=tuple(
+                    EventFeature(next(latent_keys), t5_keys[e.caption], s.duration)
+                    for e, s in zip(events, segs, strict=True)
+                ),
+                semantic_positions=tuple(tuple(start + p for p in sem) for sem, _ in blocks),
+                residual_positions=tuple(tuple(start + p for p in res) for _, res in blocks),
+            )
+        )
     und: list[UndExample] = []
     if use_understanding and data.qa:
         encoder = featurizer.model.audio_encoder
@@ -167,8 +178,9 @@ def pad_sequences(sequences: Sequence[TokenSequence], pad_id: int) -> tuple[torc
     return ids, mask
 
 
-def lm_targets(sequences: Sequence[TokenSequence], length: int, classes: frozenset[int]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def lm_targets(
+    sequences: Sequence[TokenSequence], length: int, classes: frozenset[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat positions (row·L + i − 1) that predict ``ids[i]`` for every ``i`` whose class is in ``classes``."""
     sources, targets = [], []
     for row, seq in enumerate(sequences):
@@ -179,8 +191,9 @@ def lm_targets(sequences: Sequence[TokenSequence], length: int, classes: frozens
     return torch.tensor(sources, dtype=torch.long), torch.tensor(targets, dtype=torch.long)
 
 
-def collate_generation(examples: Sequence[GenExample], cache: FeatureCache, pad_id: int,
-                       lm_classes: frozenset[int]) -> dict[str, Any]:
+def collate_generation(
+    examples: Sequence[GenExample], cache: FeatureCache, pad_id: int, lm_classes: frozenset[int]
+) -> dict[str, Any]:
     ids, mask = pad_sequences([e.sequence for e in examples], pad_id)
     length = ids.shape[1]
     lm_from, lm_target = lm_targets([e.sequence for e in examples], length, lm_classes)

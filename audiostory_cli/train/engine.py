@@ -130,8 +130,13 @@ def make_accelerator(config: TrainConfig) -> Any:
 def _fp32_runtime(device: torch.device) -> Any:
     from ..runtime import Runtime
 
-    return Runtime(device=device, dtype=torch.float32, vae_dtype=torch.float32, text_encoder_dtype=torch.float32,
-                   reason="training: fp32 weights (bf16 autocast on CUDA)")
+    return Runtime(
+        device=device,
+        dtype=torch.float32,
+        vae_dtype=torch.float32,
+        text_encoder_dtype=torch.float32,
+        reason="training: fp32 weights (bf16 autocast on CUDA)",
+    )
 
 
 def check_stage_data(stage: Stage, data: TrainingData, model: Any) -> bool:
@@ -189,8 +194,9 @@ def build_optimizer(module: TrainModule, config: TrainConfig) -> tuple[torch.opt
     rates = {"llm": config.lr_llm, "bridge": config.bridge_lr, "dit": config.lr_dit}
     param_groups = [{"params": params, "lr": rates[name], "name": name} for name, params in groups.items() if params]
     optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
-    factor = partial(lr_factor, warmup=config.warmup, total=config.steps, schedule=config.schedule,
-                     min_ratio=config.min_lr_ratio)
+    factor = partial(
+        lr_factor, warmup=config.warmup, total=config.steps, schedule=config.schedule, min_ratio=config.min_lr_ratio
+    )
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
@@ -206,7 +212,13 @@ def build_train_module(model: Any, config: TrainConfig, *, understanding: bool) 
     uncond = unconditional_tokens(model.text_encoder, model.dims.bridge.num_semantic_tokens).float()
     resampler = model.audio_encoder.resampler if understanding else None
     module = TrainModule(
-        llm, model.bridge, model.dit, resampler, uncond, stage=config.stage_spec, weights=config.loss_weights,
+        llm,
+        model.bridge,
+        model.dit,
+        resampler,
+        uncond,
+        stage=config.stage_spec,
+        weights=config.loss_weights,
         flow=FlowOptions(config.cond_dropout, config.logit_mean, config.logit_std),
     )
     configure_trainable(module, understanding=understanding)
@@ -259,7 +271,11 @@ class _Run:
         featurizer = Featurizer(self.model, self.t5_tokenizer, self.cache, progress=self.progress)
         with self.accelerator.main_process_first():
             self.gen, self.und = build_examples(
-                data, featurizer, self.model.tokenizer, self.special, use_understanding=self.understanding,
+                data,
+                featurizer,
+                self.model.tokenizer,
+                self.special,
+                use_understanding=self.understanding,
                 max_tokens=config.max_tokens,
             )
         self.data_hash = featurizer.data_hash(data.manifests)
@@ -315,9 +331,15 @@ class _Run:
         return {"ref": self.config.model, "name": self.model.name, "revision": self.model.revision}
 
     def _state(self, step: int) -> dict[str, Any]:
-        return {"stage": self.config.stage, "step": step, "base_model": self._base_info(),
-                "config": self.config.to_dict(), "data_hash": self.data_hash, "world_size": self.world,
-                "t5_tokenizer": self.t5_source}
+        return {
+            "stage": self.config.stage,
+            "step": step,
+            "base_model": self._base_info(),
+            "config": self.config.to_dict(),
+            "data_hash": self.data_hash,
+            "world_size": self.world,
+            "t5_tokenizer": self.t5_source,
+        }
 
     def _check_resumable(self, state: dict[str, Any]) -> None:
         changed = differences(state.get("config", {}), self.config.to_dict())
@@ -334,8 +356,11 @@ class _Run:
     def _write_config(self) -> None:
         from ..fsutil import write_json_atomic
 
-        payload = {**self._state(self.start), "trainable": [vars(c) for c in self.counts],
-                   "examples": {"generation": len(self.gen), "understanding": len(self.und)}}
+        payload = {
+            **self._state(self.start),
+            "trainable": [vars(c) for c in self.counts],
+            "examples": {"generation": len(self.gen), "understanding": len(self.und)},
+        }
         payload.pop("step")
         write_json_atomic(self.config.out / CONFIG_FILE, payload)
 
@@ -409,12 +434,24 @@ class _Run:
         self.optimizer_wrapped.zero_grad(set_to_none=True)
         losses_mean = self._reduce(sums)
         seconds = time.perf_counter() - started
-        report = StepReport(step=step + 1, total=config.steps, losses=losses_mean, lr=lrs,
-                            tokens_per_s=tokens * self.world / max(seconds, 1e-9), seconds=seconds)
+        report = StepReport(
+            step=step + 1,
+            total=config.steps,
+            losses=losses_mean,
+            lr=lrs,
+            tokens_per_s=tokens * self.world / max(seconds, 1e-9),
+            seconds=seconds,
+        )
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-            self.metrics.write({"step": step + 1, **{f"loss/{k}": v for k, v in losses_mean.items()},
-                                **{f"lr/{k}": v for k, v in lrs.items()}, "tokens_per_s": report.tokens_per_s,
-                                "seconds": seconds})
+            self.metrics.write(
+                {
+                    "step": step + 1,
+                    **{f"loss/{k}": v for k, v in losses_mean.items()},
+                    **{f"lr/{k}": v for k, v in lrs.items()},
+                    "tokens_per_s": report.tokens_per_s,
+                    "seconds": seconds,
+                }
+            )
         return report
 
     def _gradient_sync(self, sync: bool) -> contextlib.AbstractContextManager[Any]:
@@ -444,9 +481,11 @@ class _Run:
         try:
             with torch.no_grad():
                 for first in range(0, len(examples), config.batch_size):
-                    chunk = examples[first:first + config.batch_size]
-                    batch = to_device(collate_generation(chunk, self.cache, self.special.endoftext,
-                                                         self.lm_classes), self.accelerator.device)
+                    chunk = examples[first : first + config.batch_size]
+                    batch = to_device(
+                        collate_generation(chunk, self.cache, self.special.endoftext, self.lm_classes),
+                        self.accelerator.device,
+                    )
                     with self.accelerator.autocast():
                         losses = self.wrapped(batch, generator)
                     for key, value in losses.items():
@@ -465,10 +504,15 @@ class _Run:
             gathered, optimizer_state = gather_trainable(self.module), gather_optimizer(self.module, self.optimizer)
         if self.main:
             module = self.module if self.config.fsdp else self.accelerator.unwrap_model(self.wrapped)
-            save_checkpoint(checkpoint_dir(self.config.out, step), module,
-                            optimizer_state if optimizer_state is not None else self.optimizer.state_dict(),
-                            self.scheduler.state_dict(), self._state(step), keep=self.config.keep_checkpoints,
-                            gathered=gathered)
+            save_checkpoint(
+                checkpoint_dir(self.config.out, step),
+                module,
+                optimizer_state if optimizer_state is not None else self.optimizer.state_dict(),
+                self.scheduler.state_dict(),
+                self._state(step),
+                keep=self.config.keep_checkpoints,
+                gathered=gathered,
+            )
         self.accelerator.wait_for_everyone()
 
     # 5. the model folder
@@ -488,14 +532,29 @@ class _Run:
         # the flow loss trains on latents sized to each clip (masked), so a DiT trained here expects that canvas
         extra["canvas"] = CANVAS_SIZED if self.config.stage_spec.train_dit else base.canvas
         final = AudioStoryModel(
-            name=self.config.out.name, dims=base.dims, tokenizer=base.tokenizer, llm=merged, bridge=module.bridge,
-            dit=module.dit, text_encoder=base.text_encoder, vae=base.vae, audio_encoder=base.audio_encoder,
-            revision=None, resampler_trained=base.resampler_trained or self.understanding, extra=extra,
+            name=self.config.out.name,
+            dims=base.dims,
+            tokenizer=base.tokenizer,
+            llm=merged,
+            bridge=module.bridge,
+            dit=module.dit,
+            text_encoder=base.text_encoder,
+            vae=base.vae,
+            audio_encoder=base.audio_encoder,
+            revision=None,
+            resampler_trained=base.resampler_trained or self.understanding,
+            extra=extra,
         )
         dtype = torch.bfloat16 if self.accelerator.mixed_precision == "bf16" else None
         revision = f"@{base.revision}" if base.revision else ""
-        export_model(self.config.out, final, self.t5_tokenizer, base_model=f"{self.config.model}{revision}",
-                     info_extra={"training": info, "training_history": history}, dtype=dtype)
+        export_model(
+            self.config.out,
+            final,
+            self.t5_tokenizer,
+            base_model=f"{self.config.model}{revision}",
+            info_extra={"training": info, "training_history": history},
+            dtype=dtype,
+        )
         self.log(f"model folder written: {self.config.out} (use it with --model {self.config.out})")
 
     def _final_parts(self) -> tuple[Any, Any]:
@@ -566,13 +625,19 @@ def train(
             run.prepare_data()
             run.prepare_model()
         if run.main and on_start is not None:
-            on_start(RunInfo(
-                stage=config.stage, counts=run.counts, generation_examples=len(run.gen),
-                understanding_examples=len(run.und), start_step=run.start, steps=config.steps,
-                device=str(run.accelerator.device),
-                precision="bf16 autocast" if run.accelerator.mixed_precision == "bf16" else "fp32",
-                processes=run.world,
-            ))
+            on_start(
+                RunInfo(
+                    stage=config.stage,
+                    counts=run.counts,
+                    generation_examples=len(run.gen),
+                    understanding_examples=len(run.und),
+                    start_step=run.start,
+                    steps=config.steps,
+                    device=str(run.accelerator.device),
+                    precision="bf16 autocast" if run.accelerator.mixed_precision == "bf16" else "fp32",
+                    processes=run.world,
+                )
+            )
         return run.run(on_step)
     finally:
         run.close()
@@ -601,8 +666,9 @@ def dry_run(stage: str, model_ref: str = "audiostory-3b", *, understanding: bool
             llm = apply_lora(model.llm, dims.reasoner)
             uncond = torch.zeros(dims.bridge.num_semantic_tokens, dims.bridge.out_dim)
     resampler = model.audio_encoder.resampler if (use_understanding and model.audio_encoder is not None) else None
-    module = TrainModule(llm, model.bridge, model.dit, resampler, uncond, stage=spec, weights=config.loss_weights,
-                         flow=FlowOptions())
+    module = TrainModule(
+        llm, model.bridge, model.dit, resampler, uncond, stage=spec, weights=config.loss_weights, flow=FlowOptions()
+    )
     configure_trainable(module, understanding=resampler is not None)
     frozen: dict[str, torch.nn.Module] = {"text_encoder": model.text_encoder}
     if model.vae is not None:

@@ -96,8 +96,9 @@ class FileHashes:
 class Featurizer:
     """Computes (and caches) the features of a model's frozen parts: VAE, T5 and the Whisper encoder."""
 
-    def __init__(self, model: Any, t5_tokenizer: Any, cache: FeatureCache, *, progress: ProgressFn = no_progress
-                 ) -> None:
+    def __init__(
+        self, model: Any, t5_tokenizer: Any, cache: FeatureCache, *, progress: ProgressFn = no_progress
+    ) -> None:
         self.model = model
         self.t5_tokenizer = t5_tokenizer
         self.cache = cache
@@ -118,8 +119,14 @@ class Featurizer:
     def latent_key(self, segment: Segment) -> str:
         dims = self.model.dims
         codec = self.model.codec
-        parts: list[object] = [self.hashes(segment.path), f"{segment.start:.6f}", f"{segment.duration:.6f}",
-                               dims.sample_rate, dims.audio_channels, codec.fingerprint()]
+        parts: list[object] = [
+            self.hashes(segment.path),
+            f"{segment.start:.6f}",
+            f"{segment.duration:.6f}",
+            dims.sample_rate,
+            dims.audio_channels,
+            codec.fingerprint(),
+        ]
         if codec.kind != "oobleck":  # Oobleck keys stay as they were, so existing caches are still used
             parts.insert(0, codec.kind)
         return _digest("latents", *parts)
@@ -141,8 +148,9 @@ class Featurizer:
 
     def t5_key(self, caption: str) -> str:
         tokens = self.model.dims.bridge.num_semantic_tokens
-        return _digest("t5", caption, tokens, self._fingerprint("text_encoder"),
-                       tokenizer_fingerprint(self.t5_tokenizer))
+        return _digest(
+            "t5", caption, tokens, self._fingerprint("text_encoder"), tokenizer_fingerprint(self.t5_tokenizer)
+        )
 
     def ensure_t5(self, captions: Iterable[str]) -> dict[str, str]:
         unique = sorted(set(captions))
@@ -152,12 +160,14 @@ class Featurizer:
         device = encoder.get_input_embeddings().weight.device
         tokens = self.model.dims.bridge.num_semantic_tokens
         for start in range(0, len(todo), T5_BATCH):
-            batch = todo[start:start + T5_BATCH]
-            enc = self.t5_tokenizer(batch, max_length=tokens, padding="max_length", truncation=True,
-                                    return_tensors="pt")
+            batch = todo[start : start + T5_BATCH]
+            enc = self.t5_tokenizer(
+                batch, max_length=tokens, padding="max_length", truncation=True, return_tensors="pt"
+            )
             with torch.no_grad():
-                hidden = encoder(input_ids=enc["input_ids"].to(device),
-                                 attention_mask=enc["attention_mask"].to(device)).last_hidden_state
+                hidden = encoder(
+                    input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)
+                ).last_hidden_state
             for caption, value in zip(batch, hidden, strict=True):
                 self.cache.store("t5", keys[caption], value)
             self.progress("cache t5", min(start + T5_BATCH, len(todo)), len(todo))
@@ -218,7 +228,7 @@ class _AudioReader:
         audio = self._file(segment.path)
         first = int(round(segment.start * self.sample_rate))
         count = int(round(segment.duration * self.sample_rate))
-        piece = audio[:, first:first + count]
+        piece = audio[:, first : first + count]
         if piece.shape[1] < count:  # within the manifest's length tolerance: pad the last few ms with silence
             piece = np.pad(piece, ((0, 0), (0, count - piece.shape[1])))
         return np.ascontiguousarray(piece)

@@ -117,10 +117,10 @@ class EditRecord:
         """What the planner learns: the edit prompt ``audiostory edit`` builds, and the edited plan."""
         from ..planner.editing import build_edit_instruction
 
-        prompt = build_edit_instruction(self.prompt, self.total_duration, self.events, self.history,
-                                        self.instruction)
-        return StoryText(source=self.source, instruction=prompt, storyline=self.storyline, events=self.edited,
-                         edit=True)
+        prompt = build_edit_instruction(self.prompt, self.total_duration, self.events, self.history, self.instruction)
+        return StoryText(
+            source=self.source, instruction=prompt, storyline=self.storyline, events=self.edited, edit=True
+        )
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,12 @@ def check_manifest(
 
 
 def _read_line(
-    line: str, source: Source, kind: Kind | None, root: Path, probe: _AudioProbe, max_seconds: float,
+    line: str,
+    source: Source,
+    kind: Kind | None,
+    root: Path,
+    probe: _AudioProbe,
+    max_seconds: float,
     issues: list[Issue],
 ) -> Record | None:
     try:
@@ -289,12 +294,19 @@ def _read_line(
         raise _LineError
     found = detect_kind(obj)
     if kind is not None and found != kind:
-        wanted = {"clips": "audio + caption", "qa": "audio + question + answer", "stories": "instruction + events",
-                  "edits": "story + instruction + edited"}
+        wanted = {
+            "clips": "audio + caption",
+            "qa": "audio + question + answer",
+            "stories": "instruction + events",
+            "edits": "story + instruction + edited",
+        }
         issues.append(Issue(source, f"expected a {kind} line ({wanted[kind]}), found a {found} line"))
         raise _LineError
     readers: dict[Kind, Callable[..., Record | None]] = {
-        "clips": _read_clip, "qa": _read_qa, "stories": _read_story, "edits": _read_edit,
+        "clips": _read_clip,
+        "qa": _read_qa,
+        "stories": _read_story,
+        "edits": _read_edit,
     }
     record = readers[found](obj, source, root, probe, max_seconds, issues)
     if any(i.severity == "error" for i in issues):
@@ -314,8 +326,9 @@ def _has_errors(issues: list[Issue]) -> bool:
 # The field readers below record a problem and return None, so one pass reports every problem of a line.
 
 
-def _text(obj: Mapping[str, Any], key: str, source: Source, issues: list[Issue], *, where: str = "",
-          required: bool = True) -> str | None:
+def _text(
+    obj: Mapping[str, Any], key: str, source: Source, issues: list[Issue], *, where: str = "", required: bool = True
+) -> str | None:
     name = f"{where}{key}"
     if key not in obj or obj[key] is None:
         if required:
@@ -335,8 +348,9 @@ def _text(obj: Mapping[str, Any], key: str, source: Source, issues: list[Issue],
     return value.strip()
 
 
-def _number(obj: Mapping[str, Any], key: str, source: Source, issues: list[Issue], *, where: str = "",
-            positive: bool = True) -> float | None:
+def _number(
+    obj: Mapping[str, Any], key: str, source: Source, issues: list[Issue], *, where: str = "", positive: bool = True
+) -> float | None:
     """The value in seconds; None when absent or invalid (an invalid value is recorded)."""
     if key not in obj or obj[key] is None:
         return None
@@ -357,18 +371,28 @@ def _number(obj: Mapping[str, Any], key: str, source: Source, issues: list[Issue
 def _check_duration(duration: float, source: Source, issues: list[Issue], where: str, max_seconds: float) -> bool:
     """The bounds training needs: at least the planner's shortest event, at most one DiT window."""
     if duration < MIN_EVENT_SECONDS:
-        issues.append(Issue(source, f"{where}duration {duration:g} s is shorter than {MIN_EVENT_SECONDS:g} s, the "
-                                    "shortest event a plan can hold; use a longer segment or drop the line"))
+        issues.append(
+            Issue(
+                source,
+                f"{where}duration {duration:g} s is shorter than {MIN_EVENT_SECONDS:g} s, the "
+                "shortest event a plan can hold; use a longer segment or drop the line",
+            )
+        )
         return False
     if duration > max_seconds:
-        issues.append(Issue(source, f"{where}duration {duration:g} s is longer than one DiT window "
-                                    f"({max_seconds:g} s); split the event"))
+        issues.append(
+            Issue(
+                source,
+                f"{where}duration {duration:g} s is longer than one DiT window ({max_seconds:g} s); split the event",
+            )
+        )
         return False
     return True
 
 
-def _audio_path(obj: Mapping[str, Any], source: Source, root: Path, issues: list[Issue], *, where: str = ""
-                ) -> Path | None:
+def _audio_path(
+    obj: Mapping[str, Any], source: Source, root: Path, issues: list[Issue], *, where: str = ""
+) -> Path | None:
     rel = _text(obj, "audio", source, issues, where=where)
     if rel is None:
         return None
@@ -376,8 +400,7 @@ def _audio_path(obj: Mapping[str, Any], source: Source, root: Path, issues: list
     return path if path.is_absolute() else root / path
 
 
-def _probe(probe: _AudioProbe, path: Path | None, source: Source, issues: list[Issue], where: str
-           ) -> AudioInfo | None:
+def _probe(probe: _AudioProbe, path: Path | None, source: Source, issues: list[Issue], where: str) -> AudioInfo | None:
     if path is None:
         return None
     try:
@@ -387,20 +410,24 @@ def _probe(probe: _AudioProbe, path: Path | None, source: Source, issues: list[I
         return None
 
 
-def _segment(path: Path, info: AudioInfo, start: float, duration: float, source: Source, issues: list[Issue],
-             where: str) -> Segment | None:
+def _segment(
+    path: Path, info: AudioInfo, start: float, duration: float, source: Source, issues: list[Issue], where: str
+) -> Segment | None:
     if start + duration > info.seconds + LENGTH_TOLERANCE:
-        issues.append(Issue(
-            source,
-            f"{where}audio {path.name} is {info.seconds:.2f} s but the segment {start:g}-{start + duration:g} s "
-            "goes past its end; fix the duration/start or the file",
-        ))
+        issues.append(
+            Issue(
+                source,
+                f"{where}audio {path.name} is {info.seconds:.2f} s but the segment {start:g}-{start + duration:g} s "
+                "goes past its end; fix the duration/start or the file",
+            )
+        )
         return None
     return Segment(path=path, start=start, duration=duration)
 
 
-def _read_clip(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float,
-               issues: list[Issue]) -> ClipRecord | None:
+def _read_clip(
+    obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float, issues: list[Issue]
+) -> ClipRecord | None:
     caption = _text(obj, "caption", source, issues)
     if caption is not None:
         _check_layout("", [PlannedEvent(caption=caption, story_detail="", duration=1.0)], source, issues)
@@ -418,10 +445,14 @@ def _read_clip(obj: Mapping[str, Any], source: Source, root: Path, probe: _Audio
             issues.append(Issue(source, f"start {start:g} s is past the end of {path.name} ({info.seconds:.2f} s)"))
             return None
         if duration > max_seconds:
-            issues.append(Issue(
-                source, f"audio {path.name} is {duration:.1f} s; only the first {max_seconds:g} s (one DiT window) "
-                "are used", "warning",
-            ))
+            issues.append(
+                Issue(
+                    source,
+                    f"audio {path.name} is {duration:.1f} s; only the first {max_seconds:g} s (one DiT window) "
+                    "are used",
+                    "warning",
+                )
+            )
             duration = max_seconds
         if not _check_duration(duration, source, issues, f"audio {path.name}: ", max_seconds):
             return None
@@ -429,8 +460,9 @@ def _read_clip(obj: Mapping[str, Any], source: Source, root: Path, probe: _Audio
     return None if caption is None or segment is None else ClipRecord(source=source, caption=caption, audio=segment)
 
 
-def _read_qa(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float,
-             issues: list[Issue]) -> QARecord | None:
+def _read_qa(
+    obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float, issues: list[Issue]
+) -> QARecord | None:
     question = _text(obj, "question", source, issues)
     answer = _text(obj, "answer", source, issues)
     path = _audio_path(obj, source, root, issues)
@@ -440,8 +472,7 @@ def _read_qa(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioPr
     return QARecord(source=source, audio=path, question=question, answer=answer)
 
 
-def _read_story_text(obj: Mapping[str, Any], source: Source, max_seconds: float, issues: list[Issue]
-                     ) -> StoryText:
+def _read_story_text(obj: Mapping[str, Any], source: Source, max_seconds: float, issues: list[Issue]) -> StoryText:
     """The text of a story line: instruction, storyline and each event's caption, detail and duration.
 
     Every problem of the line is recorded; ``_LineError`` is raised at the end if there was any.
@@ -458,8 +489,9 @@ def _read_story_text(obj: Mapping[str, Any], source: Source, max_seconds: float,
     return StoryText(source=source, instruction=instruction, storyline=storyline, events=tuple(events))
 
 
-def _read_events(obj: Mapping[str, Any], source: Source, max_seconds: float, issues: list[Issue], prefix: str
-                 ) -> list[PlannedEvent]:
+def _read_events(
+    obj: Mapping[str, Any], source: Source, max_seconds: float, issues: list[Issue], prefix: str
+) -> list[PlannedEvent]:
     """The events of a plan object; every problem is recorded, the valid events are returned."""
     events_raw = obj.get("events")
     if not isinstance(events_raw, list) or not events_raw:
@@ -490,13 +522,19 @@ def _read_edit_text(obj: Mapping[str, Any], source: Source, max_seconds: float, 
     if not isinstance(story, dict):
         raise _fail(issues, source, "story must be an object {prompt, reasoning, events}")
     prompt = _text(story, "prompt", source, issues, where="story.", required=False) or _text(
-        story, "instruction", source, issues, where="story.")
+        story, "instruction", source, issues, where="story."
+    )
     storyline = storyline_of(_text(story, "reasoning", source, issues, where="story.", required=False) or "")
     events = _read_events(story, source, max_seconds, issues, "story.")
     instruction = _text(obj, "instruction", source, issues)
     if instruction is not None and len(instruction) > MAX_EDIT_INSTRUCTION_CHARS:
-        issues.append(Issue(source, f"instruction is {len(instruction)} characters; at most "
-                                    f"{MAX_EDIT_INSTRUCTION_CHARS} (as `audiostory edit` accepts)"))
+        issues.append(
+            Issue(
+                source,
+                f"instruction is {len(instruction)} characters; at most "
+                f"{MAX_EDIT_INSTRUCTION_CHARS} (as `audiostory edit` accepts)",
+            )
+        )
     history_raw = obj.get("history", [])
     if not isinstance(history_raw, list) or not all(isinstance(h, str) and h.strip() for h in history_raw):
         issues.append(Issue(source, "history must be a list of the earlier instructions (non-empty strings)"))
@@ -518,19 +556,26 @@ def _read_edit_text(obj: Mapping[str, Any], source: Source, max_seconds: float, 
     if _has_errors(issues):
         raise _LineError
     return EditRecord(
-        source=source, prompt=prompt, total_duration=total or round(sum(e.duration for e in events), 6),
-        storyline=storyline, events=tuple(events), history=tuple(h.strip() for h in history_raw),
-        instruction=instruction, edited=tuple(edited_events),
+        source=source,
+        prompt=prompt,
+        total_duration=total or round(sum(e.duration for e in events), 6),
+        storyline=storyline,
+        events=tuple(events),
+        history=tuple(h.strip() for h in history_raw),
+        instruction=instruction,
+        edited=tuple(edited_events),
     )
 
 
-def _read_edit(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float,
-               issues: list[Issue]) -> EditRecord:
+def _read_edit(
+    obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float, issues: list[Issue]
+) -> EditRecord:
     return _read_edit_text(obj, source, max_seconds, issues)
 
 
-def _read_story(obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float,
-                issues: list[Issue]) -> StoryRecord | None:
+def _read_story(
+    obj: Mapping[str, Any], source: Source, root: Path, probe: _AudioProbe, max_seconds: float, issues: list[Issue]
+) -> StoryRecord | None:
     try:
         text: StoryText | None = _read_story_text(obj, source, max_seconds, issues)
     except _LineError:
@@ -558,15 +603,20 @@ def _read_story(obj: Mapping[str, Any], source: Source, root: Path, probe: _Audi
             if path is not None and info is not None and duration is not None:
                 segment = _segment(path, info, start or 0.0, duration, source, issues, where)
                 if segment is not None and start is None and info.seconds > duration + LENGTH_TOLERANCE:
-                    issues.append(Issue(source, f"{where}audio {path.name} is {info.seconds:.2f} s; the first "
-                                                f"{duration:g} s (its duration) are used", "warning"))
+                    issues.append(
+                        Issue(
+                            source,
+                            f"{where}audio {path.name} is {info.seconds:.2f} s; the first "
+                            f"{duration:g} s (its duration) are used",
+                            "warning",
+                        )
+                    )
         elif story_audio is not None:
             if duration is not None:
                 begin = cursor if start is None else start
                 segment = _segment(story_audio[0], story_audio[1], begin, duration, source, issues, where)
         elif obj.get("audio") is None:
-            issues.append(Issue(source, f"{where}audio is missing and the story has no long 'audio' with event "
-                                        "times"))
+            issues.append(Issue(source, f"{where}audio is missing and the story has no long 'audio' with event times"))
         if segment is not None and duration is not None:
             events.append(StoryEventRecord(caption="", story_detail="", duration=duration, audio=segment))
             cursor = segment.start + duration
@@ -574,8 +624,10 @@ def _read_story(obj: Mapping[str, Any], source: Source, root: Path, probe: _Audi
             cursor = (cursor if start is None else start) + duration
     if text is None or _has_errors(issues) or len(events) != len(text.events):
         return None
-    events = [StoryEventRecord(caption=e.caption, story_detail=e.story_detail, duration=e.duration, audio=r.audio)
-              for e, r in zip(text.events, events, strict=True)]
+    events = [
+        StoryEventRecord(caption=e.caption, story_detail=e.story_detail, duration=e.duration, audio=r.audio)
+        for e, r in zip(text.events, events, strict=True)
+    ]
     return StoryRecord(source=source, instruction=text.instruction, storyline=text.storyline, events=tuple(events))
 
 
@@ -626,8 +678,9 @@ def summarise_issues(errors: Sequence[Issue], where: str) -> str:
     return f"{len(errors)} problem(s) in {where}: {shown}{more}"
 
 
-def load_manifests(specs: Sequence[ManifestSpec], *, max_event_seconds: float = DEFAULT_MAX_EVENT_SECONDS
-                   ) -> TrainingData:
+def load_manifests(
+    specs: Sequence[ManifestSpec], *, max_event_seconds: float = DEFAULT_MAX_EVENT_SECONDS
+) -> TrainingData:
     """Validate every manifest; any error raises one ``TrainingError`` naming each bad line."""
     if not specs:
         raise UsageError("no training data: pass --data FILE.jsonl (or --clips/--qa/--stories)")
@@ -648,8 +701,10 @@ def load_manifests(specs: Sequence[ManifestSpec], *, max_event_seconds: float = 
             else:
                 data.qa.append(record)
     if errors:
-        raise TrainingError(f"{summarise_issues(errors, 'the training data')} "
-                            "(run `audiostory train check-data FILE` for the full report)")
+        raise TrainingError(
+            f"{summarise_issues(errors, 'the training data')} "
+            "(run `audiostory train check-data FILE` for the full report)"
+        )
     return data
 
 
@@ -679,8 +734,11 @@ def load_story_texts(path: Path, *, max_event_seconds: float = DEFAULT_MAX_EVENT
             elif kind == "stories":
                 stories.append(_read_story_text(obj, source, max_event_seconds, issues))
             else:
-                raise _fail(issues, source, "expected a story line (instruction + events) or an edit line "
-                                            "(story + instruction + edited)")
+                raise _fail(
+                    issues,
+                    source,
+                    "expected a story line (instruction + events) or an edit line (story + instruction + edited)",
+                )
         except json.JSONDecodeError as exc:
             issues.append(Issue(source, f"not valid JSON ({exc.msg} at column {exc.colno})"))
         except _LineError:

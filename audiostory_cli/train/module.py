@@ -111,8 +111,7 @@ class TrainModule(nn.Module):
         index = (torch.sigmoid(normal) * SIGMA_GRID).long().clamp(max=SIGMA_GRID - 1)
         return (SIGMA_GRID - index).float() / SIGMA_GRID
 
-    def _flow_loss(self, fused: torch.Tensor, batch: dict[str, Any], generator: torch.Generator | None
-                   ) -> torch.Tensor:
+    def _flow_loss(self, fused: torch.Tensor, batch: dict[str, Any], generator: torch.Generator | None) -> torch.Tensor:
         x0 = batch["latents"].float()
         mask = batch["latent_mask"]
         device = x0.device
@@ -168,8 +167,11 @@ def part_of(name: str) -> str:
         return "llm.base"
     if name.startswith("bridge."):
         sub = name.split(".")[1]
-        return {"projector": "bridge.semantic_projector", "audio_projector": "bridge.residual_projector",
-                "multihead_attention": "bridge.fusion"}.get(sub, f"bridge.{sub}")
+        return {
+            "projector": "bridge.semantic_projector",
+            "audio_projector": "bridge.residual_projector",
+            "multihead_attention": "bridge.fusion",
+        }.get(sub, f"bridge.{sub}")
     if name.startswith("dit."):
         return "dit"
     if name.startswith("resampler."):
@@ -204,8 +206,17 @@ class PartCount:
     total: int
 
 
-PART_ORDER = ("llm.base", "llm.lora", "llm.norms", "llm.embeddings", "bridge.semantic_projector",
-              "bridge.residual_projector", "bridge.fusion", "dit", "audio_resampler")
+PART_ORDER = (
+    "llm.base",
+    "llm.lora",
+    "llm.norms",
+    "llm.embeddings",
+    "bridge.semantic_projector",
+    "bridge.residual_projector",
+    "bridge.fusion",
+    "dit",
+    "audio_resampler",
+)
 
 
 def parameter_counts(module: nn.Module, frozen_parts: dict[str, nn.Module] | None = None) -> list[PartCount]:

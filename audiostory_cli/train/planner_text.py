@@ -56,8 +56,9 @@ class PlannerTrainConfig:
         if not (math.isfinite(self.lr) and 0 < self.lr < 1):
             raise UsageError(f"--lr {self.lr} must be in (0, 1)")
         if self.warmup < 0 or self.save_every < 1:
-            raise UsageError(f"--warmup {self.warmup} must not be negative and --save-every {self.save_every} "
-                             "must be positive")
+            raise UsageError(
+                f"--warmup {self.warmup} must not be negative and --save-every {self.save_every} must be positive"
+            )
         if Path(self.out).resolve() == Path(self.model).resolve():
             raise UsageError("--out must be a new folder, not the --model folder itself")
 
@@ -82,25 +83,38 @@ def _check_out(config: PlannerTrainConfig) -> Path | None:
         return checkpoint if checkpoint.is_file() else None
     used = [name for name in (CHECKPOINT_FILE, "audiostory.json") if (out / name).exists()]
     if used:
-        raise TrainingError(f"{out} already holds a run ({', '.join(used)}); pass --resume to continue it or "
-                            "choose another --out")
+        raise TrainingError(
+            f"{out} already holds a run ({', '.join(used)}); pass --resume to continue it or choose another --out"
+        )
     return None
 
 
-def _save_checkpoint(path: Path, step: int, llm: Any, optimizer: Any, scheduler: Any, config: PlannerTrainConfig
-                     ) -> None:
+def _save_checkpoint(
+    path: Path, step: int, llm: Any, optimizer: Any, scheduler: Any, config: PlannerTrainConfig
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    torch.save({"step": step, "llm": llm.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "config": _resumable(config)}, partial)
+    torch.save(
+        {
+            "step": step,
+            "llm": llm.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "config": _resumable(config),
+        },
+        partial,
+    )
     os.replace(partial, path)
 
 
 def _resumable(config: PlannerTrainConfig) -> dict[str, Any]:
     """The options a resumed run must share with the run it continues."""
     fields = asdict(config)
-    return {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()
-            if k not in ("out", "resume", "device", "save_every")}
+    return {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in fields.items()
+        if k not in ("out", "resume", "device", "save_every")
+    }
 
 
 def _read_checkpoint(checkpoint: Path, config: PlannerTrainConfig, device: torch.device) -> dict[str, Any]:
@@ -108,19 +122,24 @@ def _read_checkpoint(checkpoint: Path, config: PlannerTrainConfig, device: torch
     try:
         state = torch.load(checkpoint, map_location=device, weights_only=True)
     except Exception as error:  # torch raises RuntimeError, pickle or zip errors for a damaged file
-        raise TrainingError(f"cannot resume from {checkpoint}: the file is unreadable ({type(error).__name__}); "
-                            "delete it to start the run over, or restore it from a backup") from error
+        raise TrainingError(
+            f"cannot resume from {checkpoint}: the file is unreadable ({type(error).__name__}); "
+            "delete it to start the run over, or restore it from a backup"
+        ) from error
     if not isinstance(state, dict) or not {"llm", "optimizer", "scheduler", "step", "config"} <= state.keys():
-        raise TrainingError(f"cannot resume from {checkpoint}: it is not a planner checkpoint; delete it to start "
-                            "the run over")
+        raise TrainingError(
+            f"cannot resume from {checkpoint}: it is not a planner checkpoint; delete it to start the run over"
+        )
     if state["config"] != _resumable(config):
-        raise TrainingError(f"cannot resume {checkpoint}: the run's options changed; resume with the same "
-                            "options or start a new --out")
+        raise TrainingError(
+            f"cannot resume {checkpoint}: the run's options changed; resume with the same options or start a new --out"
+        )
     return state
 
 
-def pretrain_planner(config: PlannerTrainConfig, *, progress: ProgressFn = no_progress,
-                     log: Callable[[str], None] = lambda _m: None) -> PlannerResult:
+def pretrain_planner(
+    config: PlannerTrainConfig, *, progress: ProgressFn = no_progress, log: Callable[[str], None] = lambda _m: None
+) -> PlannerResult:
     """Train every LLM weight of ``config.model`` on the plans of ``config.stories``; write the model to ``out``."""
     from ..model import load_model_folder, quiet_libraries
     from ..models.checkpoint import load_state_strict
@@ -143,11 +162,20 @@ def pretrain_planner(config: PlannerTrainConfig, *, progress: ProgressFn = no_pr
     bridge = model.dims.bridge
     sequences = []
     for story in stories:
-        sequence = plan_sequence(model.tokenizer, special, story.instruction, story.storyline, story.events,
-                                 bridge.num_semantic_tokens, bridge.num_residual_tokens)
+        sequence = plan_sequence(
+            model.tokenizer,
+            special,
+            story.instruction,
+            story.storyline,
+            story.events,
+            bridge.num_semantic_tokens,
+            bridge.num_residual_tokens,
+        )
         if len(sequence) > config.max_tokens:
-            raise TrainingError(f"{story.source}: the plan is {len(sequence)} tokens, more than --max-tokens "
-                                f"{config.max_tokens}; shorten the story or raise --max-tokens")
+            raise TrainingError(
+                f"{story.source}: the plan is {len(sequence)} tokens, more than --max-tokens "
+                f"{config.max_tokens}; shorten the story or raise --max-tokens"
+            )
         sequences.append(sequence)
     classes = SCOPE_CLASSES["full"]
 
@@ -161,8 +189,12 @@ def pretrain_planner(config: PlannerTrainConfig, *, progress: ProgressFn = no_pr
         param.requires_grad_(True)
     torch.manual_seed(config.seed)
     optimizer = torch.optim.AdamW(llm.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
-        step, warmup=config.warmup, total=config.steps, schedule="cosine", min_ratio=config.min_lr_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: lr_factor(
+            step, warmup=config.warmup, total=config.steps, schedule="cosine", min_ratio=config.min_lr_ratio
+        ),
+    )
     start = 0
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -180,8 +212,9 @@ def pretrain_planner(config: PlannerTrainConfig, *, progress: ProgressFn = no_pr
         ids, mask = pad_sequences(batch, special.endoftext)
         sources, targets = lm_targets(batch, ids.shape[1], classes)
         logits = llm(input_ids=ids.to(runtime.device), attention_mask=mask.to(runtime.device)).logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1])[sources.to(runtime.device)],
-                               targets.to(runtime.device))
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1])[sources.to(runtime.device)], targets.to(runtime.device)
+        )
         if not torch.isfinite(loss):
             raise TrainingError(f"planner loss is {loss.item()} at step {step + 1}; lower --lr")
         optimizer.zero_grad(set_to_none=True)
@@ -205,20 +238,34 @@ def pretrain_planner(config: PlannerTrainConfig, *, progress: ProgressFn = no_pr
     for part in model.parts().values():
         part.cpu()
     t5_tokenizer, _ = resolve_t5_tokenizer(str(config.model), model.dims.text_encoder.vocab_size)
-    tail = losses[-max(len(losses) // 10, 1):]
+    tail = losses[-max(len(losses) // 10, 1) :]
     first_loss = losses[0] if start == 0 else None
     final_loss = sum(tail) / len(tail)
-    info = {"steps": config.steps, "batch_size": config.batch_size, "lr": config.lr, "stories": str(config.stories),
-            "n_stories": len(stories), "n_edits": sum(story.edit for story in stories),
-            "first_loss": first_loss, "final_loss": final_loss}
+    info = {
+        "steps": config.steps,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "stories": str(config.stories),
+        "n_stories": len(stories),
+        "n_edits": sum(story.edit for story in stories),
+        "first_loss": first_loss,
+        "final_loss": final_loss,
+    }
     extra = {k: v for k, v in model.extra.items() if k not in ("training", "training_history")}
     model.extra = {**extra, "planner_pretraining": info}
     if any(story.edit for story in stories):  # `audiostory edit` then rewrites with this planner as trained
         model.extra["trained_edits"] = True
     model.name = Path(config.out).name
-    export_model(Path(config.out), model, t5_tokenizer, base_model=str(config.model),
-                 info_extra={"planner_pretraining": info})
+    export_model(
+        Path(config.out), model, t5_tokenizer, base_model=str(config.model), info_extra={"planner_pretraining": info}
+    )
     (Path(config.out) / CHECKPOINT_FILE).unlink(missing_ok=True)
     log(f"planner pretrained on {len(stories)} stories: loss {info['final_loss']:.4f}; model folder {config.out}")
-    return PlannerResult(out=Path(config.out), steps=config.steps, resumed_from=start, first_loss=first_loss,
-                         final_loss=final_loss, seconds_per_step=seconds)
+    return PlannerResult(
+        out=Path(config.out),
+        steps=config.steps,
+        resumed_from=start,
+        first_loss=first_loss,
+        final_loss=final_loss,
+        seconds_per_step=seconds,
+    )

@@ -64,10 +64,18 @@ class TokenSequence:
 
 
 def boundary_ids(special: SpecialTokenIds) -> frozenset[int]:
-    return frozenset({
-        special.think_close, special.gen_open, special.timestamp_open, special.timestamp_close, special.t5_open,
-        special.aud_open, special.gen_close, special.im_end,
-    })
+    return frozenset(
+        {
+            special.think_close,
+            special.gen_open,
+            special.timestamp_open,
+            special.timestamp_close,
+            special.t5_open,
+            special.aud_open,
+            special.gen_close,
+            special.im_end,
+        }
+    )
 
 
 def clip_instruction(caption: str, seconds: float) -> str:
@@ -132,5 +140,6 @@ def qa_sequence(
     if len(positions) != num_audio_tokens:
         raise TrainingError(f"the question prompt holds {len(positions)} audio tokens, expected {num_audio_tokens}")
     classes = [NOT_TARGET] * len(prompt) + [BOUNDARY if t == special.im_end else PLAN_TEXT for t in reply]
-    return TokenSequence(ids=tuple(prompt + reply), classes=tuple(classes), prompt_len=len(prompt),
-                         audio_positions=positions)
+    return TokenSequence(
+        ids=tuple(prompt + reply), classes=tuple(classes), prompt_len=len(prompt), audio_positions=positions
+    )

@@ -61,14 +61,22 @@ def build_tiny_t5_tokenizer(vocab_size: int = 256) -> Any:
     backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=alphabet, show_progress=False,
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=alphabet,
+        show_progress=False,
     )
     backend.train_from_iterator(_TINY_T5_CORPUS, trainer)
     backend.post_processor = processors.TemplateProcessing(
-        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", T5_EOS_ID)],
+        single="$A </s>",
+        pair="$A </s> $B </s>",
+        special_tokens=[("</s>", T5_EOS_ID)],
     )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
     )
     check_t5_tokenizer(tokenizer, vocab_size)
     return tokenizer

@@ -73,14 +73,24 @@ class VAETrainConfig:
             raise UsageError(f"--segment-seconds {self.segment_seconds} must be in 0.1..30")
         if not (math.isfinite(self.lr) and 0 < self.lr < 1):
             raise UsageError(f"--lr {self.lr} must be in (0, 1)")
-        weights = (self.kl_weight, self.l1_weight, self.stft_weight, self.mel_weight, self.adversarial_weight,
-                   self.feature_matching_weight)
+        weights = (
+            self.kl_weight,
+            self.l1_weight,
+            self.stft_weight,
+            self.mel_weight,
+            self.adversarial_weight,
+            self.feature_matching_weight,
+        )
         if not all(math.isfinite(w) and w >= 0 for w in weights):
-            raise UsageError("--kl-weight, --l1-weight, --stft-weight, --mel-weight, --adversarial-weight and "
-                             "--feature-matching-weight must not be negative")
+            raise UsageError(
+                "--kl-weight, --l1-weight, --stft-weight, --mel-weight, --adversarial-weight and "
+                "--feature-matching-weight must not be negative"
+            )
         if self.adversarial_weight and not 0 <= self.adversarial_start < self.steps:
-            raise UsageError(f"--adversarial-start {self.adversarial_start} must be in 0..{self.steps - 1} "
-                             f"(--steps {self.steps}) so that the discriminator trains at all")
+            raise UsageError(
+                f"--adversarial-start {self.adversarial_start} must be in 0..{self.steps - 1} "
+                f"(--steps {self.steps}) so that the discriminator trains at all"
+            )
         if self.check_clips < 0:
             raise UsageError(f"--check-clips {self.check_clips} must not be negative")
         if self.l1_weight + self.stft_weight + self.mel_weight == 0:
@@ -117,8 +127,9 @@ class VAEResult:
     recognised: tuple[float, float] | None = None  # (originals, reconstructions), see reconstruction_check
 
 
-def multi_resolution_stft_loss(pred: torch.Tensor, target: torch.Tensor, sizes: tuple[int, ...] = STFT_SIZES,
-                               log_floor: float = 1e-2) -> torch.Tensor:
+def multi_resolution_stft_loss(
+    pred: torch.Tensor, target: torch.Tensor, sizes: tuple[int, ...] = STFT_SIZES, log_floor: float = 1e-2
+) -> torch.Tensor:
     """Mean over FFT sizes of spectral convergence + L1 of log(magnitude + log_floor); inputs (B, C, T)."""
     x, y = pred.reshape(-1, pred.shape[-1]), target.reshape(-1, target.shape[-1])
     total = pred.new_zeros(())
@@ -149,9 +160,13 @@ def mel_bank(n_fft: int, n_mels: int, sample_rate: int) -> torch.Tensor:
     raise ValueError(f"no mel filterbank fits an FFT of {n_fft} at {sample_rate} Hz")
 
 
-def multi_resolution_mel_loss(pred: torch.Tensor, target: torch.Tensor, sample_rate: int,
-                              sizes: tuple[tuple[int, int], ...] = MEL_SIZES, log_floor: float = 1e-2
-                              ) -> torch.Tensor:
+def multi_resolution_mel_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    sample_rate: int,
+    sizes: tuple[tuple[int, int], ...] = MEL_SIZES,
+    log_floor: float = 1e-2,
+) -> torch.Tensor:
     """Mean over FFT sizes of the L1 between log10(mel magnitude + log_floor) spectra; inputs (B, C, T).
 
     A mel-weighted log spectrum is what listeners (and the eval classifier's features) weigh; unlike a waveform
@@ -172,11 +187,12 @@ def set_levels(batch: torch.Tensor, rng: np.random.Generator, level_db: tuple[fl
     clipped to [-1, 1]: quiet and loud clips then weigh alike in the loss."""
     rms = batch.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-6)
     wanted = torch.from_numpy(10 ** (rng.uniform(*level_db, size=(batch.shape[0], 1, 1)) / 20)).to(batch)
-    return (batch * (wanted / rms).clamp(max=10 ** 1.5)).clamp(-1.0, 1.0)
+    return (batch * (wanted / rms).clamp(max=10**1.5)).clamp(-1.0, 1.0)
 
 
-def _signal_sizes(vae: AutoencoderOobleck, audio: torch.Tensor, module: torch.nn.Module,
-                  watched: torch.nn.Module) -> dict[str, torch.Tensor]:
+def _signal_sizes(
+    vae: AutoencoderOobleck, audio: torch.Tensor, module: torch.nn.Module, watched: torch.nn.Module
+) -> dict[str, torch.Tensor]:
     """The std of ``module``'s input ("in") and of ``watched``'s output ("out") when the VAE reconstructs ``audio``."""
     seen: dict[str, torch.Tensor] = {}
 
@@ -195,8 +211,9 @@ def _signal_sizes(vae: AutoencoderOobleck, audio: torch.Tensor, module: torch.nn
     return seen
 
 
-def unit_variance_init(vae: AutoencoderOobleck, *, audio_std: float = 0.05, branch_gain: float = 0.3,
-                       rounds: int = 2, seed: int = 0) -> None:
+def unit_variance_init(
+    vae: AutoencoderOobleck, *, audio_std: float = 0.05, branch_gain: float = 0.3, rounds: int = 2, seed: int = 0
+) -> None:
     """Rescale a *randomly initialised* Oobleck VAE so that signals keep their size through it (LSUV, Mishkin &
     Matas 2016), measured on Gaussian noise of ``audio_std``.
 
@@ -253,11 +270,13 @@ def load_clips(manifest: Path, sample_rate: int, channels: int) -> TrainingClips
         except json.JSONDecodeError as exc:
             raise TrainingError(f"{manifest}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(row, dict) or "audio" not in row:
-            raise TrainingError(f"{manifest}:{number}: no \"audio\" field; the VAE trains on a clips manifest")
+            raise TrainingError(f'{manifest}:{number}: no "audio" field; the VAE trains on a clips manifest')
         audio, rate = read_audio(manifest.parent / row["audio"], what="training audio")
         if rate != sample_rate:
-            raise TrainingError(f"{manifest}:{number}: audio at {rate} Hz but the VAE runs at {sample_rate} Hz; "
-                                "write the manifest at the VAE's rate")
+            raise TrainingError(
+                f"{manifest}:{number}: audio at {rate} Hz but the VAE runs at {sample_rate} Hz; "
+                "write the manifest at the VAE's rate"
+            )
         if audio.shape[0] != channels:
             audio = np.repeat(audio[:1], channels, axis=0) if audio.shape[0] == 1 else audio[:channels]
         clips.append(np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16))
@@ -273,13 +292,14 @@ def random_batch(clips: list[np.ndarray], rng: np.random.Generator, batch: int, 
     for b in range(batch):
         clip = clips[int(rng.integers(len(clips)))]
         start = int(rng.integers(max(clip.shape[1] - length, 0) + 1))
-        piece = clip[:, start:start + length]
+        piece = clip[:, start : start + length]
         out[b, :, : piece.shape[1]] = piece / 32767.0
     return torch.from_numpy(out)
 
 
-def reconstruction_check(vae: AutoencoderOobleck, clips: TrainingClips, *, limit: int = 40
-                         ) -> tuple[float, float] | None:
+def reconstruction_check(
+    vae: AutoencoderOobleck, clips: TrainingClips, *, limit: int = 40
+) -> tuple[float, float] | None:
     """(originals, reconstructions) recognised by the foley eval classifier, over the first ``limit`` clips when
     they all name a foley bank class; None otherwise. The number that says whether a VAE is usable for the demo
     world: its loss alone does not."""
@@ -302,8 +322,9 @@ def reconstruction_check(vae: AutoencoderOobleck, clips: TrainingClips, *, limit
     return originals / len(chosen), reconstructions / len(chosen)
 
 
-def reconstruction_loss(config: VAETrainConfig, recon: torch.Tensor, target: torch.Tensor,
-                        sample_rate: int) -> torch.Tensor:
+def reconstruction_loss(
+    config: VAETrainConfig, recon: torch.Tensor, target: torch.Tensor, sample_rate: int
+) -> torch.Tensor:
     """The weighted waveform L1 + multi-resolution STFT + multi-resolution log-mel losses of ``config``."""
     loss = recon.new_zeros(())
     if config.l1_weight:
@@ -311,8 +332,9 @@ def reconstruction_loss(config: VAETrainConfig, recon: torch.Tensor, target: tor
     if config.stft_weight:
         loss = loss + config.stft_weight * multi_resolution_stft_loss(recon, target, log_floor=config.log_floor)
     if config.mel_weight:
-        loss = loss + config.mel_weight * multi_resolution_mel_loss(recon, target, sample_rate,
-                                                                   log_floor=config.log_floor)
+        loss = loss + config.mel_weight * multi_resolution_mel_loss(
+            recon, target, sample_rate, log_floor=config.log_floor
+        )
     return loss
 
 
@@ -350,12 +372,13 @@ class Adversary:
         """Recent means of the discriminator, adversarial and feature-matching losses (empty before it joins)."""
         if not self.history:
             return ""
-        d_loss, adversarial, matching = np.mean(self.history[-max(self.config.steps // 10, 1):], axis=0)
+        d_loss, adversarial, matching = np.mean(self.history[-max(self.config.steps // 10, 1) :], axis=0)
         return f" (discriminator {d_loss:.3f}, adversarial {adversarial:.3f}, feature matching {matching:.3f})"
 
 
-def pretrain_vae(config: VAETrainConfig, *, progress: ProgressFn = no_progress,
-                 log: Callable[[str], None] = lambda _m: None) -> VAEResult:
+def pretrain_vae(
+    config: VAETrainConfig, *, progress: ProgressFn = no_progress, log: Callable[[str], None] = lambda _m: None
+) -> VAEResult:
     """Train the VAE of ``config.model`` on ``config.clips`` and write the whole model to ``config.out``."""
     from ..model import load_model_folder, quiet_libraries
     from ..runtime import make_runtime
@@ -378,7 +401,7 @@ def pretrain_vae(config: VAETrainConfig, *, progress: ProgressFn = no_progress,
     rng = np.random.default_rng([config.seed, 0xAE])
     torch.manual_seed(config.seed)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, betas=(0.8, 0.99))
-    adversary = (Adversary(dims.audio_channels, config, runtime.device) if config.adversarial_weight else None)
+    adversary = Adversary(dims.audio_channels, config, runtime.device) if config.adversarial_weight else None
     losses: list[float] = []
     start = time.perf_counter()
     for step in range(1, config.steps + 1):
@@ -402,37 +425,53 @@ def pretrain_vae(config: VAETrainConfig, *, progress: ProgressFn = no_progress,
         progress("vae-train", step, config.steps)
         if step % max(config.steps // 10, 1) == 0:
             extra = "" if adversary is None else adversary.summary()
-            log(f"vae step {step}/{config.steps}: loss {np.mean(losses[-max(config.steps // 10, 1):]):.4f}{extra}")
+            log(f"vae step {step}/{config.steps}: loss {np.mean(losses[-max(config.steps // 10, 1) :]):.4f}{extra}")
     seconds = (time.perf_counter() - start) / config.steps
     vae.eval()
-    recognised = (reconstruction_check(vae, clips, limit=config.check_clips)
-                  if config.check_clips else None)
+    recognised = reconstruction_check(vae, clips, limit=config.check_clips) if config.check_clips else None
     if recognised is not None:
-        log(f"eval classifier on the first clips: originals {recognised[0]:.0%}, "
-            f"reconstructions {recognised[1]:.0%} recognised")
+        log(
+            f"eval classifier on the first clips: originals {recognised[0]:.0%}, "
+            f"reconstructions {recognised[1]:.0%} recognised"
+        )
     model.vae = vae.cpu()
     for part in model.parts().values():
         part.cpu()
     t5_tokenizer, _ = resolve_t5_tokenizer(str(config.model), model.dims.text_encoder.vocab_size)
-    tail = losses[-max(len(losses) // 10, 1):]
+    tail = losses[-max(len(losses) // 10, 1) :]
     final_loss = float(np.mean(tail))
     info: dict[str, Any] = {
-            "steps": config.steps, "batch_size": config.batch_size, "segment_seconds": config.segment_seconds,
-            "lr": config.lr, "kl_weight": config.kl_weight, "l1_weight": config.l1_weight,
-            "stft_weight": config.stft_weight, "mel_weight": config.mel_weight, "log_floor": config.log_floor,
-            "level_db": list(config.level_db) if config.level_db else None,
-            "sample_latents": config.sample_latents, "adversarial_weight": config.adversarial_weight,
-            "feature_matching_weight": config.feature_matching_weight if config.adversarial_weight else None,
-            "adversarial_start": config.adversarial_start if config.adversarial_weight else None,
-            "first_loss": losses[0], "final_loss": final_loss,
-            "clips": str(config.clips),
-            "recognised": None if recognised is None else {"originals": recognised[0],
-                                                           "reconstructions": recognised[1]}}
+        "steps": config.steps,
+        "batch_size": config.batch_size,
+        "segment_seconds": config.segment_seconds,
+        "lr": config.lr,
+        "kl_weight": config.kl_weight,
+        "l1_weight": config.l1_weight,
+        "stft_weight": config.stft_weight,
+        "mel_weight": config.mel_weight,
+        "log_floor": config.log_floor,
+        "level_db": list(config.level_db) if config.level_db else None,
+        "sample_latents": config.sample_latents,
+        "adversarial_weight": config.adversarial_weight,
+        "feature_matching_weight": config.feature_matching_weight if config.adversarial_weight else None,
+        "adversarial_start": config.adversarial_start if config.adversarial_weight else None,
+        "first_loss": losses[0],
+        "final_loss": final_loss,
+        "clips": str(config.clips),
+        "recognised": None if recognised is None else {"originals": recognised[0], "reconstructions": recognised[1]},
+    }
     kept = {k: v for k, v in model.extra.items() if k not in ("training", "training_history")}
     model.extra = {**kept, "vae_pretraining": info}
     model.name = Path(config.out).name
-    export_model(Path(config.out), model, t5_tokenizer, base_model=str(config.model),
-                 info_extra={"vae_pretraining": info})
+    export_model(
+        Path(config.out), model, t5_tokenizer, base_model=str(config.model), info_extra={"vae_pretraining": info}
+    )
     log(f"VAE pretrained: loss {losses[0]:.4f} -> {info['final_loss']:.4f}; model folder {config.out}")
-    return VAEResult(out=Path(config.out), steps=config.steps, first_loss=losses[0], final_loss=final_loss,
-                     seconds_per_step=seconds, recognised=recognised)
+    return VAEResult(
+        out=Path(config.out),
+        steps=config.steps,
+        first_loss=losses[0],
+        final_loss=final_loss,
+        seconds_per_step=seconds,
+        recognised=recognised,
+    )
