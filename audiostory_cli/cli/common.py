@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import unicodedata
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -104,3 +106,25 @@ def _escape(text: str) -> str:
 
 def is_interactive() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def check_report_path(out: Path | None) -> None:
+    """``--out`` of an evaluation names a file (checked before any model loads)."""
+    if out is not None and out.is_dir():
+        raise typer.BadParameter(f"{out} is a folder; give a file path for the JSON report", param_hint="--out")
+
+
+def deliver_report(data: dict[str, Any], out: Path | None, *, as_json: bool, table: Callable[[], Any]) -> None:
+    """An evaluation's report: written atomically to ``--out`` when given, then JSON or a table on stdout."""
+    import json
+
+    from ..fsutil import write_json_atomic
+    from .tables import print_table
+
+    if out is not None:
+        write_json_atomic(out, data)
+        err_console.print(f"report written to {out}")
+    if as_json:
+        out_console.print_json(json.dumps(data))
+    else:
+        print_table(out_console, table())

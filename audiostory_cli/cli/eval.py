@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import err_console, out_console
+from .common import check_report_path, deliver_report
 from .options import DeviceOpt, JsonOpt, PresetOpt
-from .tables import print_table
 
 if TYPE_CHECKING:
     from ..eval import EvalReport
@@ -62,25 +60,16 @@ def eval_command(
         story_options=story_options_up_to(max_duration),
     )
     check_eval_options(options)
-    if out is not None and out.is_dir():
-        raise typer.BadParameter(f"{out} is a folder; give a file path for the JSON report", param_hint="--out")
+    check_report_path(out)
 
     from ..eval import evaluate
-    from ..fsutil import write_json_atomic
     from .progress_view import RichProgress
     from .session import load_for_command
 
     loaded, runtime = load_for_command(model, device)
     with RichProgress() as progress:
         report = evaluate(loaded, runtime, options, progress=progress)
-    data = report.to_dict()
-    if out is not None:
-        write_json_atomic(out, data)
-        err_console.print(f"report written to {out}")
-    if as_json:
-        out_console.print_json(json.dumps(data))
-    else:
-        print_table(out_console, results_table(report))
+    deliver_report(report.to_dict(), out, as_json=as_json, table=lambda: results_table(report))
 
 
 def results_table(report: EvalReport) -> Any:

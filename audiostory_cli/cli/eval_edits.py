@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
-
-from .common import err_console, out_console
-from .tables import print_table
+from .common import check_report_path, deliver_report
 
 if TYPE_CHECKING:
     from ..eval_edits import EditEvalReport
@@ -19,25 +15,16 @@ def run_edit_eval(
     model: str, *, edits: int, split: str, seed: int, steps: int | None, device: str, as_json: bool, out: Path | None
 ) -> None:
     from ..eval_edits import EditEvalOptions, check_edit_eval_options, evaluate_edits
-    from ..fsutil import write_json_atomic
     from .progress_view import RichProgress
     from .session import load_for_command
 
     options = EditEvalOptions(edits=edits, split=split, seed=seed, steps=steps)
     check_edit_eval_options(options)
-    if out is not None and out.is_dir():
-        raise typer.BadParameter(f"{out} is a folder; give a file path for the JSON report", param_hint="--out")
+    check_report_path(out)
     loaded, runtime = load_for_command(model, device)
     with RichProgress() as progress:
         report = evaluate_edits(loaded, runtime, options, progress=progress)
-    data = report.to_dict()
-    if out is not None:
-        write_json_atomic(out, data)
-        err_console.print(f"report written to {out}")
-    if as_json:
-        out_console.print_json(json.dumps(data))
-    else:
-        print_table(out_console, edit_results_table(report))
+    deliver_report(report.to_dict(), out, as_json=as_json, table=lambda: edit_results_table(report))
 
 
 def edit_results_table(report: EditEvalReport) -> Any:
