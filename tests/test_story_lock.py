@@ -195,3 +195,24 @@ def test_an_api_call_waits_for_a_command_holding_the_folder(folder, caplog):
         set_event_fields(folder, 1, caption="thunder far away")
     assert folder.load().event(1).caption == "thunder far away"
     assert f"waiting for the render of {folder.root} by pid {pid}" in caplog.text
+
+
+def test_a_stale_entry_for_a_reused_inode_is_not_taken_for_a_held_lock(folder):
+    """A lock file of a deleted folder can leave its inode number to the next folder's: only a lock this thread
+    still holds through an open descriptor on that very file counts as nested use (CI saw the other case)."""
+    from audiostory_cli.story import lock as lock_module
+
+    with story_lock(folder.root, "render"):
+        pass
+    info = os.stat(folder.root / lock_module.LOCK_FILE)
+    closed = os.open(os.devnull, os.O_RDONLY)
+    os.close(closed)
+    key = (threading.get_ident(), info.st_dev, info.st_ino)
+    lock_module._held[key] = (closed, 1)  # as if an earlier, vanished lock file had had this inode
+    pid = hold_in_child(folder)
+    try:
+        with pytest.raises(FolderBusyError), story_lock(folder.root, "plan set", wait=False):
+            pytest.fail("a stale entry was taken for a held lock")
+    finally:
+        kill(pid)
+        lock_module._held.pop(key, None)

@@ -38,7 +38,8 @@ LOCK_FILE = ".audiostory.lock"
 SWEPT_DIRS = (".", "events", "stems", "cues", "source")  # where a story's atomic writes put their temp files
 _TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # fsutil.atomic_path: mkstemp(prefix=".NAME.", suffix=".tmp")
 
-_held: dict[tuple[int, int, int], int] = {}  # (thread id, st_dev, st_ino) of a held lock file -> nesting depth
+# (thread id, st_dev, st_ino) of a held lock file -> (its descriptor, nesting depth)
+_held: dict[tuple[int, int, int], tuple[int, int]] = {}
 _held_guard = threading.Lock()
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -101,10 +102,14 @@ def _acquire(
         info = os.fstat(fd)
         key = (threading.get_ident(), info.st_dev, info.st_ino)
         with _held_guard:
-            if key in _held:  # this thread already holds it: nested use
-                _held[key] += 1
+            entry = _held.get(key)
+            # Nested use only if this thread still holds it through an open descriptor on this very file (a held
+            # descriptor is open, so the one just opened cannot have its number).
+            if entry is not None and entry[0] != fd and _same_file(entry[0], info):
+                _held[key] = (entry[0], entry[1] + 1)
                 os.close(fd)
                 return -1, key
+            _held.pop(key, None)  # none, or stale: its descriptor is closed or names another file (inode reused)
         import fcntl
 
         try:
@@ -134,13 +139,22 @@ def _acquire(
             continue
         _claim(fd, command)
         with _held_guard:
-            _held[key] = 1
+            _held[key] = (fd, 1)
         try:
             sweep_temp_files(root)
         except BaseException:
             _release(fd, key)
             raise
         return fd, key
+
+
+def _same_file(fd: int, info: os.stat_result) -> bool:
+    """Whether descriptor ``fd`` is still open on the file ``info`` describes."""
+    try:
+        now = os.fstat(fd)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (info.st_dev, info.st_ino)
 
 
 def _open_lock_file(root: Path, *, create: bool) -> int:
@@ -181,9 +195,9 @@ def _claim(fd: int, command: str) -> None:
 
 def _release(fd: int, key: tuple[int, int, int]) -> None:
     with _held_guard:
-        depth = _held.get(key, 0)
-        if depth > 1:
-            _held[key] = depth - 1
+        entry = _held.get(key)
+        if entry is not None and entry[1] > 1:
+            _held[key] = (entry[0], entry[1] - 1)
             return
         _held.pop(key, None)
     if fd < 0:
