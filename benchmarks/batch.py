@@ -26,6 +26,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: `python benchmarks/batch.py`
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import report  # noqa: E402
+
 PROMPTS = (
     "rain on a tin roof, then thunder rolls",
     "footsteps on gravel, a gate creaks open",
@@ -48,9 +53,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=50, help="Euler steps per event")
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto")
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every subprocess")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for the JSON")
+    p.add_argument("--out", type=Path, default=None, help="folder for the JSON (default: $AUDIOSTORY_CACHE/benchmarks)")
     p.add_argument("--workdir", type=Path, default=None, help="where stories are written (default: a temp dir)")
     args = p.parse_args(argv)
+    if args.out is None:  # outside the checkout unless asked, like benchmarks/run.py
+        from audiostory_cli.resources import cache_dir
+
+        args.out = cache_dir() / "benchmarks"
     if args.jobs < 1 or args.duration <= 0 or args.steps < 1:
         p.error("--jobs and --steps must be >= 1 and --duration > 0")
     return args
@@ -143,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tell_total = sum(tell_seconds)
     result = {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "commit": _git_commit(),
+        "commit": report.git_commit(ROOT),
         "model": args.model,
         "device": args.device,
         "cpu_count": os.cpu_count(),
@@ -209,23 +218,6 @@ def print_table(result: dict[str, Any]) -> None:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _git_commit() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
 
 
 if __name__ == "__main__":

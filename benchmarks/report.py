@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +266,21 @@ def append_results_row(path: Path, row: str) -> None:
             + "\n"
         )
     path.write_text(text.rstrip("\n") + "\n" + row + "\n", encoding="utf-8")
+
+
+def git_commit(root: Path) -> str:
+    """The checkout's short commit, ``+dirty`` when tracked files changed; ``unknown`` outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")

@@ -231,7 +231,7 @@ def environment(args: argparse.Namespace, runtime: Any, loaded: Any, case: Story
     result: dict[str, Any] = {
         "ratios": {},
         "date": now.isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": report.git_commit(ROOT),
         "device": str(runtime.device),
         "device_name": device_name,
         "runtime": runtime.describe(),
@@ -326,23 +326,6 @@ def tell_startup(args: argparse.Namespace, case: StoryCase, work: Path) -> dict[
         "returncode": proc.returncode,
         "stderr_tail": rest.decode(errors="replace")[-400:],
     }
-
-
-def git_commit() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
 
 
 def write_outputs(result: dict[str, Any], args: argparse.Namespace) -> None:

@@ -41,3 +41,10 @@ def test_batch_benchmark_jobs_are_distinct_and_seeded():
     lines = bench.jobs_lines(bench.parse_args(["--jobs", "12", "--duration", "20"]))
     assert len({line["name"] for line in lines}) == 12 and [line["seed"] for line in lines] == list(range(1, 13))
     assert all(line["duration"] == 20 and line["steps"] == 50 for line in lines)
+
+
+def test_batch_benchmark_writes_outside_the_checkout_unless_asked(isolated_env):
+    from pathlib import Path
+
+    assert bench.parse_args([]).out == isolated_env / "_cache" / "benchmarks"  # $AUDIOSTORY_CACHE/benchmarks
+    assert bench.parse_args(["--out", "here"]).out == Path("here")
