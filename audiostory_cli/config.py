@@ -132,8 +132,10 @@ class SpectralCodecDims:
     """A fixed, training-free codec: the DiT's latents are normalised log-mel frames, and Griffin-Lim (with
     momentum) brings them back to audio. It has no weights; these numbers are all of it.
 
-    One latent frame covers ``hop_length`` samples; its ``n_mels`` channels are
-    ``(ln(max(mel, floor)) - mean) / scale`` of the magnitude mel spectrogram of a Hann-windowed ``n_fft`` STFT.
+    One mel frame covers ``hop_length`` samples; its ``n_mels`` values are ``(ln(max(mel, floor)) - mean) / scale``
+    of the magnitude mel spectrogram of a Hann-windowed ``n_fft`` STFT. One latent frame stacks
+    ``frames_per_latent`` consecutive mel frames (``n_mels × frames_per_latent`` channels, frame-major), so the DiT
+    sees a shorter sequence (its attention cost falls with the square of it) with the same spectral detail.
     Audio is encoded as the mean of its channels and decoded to ``audio_channels`` identical channels.
     """
 
@@ -151,10 +153,16 @@ class SpectralCodecDims:
     momentum: float = 0.99
     seed: int = 0  # Griffin-Lim's initial phases: the same latents always decode to the same audio
     audio_channels: int = 2
+    frames_per_latent: int = 1
 
     @property
     def latent_channels(self) -> int:
-        return self.n_mels
+        return self.n_mels * self.frames_per_latent
+
+    @property
+    def samples_per_latent(self) -> int:
+        """Audio samples one latent frame covers."""
+        return self.hop_length * self.frames_per_latent
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the field when the numbers cannot make a codec."""
@@ -172,6 +180,8 @@ class SpectralCodecDims:
             )
         if self.audio_channels not in (1, 2):
             raise ValueError(f"spectral codec audio_channels {self.audio_channels} must be 1 or 2")
+        if not 1 <= self.frames_per_latent <= 16:
+            raise ValueError(f"spectral codec frames_per_latent {self.frames_per_latent} must be in 1..16")
 
 
 @dataclass(frozen=True)
@@ -228,7 +238,7 @@ class ModelDims:
     @property
     def hop_length(self) -> int:
         """Audio samples per latent frame."""
-        return self.codec.hop_length if self.codec is not None else self._vae.hop_length
+        return self.codec.samples_per_latent if self.codec is not None else self._vae.hop_length
 
     @property
     def latent_channels(self) -> int:

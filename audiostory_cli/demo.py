@@ -65,6 +65,7 @@ DEMO_CODEC = SpectralCodecDims(
     momentum=0.99,
     seed=0,
     audio_channels=2,
+    frames_per_latent=2,
 )
 
 
@@ -109,7 +110,7 @@ def demo_dims(vocab_size: int, codec: SpectralCodecDims = DEMO_CODEC) -> ModelDi
             pooled_projection_dim=128,
             duration_fourier_dim=64,
             max_duration=DEMO_WINDOW_SECONDS,
-            audio_seq_len=int(DEMO_WINDOW_SECONDS * codec.sampling_rate / codec.hop_length),
+            audio_seq_len=int(DEMO_WINDOW_SECONDS * codec.sampling_rate / codec.samples_per_latent),
         ),
         text_encoder=TextEncoderDims(vocab_size=256, d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4),
         vae=None,

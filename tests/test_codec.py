@@ -16,10 +16,19 @@ from audiostory_cli.generator.codec import OobleckCodec, SpectralCodec, model_co
 SR = 16_000
 
 
-def tiny_spectral_dims(n_mels: int = 8) -> ModelDims:
+def tiny_spectral_dims(n_mels: int = 8, frames_per_latent: int = 2) -> ModelDims:
+    """The demo's layout at test size: two mel frames per latent frame, as the demo stacks them."""
     dims = tiny_dims()
-    codec = SpectralCodecDims(sampling_rate=SR, n_mels=n_mels, griffin_lim_iters=8, mean=-2.6, scale=4.6)
-    return replace(dims, vae=None, codec=codec, dit=replace(dims.dit, in_channels=n_mels, audio_seq_len=128))
+    codec = SpectralCodecDims(
+        sampling_rate=SR,
+        n_mels=n_mels,
+        griffin_lim_iters=8,
+        mean=-2.6,
+        scale=4.6,
+        frames_per_latent=frames_per_latent,
+    )
+    dit = replace(dims.dit, in_channels=codec.latent_channels, audio_seq_len=64)
+    return replace(dims, vae=None, codec=codec, dit=dit)
 
 
 def _test_signal(seconds: float = 1.0) -> torch.Tensor:
@@ -66,6 +75,21 @@ def test_spectral_batch_tail_and_prefix_skip():
         codec.encode(torch.full((1, 512), float("nan")))
 
 
+def test_stacked_mel_frames_are_the_same_codec_on_a_shorter_sequence():
+    flat = SpectralCodec(SpectralCodecDims(sampling_rate=SR, n_mels=16, griffin_lim_iters=4))
+    stacked = SpectralCodec(SpectralCodecDims(sampling_rate=SR, n_mels=16, griffin_lim_iters=4, frames_per_latent=2))
+    assert (stacked.latent_channels, stacked.geometry.hop_length) == (32, 512)
+    audio = _test_signal(1.0)[:, :15_900]  # 62.1 mel frames: padded to 32 latent frames of two
+    flat_latents, stacked_latents = flat.encode(audio), stacked.encode(audio)
+    assert stacked_latents.shape == (32, 32)
+    assert torch.equal(stacked_latents.reshape(-1, 16)[:63], flat_latents)  # row-major: frame-major channels
+    assert torch.equal(stacked.decode(stacked_latents), flat.decode(stacked_latents.reshape(-1, 16)))
+    cut = audio[:, : 30 * 512]
+    assert torch.allclose(stacked.encode_tail(cut, 5), stacked.encode(cut)[-5:], atol=1e-4)
+    with pytest.raises(ValueError, match="frames_per_latent"):
+        SpectralCodecDims(frames_per_latent=0).check()
+
+
 def test_silence_decodes_to_silence():
     codec = SpectralCodec(SpectralCodecDims(sampling_rate=SR, n_mels=16, griffin_lim_iters=4))
     latents = codec.encode(torch.zeros(1, 4096))
@@ -80,7 +104,7 @@ def test_spectral_dims_are_checked():
     with pytest.raises(ValueError, match="exactly one latent space"):
         replace(tiny_dims(), codec=SpectralCodecDims(n_mels=8))
     with pytest.raises(ValueError, match="in_channels"):
-        replace(tiny_spectral_dims(), codec=SpectralCodecDims(n_mels=16))
+        replace(tiny_spectral_dims(), codec=SpectralCodecDims(n_mels=12))
 
 
 def test_the_model_declares_its_codec():
@@ -90,7 +114,7 @@ def test_the_model_declares_its_codec():
     model = build_model(tiny_spectral_dims(), 300, device="cpu")
     assert model.vae is None and "vae" not in model.parts()
     assert isinstance(model.codec, SpectralCodec) and model.sample_rate == SR
-    assert model.dims.window_seconds == pytest.approx(128 * 256 / SR)
+    assert model.dims.window_seconds == pytest.approx(64 * 512 / SR)
     with pytest.raises(Exception, match="holds none"):
         model_codec(tiny_dims(), None)
 
@@ -110,6 +134,7 @@ def test_spectral_model_folder_round_trips_through_the_strict_loader(spectral_fo
 
     sidecar = json.loads((spectral_folder / "audiostory.json").read_text())
     assert sidecar["dims"]["vae"] is None and sidecar["dims"]["codec"]["n_mels"] == 8
+    assert sidecar["dims"]["codec"]["frames_per_latent"] == 2
     assert "vae" not in sidecar["parts"] and not (spectral_folder / "vae.safetensors").exists()
     meta = read_sidecar(spectral_folder)
     want = tiny_spectral_dims()
@@ -188,7 +213,7 @@ def test_a_spectral_model_continues_an_input_seamlessly(spectral_folder, tmp_pat
     folder.prepare_new(force=False)
     continue_story(source, "rain on the roof, then thunder", fast(2.0), model, folder, notify=lambda _m: None)
     prefix = source_conditioning(folder, folder.load(), model).prefix
-    assert prefix is not None and prefix.shape[1] == 8  # the input's tail, encoded by the spectral codec
+    assert prefix is not None and prefix.shape[1] == 16  # two stacked mel frames of 8 bands: the input's tail, encoded by the spectral codec
     render_story(folder, model, runtime)
     export_story(folder, ExportOptions(loudness="none", sample_rate=SR, bit_depth=32, force=True))
     mix, rate = sf.read(str(folder.mix_path), always_2d=True, dtype="float32")

@@ -157,8 +157,8 @@ class SpectralCodec:
 
         dims.check()
         self.dims = dims
-        self.geometry = LatentGeometry(sample_rate=dims.sampling_rate, hop_length=dims.hop_length)
-        self.latent_channels = dims.n_mels
+        self.geometry = LatentGeometry(sample_rate=dims.sampling_rate, hop_length=dims.samples_per_latent)
+        self.latent_channels = dims.latent_channels
         self.audio_channels = dims.audio_channels
         # (freqs, mels) triangular filters, HTK scale, unnormalised: mel = |STFT| @ fbank
         self.fbank = AF.melscale_fbanks(
@@ -177,20 +177,21 @@ class SpectralCodec:
         return spec.abs().T[: mono.shape[-1] // d.hop_length]
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
-        """Latents (L, n_mels), fp32 on the CPU, for audio (channels, samples) at the codec's rate;
-        ``L = ceil(samples / hop)`` (the end is zero-padded to a whole frame)."""
+        """Latents (L, C), fp32 on the CPU, for audio (channels, samples) at the codec's rate;
+        ``L = ceil(samples / samples_per_latent)`` (the end is zero-padded to a whole latent frame)."""
         self._check_audio(audio)
         d = self.dims
         mono = audio.detach().float().cpu().mean(dim=0)
-        mono = torch.nn.functional.pad(mono, (0, (-mono.shape[-1]) % d.hop_length))
+        mono = torch.nn.functional.pad(mono, (0, (-mono.shape[-1]) % d.samples_per_latent))
         mel = self._stft_magnitude(mono) @ self.fbank
-        return ((mel.clamp_min(d.floor).log() - d.mean) / d.scale).contiguous()
+        frames = (mel.clamp_min(d.floor).log() - d.mean) / d.scale  # (mel frames, n_mels)
+        return frames.reshape(-1, self.latent_channels).contiguous()  # frames_per_latent mel frames per row
 
     def encode_tail(self, audio: torch.Tensor, frames: int) -> torch.Tensor:
         """Latents (frames, C) of the last ``frames × hop`` samples of ``audio``, aligned to its END, with the
         audio before it as the STFT's left context."""
         self._check_audio(audio)
-        hop = self.dims.hop_length
+        hop = self.geometry.hop_length
         whole = audio.shape[-1] // hop
         if not 1 <= frames <= whole:
             raise AudioInputError(
@@ -202,9 +203,10 @@ class SpectralCodec:
         return self.encode(audio[..., start:])[-frames:]
 
     def magnitudes(self, latents: torch.Tensor) -> torch.Tensor:
-        """Linear-frequency magnitudes (freqs, L) for latents (L, n_mels)."""
+        """Linear-frequency magnitudes (freqs, mel frames) for latents (L, C): ``L × frames_per_latent`` frames."""
         d = self.dims
-        mel = (latents.float().cpu() * d.scale + d.mean).clamp_max(math.log(d.ceiling)).exp()
+        frames = latents.float().cpu().reshape(-1, d.n_mels)
+        mel = (frames * d.scale + d.mean).clamp_max(math.log(d.ceiling)).exp()
         mel = torch.where(mel <= d.floor * 1.0001, torch.zeros_like(mel), mel)  # the floor stands for silence
         return (mel @ self.inverse).clamp_min(0.0).T
 
@@ -229,7 +231,7 @@ class SpectralCodec:
                 "or (B, L, C)"
             )
         length = latents.shape[0]
-        hop = self.dims.hop_length
+        hop = self.geometry.hop_length
         if not 0 <= skip_frames < length:
             raise ValueError(f"skip_frames must be in [0, {length - 1}], got {skip_frames}")
         available = (length - skip_frames) * hop
@@ -268,7 +270,7 @@ class SpectralCodec:
         return mono[None].repeat(self.audio_channels, 1)
 
     def _griffin_lim(self, latents: torch.Tensor) -> torch.Tensor:
-        """Mono audio of ``len(latents) × hop`` samples."""
+        """Mono audio of ``len(latents) × samples_per_latent`` samples."""
         import torchaudio.functional as AF
 
         d = self.dims
@@ -285,7 +287,7 @@ class SpectralCodec:
                 1.0,
                 d.griffin_lim_iters,
                 d.momentum,
-                latents.shape[0] * d.hop_length,
+                latents.shape[0] * d.samples_per_latent,
                 True,
             )
 
