@@ -213,7 +213,7 @@ def test_a_spectral_model_continues_an_input_seamlessly(spectral_folder, tmp_pat
     folder.prepare_new(force=False)
     continue_story(source, "rain on the roof, then thunder", fast(2.0), model, folder, notify=lambda _m: None)
     prefix = source_conditioning(folder, folder.load(), model).prefix
-    assert prefix is not None and prefix.shape[1] == 16  # two stacked mel frames of 8 bands: the input's tail, encoded by the spectral codec
+    assert prefix is not None and prefix.shape[1] == 16  # the input tail: two stacked 8-band mel frames
     render_story(folder, model, runtime)
     export_story(folder, ExportOptions(loudness="none", sample_rate=SR, bit_depth=32, force=True))
     mix, rate = sf.read(str(folder.mix_path), always_2d=True, dtype="float32")
