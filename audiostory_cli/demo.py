@@ -1,8 +1,9 @@
 """The ``demo`` model: dims, a tokenizer trained on the foley corpus, and the recipe that trains it from scratch.
 
 Everything goes through the same code as any other model and run: the initial random model is a model folder
-written by ``train.checkpoint.export_model``; the planner, bridge and DiT are trained by ``train.engine.train``
-(the ``audiostory train --stage`` command) in the paper's stages on manifests written by ``foley.corpus``.
+written by ``train.checkpoint.export_model``; the planner is pretrained by ``train.planner_text`` and the planner,
+bridge and DiT trained by ``train.stage_task`` (the ``audiostory train stage`` command) in the paper's stages on
+manifests written by ``foley.corpus``, both through the one training engine (``train.engine``).
 
 The demo's latent space is the fixed spectral codec (``generator.codec.SpectralCodec``: normalised log-mel
 frames, Griffin-Lim back to audio), declared in its dims and so in its model folder's sidecar; there is no VAE
@@ -290,9 +291,9 @@ def build_demo(
 
     from .foley.corpus import StoryOptions, write_manifests, write_story_texts
     from .train.config import TrainConfig
-    from .train.engine import train
     from .train.manifest import Kind, ManifestSpec
     from .train.planner_text import PlannerTrainConfig, pretrain_planner
+    from .train.stage_task import train
 
     recipe.check()
     out, work = Path(out), Path(work)

@@ -177,10 +177,11 @@ def test_vae_pretraining_reports_recognised_reconstructions(foley_data, tmp_path
             device="cpu",
         )
     )
-    assert result.recognised is not None and all(0.0 <= r <= 1.0 for r in result.recognised)
+    recognised = result.summary["recognised"]
+    assert recognised is not None and all(0.0 <= r <= 1.0 for r in recognised)
     sidecar = json.loads((result.out / "audiostory.json").read_text())
     recorded = sidecar["extra"]["vae_pretraining"]["recognised"]
-    assert (recorded["originals"], recorded["reconstructions"]) == result.recognised
+    assert (recorded["originals"], recorded["reconstructions"]) == recognised
 
     base = [
         "train",

@@ -13,8 +13,9 @@ from audiostory_cli.config import tiny_dims
 from audiostory_cli.demo import build_corpus_tokenizer, init_model_folder, manifest_texts
 from audiostory_cli.errors import TrainingError
 from audiostory_cli.foley.corpus import StoryOptions, write_story_texts
+from audiostory_cli.train.checkpoint import list_checkpoints
 from audiostory_cli.train.manifest import load_story_texts
-from audiostory_cli.train.planner_text import CHECKPOINT_FILE, PlannerTrainConfig, pretrain_planner
+from audiostory_cli.train.planner_text import PlannerTrainConfig, pretrain_planner
 
 runner = CliRunner()
 SHORT = StoryOptions(max_events=3, max_total=12.0, duration_hints=True)
@@ -88,7 +89,7 @@ def test_pretraining_trains_only_the_llm_and_lowers_the_loss(init_folder, text_s
     for name in before:
         same = all(torch.equal(before[name][k], after[name][k]) for k in before[name])
         assert same == (name != "llm.safetensors"), name
-    assert not (result.out / CHECKPOINT_FILE).exists()
+    assert [step for step, _ in list_checkpoints(result.out)] == [25]  # the engine's one format, newest kept
     sidecar = json.loads((result.out / "audiostory.json").read_text())
     assert sidecar["extra"]["planner_pretraining"]["n_stories"] == 6
 
@@ -114,19 +115,21 @@ def test_an_interrupted_run_resumes_bitwise(init_folder, text_stories, tmp_path)
         pass
 
     def stop_at_three(label, done, total):
-        if label == "planner-train" and done == 3:
+        if label == "train" and done == 3:
             raise Stop
 
     with pytest.raises(Stop):
         pretrain_planner(config(tmp_path / "broken"), progress=stop_at_three)
-    assert (tmp_path / "broken" / CHECKPOINT_FILE).is_file()
+    [(step, checkpoint)] = list_checkpoints(tmp_path / "broken")
+    assert step == 2 and not (checkpoint / "adapter_model.safetensors").exists()  # every LLM weight, no LoRA
     with pytest.raises(TrainingError, match="--resume"):
         pretrain_planner(config(tmp_path / "broken"))
-    saved = (tmp_path / "broken" / CHECKPOINT_FILE).read_bytes()
-    (tmp_path / "broken" / CHECKPOINT_FILE).write_bytes(saved[: len(saved) // 2])
+    weights = checkpoint / "trainable.safetensors"
+    saved = weights.read_bytes()
+    weights.write_bytes(saved[: len(saved) // 2])
     with pytest.raises(TrainingError, match="unreadable"):
         pretrain_planner(config(tmp_path / "broken", resume=True))
-    (tmp_path / "broken" / CHECKPOINT_FILE).write_bytes(saved)
+    weights.write_bytes(saved)
     resumed = pretrain_planner(config(tmp_path / "broken", resume=True))
     assert resumed.resumed_from == 2
     a, b = _tensors(whole.out)["llm.safetensors"], _tensors(resumed.out)["llm.safetensors"]

@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 from audiostory_cli.cli import app
 from audiostory_cli.errors import TrainingError, UsageError
 from audiostory_cli.train.config import TrainConfig
-from audiostory_cli.train.engine import dry_run, train
 from audiostory_cli.train.manifest import ManifestSpec
+from audiostory_cli.train.stage_task import dry_run, train
 
 FAST = {
     "lr_llm": 2e-2,

@@ -1,4 +1,5 @@
-"""``audiostory train``: fine-tune the planner LLM (LoRA), the bridge and the DiT in the paper's stages.
+"""``audiostory train``: fine-tune the planner LLM (LoRA), the bridge and the DiT in the paper's stages, and
+pretrain a from-scratch planner or VAE, all through one engine.
 
 Kept import-light (no torch here); import the module you need:
 
@@ -11,5 +12,7 @@ Kept import-light (no torch here); import the module you need:
 * ``data``: examples from records + features, deterministic batch order, collation.
 * ``module``: ``TrainModule`` (LLM with LoRA, bridge, DiT, resampler) and its losses.
 * ``checkpoint``: checkpoints (safetensors + JSON) for ``--resume`` and the final merged model folder.
-* ``engine``: ``train()``, ``dry_run()`` and the accelerate loop.
+* ``engine``: the one training loop (accelerate, optimizer, checkpoints, resume, metrics) over a ``TrainingTask``.
+* ``stage_task``: the paper's stages as a task: ``train()``, ``dry_run()``.
+* ``planner_text``: planner text pretraining as a task; ``vae``: Oobleck VAE pretraining as a task.
 """

@@ -2,13 +2,17 @@
 
 A checkpoint ``<out>/checkpoints/step-000500/`` holds:
 
-* ``adapter_model.safetensors`` + ``adapter_config.json``: the LoRA adapter and trained norms in peft's format
+* ``adapter_model.safetensors`` + ``adapter_config.json`` (when the trained module's ``llm`` is a peft LoRA
+  model, as in the paper's stages): the LoRA adapter and trained norms in peft's format
   (``get_peft_model_state_dict``), usable with ``PeftModel.from_pretrained`` on the base LLM;
-* ``trainable.safetensors``: every other trained tensor (embeddings, projectors, fusion, DiT, resampler), keyed
-  by ``TrainModule`` parameter name;
+* ``trainable.safetensors``: every other trained tensor (embeddings, projectors, fusion, DiT, resampler; the whole
+  LLM in planner pretraining; the VAE in VAE pretraining), keyed by the trained module's parameter name;
 * ``optimizer.pt`` and ``scheduler.pt``: their state dicts (tensors and numbers only: ``weights_only`` loads);
-* ``state.json``: stage, step, base model (ref, name, revision), the run's config, data hash. Written last:
-  a folder without it is incomplete and ignored.
+* ``task_state.pt`` (some tasks): state beyond the trained module, e.g. a discriminator and its optimizer;
+* ``state.json``: the kind of training, step, the options a resume must share, data hash. Written last: a
+  folder without it is incomplete and ignored.
+
+Every kind of training (``engine.run_task``) writes and resumes this one format.
 
 The final output ``<out>/`` is a model folder (``audiostory.json`` + one safetensors file per part + ``tokenizer/``
 + ``t5_tokenizer/``) written by ``model.save_model`` with the LoRA merged into the base weights, so inference
@@ -17,22 +21,21 @@ never needs peft: ``audiostory tell --model <out>``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from ..errors import TrainingError
 from ..fsutil import write_json_atomic
 from ..models.registry import SIDECAR_NAME
-
-if TYPE_CHECKING:
-    from .module import TrainModule
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
@@ -41,8 +44,9 @@ ADAPTER_CONFIG = "adapter_config.json"
 TRAINABLE_FILE = "trainable.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"  # torch.optim state_dict; under --fsdp the whole state keyed by parameter name
 SCHEDULER_FILE = "scheduler.pt"
+TASK_STATE_FILE = "task_state.pt"
 FORMAT = "audiostory-train-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one format for every kind of training (the adapter files only with a LoRA LLM)
 _STEP_RE = re.compile(r"^step-(\d{6,})$")
 
 
@@ -77,8 +81,14 @@ def _adapter_state(llm: Any, state_dict: dict[str, torch.Tensor] | None = None) 
     }
 
 
+def peft_llm(module: torch.nn.Module) -> Any | None:
+    """The module's LLM when it is a peft (LoRA) model, else None."""
+    llm = getattr(module, "llm", None)
+    return llm if hasattr(llm, "peft_config") else None
+
+
 def trainable_state(
-    module: TrainModule, gathered: dict[str, torch.Tensor] | None = None
+    module: torch.nn.Module, gathered: dict[str, torch.Tensor] | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(adapter state in peft's format, every other trainable tensor by parameter name).
 
@@ -89,8 +99,10 @@ def trainable_state(
     llm_state = None
     if gathered is not None:
         llm_state = {name.removeprefix("llm."): t for name, t in gathered.items() if name.startswith("llm.")}
-    adapter = _adapter_state(module.llm, llm_state)
-    rest = {name: tensors[name].detach().to("cpu").contiguous() for name in names if not _peft_managed(name)}
+    lora = peft_llm(module)
+    adapter = _adapter_state(lora, llm_state) if lora is not None else {}
+    managed = _peft_managed if lora is not None else (lambda _name: False)
+    rest = {name: tensors[name].detach().to("cpu").contiguous() for name in names if not managed(name)}
     return adapter, rest
 
 
@@ -100,13 +112,14 @@ def _peft_managed(name: str) -> bool:
 
 def save_checkpoint(
     folder: Path,
-    module: TrainModule,
+    module: torch.nn.Module,
     optimizer_state: dict[str, Any],
     scheduler_state: dict[str, Any],
     state: dict[str, Any],
     *,
     keep: int = 0,
     gathered: dict[str, torch.Tensor] | None = None,
+    task_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (temporary sibling folder, then rename); keep the newest ``keep`` (0: all).
 
@@ -120,12 +133,15 @@ def save_checkpoint(
     tmp.mkdir()
     try:
         adapter, rest = trainable_state(module, gathered)
-        save_file(adapter, str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
-        peft_config = module.llm.peft_config["default"].to_dict()
-        write_json_atomic(tmp / ADAPTER_CONFIG, _jsonable(peft_config))
+        lora = peft_llm(module)
+        if lora is not None:
+            save_file(adapter, str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
+            write_json_atomic(tmp / ADAPTER_CONFIG, _jsonable(lora.peft_config["default"].to_dict()))
         save_file(rest, str(tmp / TRAINABLE_FILE), metadata={"format": "pt"})
         torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
         torch.save(scheduler_state, tmp / SCHEDULER_FILE)
+        if task_state is not None:
+            torch.save(task_state, tmp / TASK_STATE_FILE)
         write_json_atomic(tmp / STATE_FILE, {"format": FORMAT, "format_version": FORMAT_VERSION, **state})
         if folder.exists():
             shutil.rmtree(folder)
@@ -160,24 +176,39 @@ def read_state(folder: Path) -> dict[str, Any]:
         raise TrainingError(f"{path} is not an audiostory training checkpoint")
     if state.get("format_version", 0) > FORMAT_VERSION:
         raise TrainingError(f"{folder} was written by a newer audiostory; upgrade to resume it")
+    if state.get("format_version", 0) < FORMAT_VERSION:
+        raise TrainingError(
+            f"{folder} was written by an earlier audiostory (checkpoint format {state.get('format_version')}); "
+            "finish that run with the version that started it, or start it over in a new --out"
+        )
     return dict(state)
 
 
-def load_weights(folder: Path, module: TrainModule) -> dict[str, Any]:
+def load_weights(folder: Path, module: torch.nn.Module) -> dict[str, Any]:
     """Restore the trainable weights of an unsharded ``module`` from ``folder`` strictly; returns its state."""
+    folder = Path(folder)
+    state = read_state(folder)
+    with unreadable_as_error(folder):
+        _load_trained(folder, module)
+    return state
+
+
+def _load_trained(folder: Path, module: torch.nn.Module) -> None:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    folder = Path(folder)
-    state = read_state(folder)
     device = next(module.parameters()).device
-    adapter = load_file(str(folder / ADAPTER_FILE), device=str(device))
     expected_adapter, expected_rest = trainable_state(module)
-    _same_keys(set(expected_adapter), set(adapter), folder / ADAPTER_FILE)
-    result = set_peft_model_state_dict(module.llm, adapter)
-    unexpected = getattr(result, "unexpected_keys", None)
-    if unexpected:
-        raise TrainingError(f"{folder / ADAPTER_FILE} has keys the model lacks: {unexpected[:5]}")
+    lora = peft_llm(module)
+    if lora is not None:
+        adapter = load_file(str(folder / ADAPTER_FILE), device=str(device))
+        _same_keys(set(expected_adapter), set(adapter), folder / ADAPTER_FILE)
+        result = set_peft_model_state_dict(lora, adapter)
+        unexpected = getattr(result, "unexpected_keys", None)
+        if unexpected:
+            raise TrainingError(f"{folder / ADAPTER_FILE} has keys the model lacks: {unexpected[:5]}")
+    elif (folder / ADAPTER_FILE).exists():
+        raise TrainingError(f"{folder} holds a LoRA adapter, but this run trains no LoRA; resume with the same command")
     rest = load_file(str(folder / TRAINABLE_FILE), device=str(device))
     _same_keys(set(expected_rest), set(rest), folder / TRAINABLE_FILE)
     params = dict(module.named_parameters())
@@ -188,16 +219,40 @@ def load_weights(folder: Path, module: TrainModule) -> dict[str, Any]:
                     f"{folder}: {name} is {list(tensor.shape)}, the model has {list(params[name].shape)}"
                 )
             params[name].copy_(tensor)
-    return state
 
 
 def read_optimizer_state(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(optimizer state, scheduler state) of a checkpoint, on the CPU."""
     folder = Path(folder)
-    return (
-        torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=True),
-        torch.load(folder / SCHEDULER_FILE, weights_only=True),
-    )
+    with unreadable_as_error(folder):
+        return (
+            torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=True),
+            torch.load(folder / SCHEDULER_FILE, weights_only=True),
+        )
+
+
+@contextlib.contextmanager
+def unreadable_as_error(folder: Path) -> Iterator[None]:
+    """A damaged or missing checkpoint file becomes one line that says what to do (torch, safetensors and zip
+    raise many kinds of errors for a truncated file)."""
+    try:
+        yield
+    except TrainingError:
+        raise
+    except Exception as error:
+        raise TrainingError(
+            f"cannot resume from {folder}: a file in it is unreadable ({type(error).__name__}); delete that "
+            "checkpoint folder to resume from the one before, or start the run over"
+        ) from error
+
+
+def read_task_state(folder: Path) -> dict[str, Any] | None:
+    """A checkpoint's ``task_state.pt`` (on the CPU), or None when its task keeps none."""
+    path = Path(folder) / TASK_STATE_FILE
+    if not path.is_file():
+        return None
+    with unreadable_as_error(Path(folder)):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _same_keys(expected: set[str], found: set[str], where: Path) -> None:

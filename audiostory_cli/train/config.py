@@ -1,4 +1,5 @@
-"""``TrainConfig``: every option of a training run, checked before anything heavy is imported. Torch-free.
+"""``TrainConfig`` (every option of a stage run) and ``LoopConfig`` (the options the training engine shares
+across every kind of training), checked before anything heavy is imported. Torch-free.
 
 Defaults follow the official run where it is known (lr 1e-4 for the LLM, batch 8, LoRA from the model dims,
 t5_feature_scale from the bridge dims) and TangoFlux for the DiT (lr 1e-5, logit-normal(0, 1) timesteps).
@@ -33,6 +34,30 @@ RESUMABLE_CHANGES = frozenset(
         "cache_dir",
     }
 )
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The loop's options, the same for every task (each task's config builds one from its own options)."""
+
+    out: Path
+    steps: int
+    seed: int = 0
+    grad_accum: int = 1
+    warmup: int = 100
+    schedule: str = "cosine"  # cosine | linear | constant (after warm-up)
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float = 1.0
+    save_every: int = 500
+    keep_checkpoints: int = 3  # newest checkpoints kept; 0 keeps all
+    log_every: int = 1
+    eval_every: int = 0  # 0: no evaluation
+    device: str = "auto"
+    mixed_precision: str = "auto"  # auto (bf16 on CUDA, none elsewhere) | bf16 | no
+    fsdp: bool = False
+    resume: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,6 +157,28 @@ class TrainConfig:
             if spec.kind is not None and spec.kind not in KINDS:
                 raise UsageError(f"manifest kind {spec.kind!r} must be one of {', '.join(KINDS)}")
         self.loss_weights.check()
+
+    def loop(self) -> LoopConfig:
+        """The engine's options of this run."""
+        return LoopConfig(
+            out=self.out,
+            steps=self.steps,
+            seed=self.seed,
+            grad_accum=self.grad_accum,
+            warmup=self.warmup,
+            schedule=self.schedule,
+            min_lr_ratio=self.min_lr_ratio,
+            weight_decay=self.weight_decay,
+            max_grad_norm=self.max_grad_norm,
+            save_every=self.save_every,
+            keep_checkpoints=self.keep_checkpoints,
+            log_every=self.log_every,
+            eval_every=self.eval_every,
+            device=self.device,
+            mixed_precision=self.mixed_precision,
+            fsdp=self.fsdp,
+            resume=self.resume,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: paths as strings, the manifests as ``{path, kind}``."""

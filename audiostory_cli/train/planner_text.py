@@ -8,28 +8,27 @@ of stage III's ``full`` scope (reasoning, plan text and layout tokens; never the
 placeholders). Only text is needed: the stories file may have no audio at all, so thousands of stories cost
 nothing to prepare. Every other part of the model folder is written back unchanged.
 
-Resumable: a checkpoint (LLM weights, AdamW and schedule state, step) is written every ``save_every`` steps; the
-example order is a pure function of (seed, step), so a resumed run ends bitwise equal to an uninterrupted one on
-a CPU.
+A training task of the one engine (``engine.run_task``): checkpoints, ``--resume`` (bitwise on a CPU: the
+example order is a pure function of (seed, step)), metrics and progress are the stages' own.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import TrainingError, UsageError
 from ..progress import ProgressFn, no_progress
+from .config import LoopConfig
+from .engine import RunContext, RunInfo, StepReport, TrainResult, fp32_runtime, run_task
+from .module import PartCount
 
-CHECKPOINT_FILE = "planner-checkpoint.pt"
 PLANNER_STREAM = 3  # BatchOrder stream of this step (the stages use 1 and 2)
 
 
@@ -37,7 +36,7 @@ PLANNER_STREAM = 3  # BatchOrder stream of this step (the stages use 1 and 2)
 class PlannerTrainConfig:
     model: Path  # a model folder; its LLM is trained
     stories: Path  # a stories JSONL file (instruction, reasoning, events with caption/duration); audio not needed
-    out: Path  # the model folder written at the end (and the checkpoint while it runs)
+    out: Path  # the run folder (checkpoints, metrics), which becomes the model folder at the end
     steps: int = 1000
     batch_size: int = 16
     lr: float = 1e-3
@@ -46,6 +45,7 @@ class PlannerTrainConfig:
     weight_decay: float = 0.01
     max_tokens: int = 2048
     save_every: int = 200
+    keep_checkpoints: int = 1
     seed: int = 0
     device: str = "auto"
     resume: bool = False
@@ -62,210 +62,191 @@ class PlannerTrainConfig:
         if Path(self.out).resolve() == Path(self.model).resolve():
             raise UsageError("--out must be a new folder, not the --model folder itself")
 
-
-@dataclass(frozen=True)
-class PlannerResult:
-    out: Path
-    steps: int
-    resumed_from: int
-    first_loss: float | None  # None when the run resumed past its first step
-    final_loss: float  # mean over the last 10 % of the steps this run made
-    seconds_per_step: float
-
-
-def _check_out(config: PlannerTrainConfig) -> Path | None:
-    """The checkpoint to resume from, after making sure a fresh run would not overwrite another one."""
-    out = Path(config.out)
-    checkpoint = out / CHECKPOINT_FILE
-    if config.resume:
-        if not checkpoint.is_file() and (out / "audiostory.json").is_file():
-            raise TrainingError(f"{out} holds a finished run (no checkpoint left to resume); use it as a --model")
-        return checkpoint if checkpoint.is_file() else None
-    used = [name for name in (CHECKPOINT_FILE, "audiostory.json") if (out / name).exists()]
-    if used:
-        raise TrainingError(
-            f"{out} already holds a run ({', '.join(used)}); pass --resume to continue it or choose another --out"
+    def loop(self) -> LoopConfig:
+        return LoopConfig(
+            out=Path(self.out),
+            steps=self.steps,
+            seed=self.seed,
+            warmup=self.warmup,
+            schedule="cosine",
+            min_lr_ratio=self.min_lr_ratio,
+            weight_decay=self.weight_decay,
+            max_grad_norm=1.0,
+            save_every=self.save_every,
+            keep_checkpoints=self.keep_checkpoints,
+            device=self.device,
+            mixed_precision="auto",
+            resume=self.resume,
         )
-    return None
 
 
-def _save_checkpoint(
-    path: Path, step: int, llm: Any, optimizer: Any, scheduler: Any, config: PlannerTrainConfig
-) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(
-        {
-            "step": step,
-            "llm": llm.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "config": _resumable(config),
-        },
-        partial,
-    )
-    os.replace(partial, path)
+class PlannerLM(torch.nn.Module):
+    """The LLM as a training module: next-token loss on the positions a batch marks."""
+
+    def __init__(self, llm: torch.nn.Module) -> None:
+        super().__init__()
+        self.llm = llm
+
+    def forward(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        logits = self.llm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        flat = logits.reshape(-1, logits.shape[-1])[batch["sources"]]
+        return {"loss": F.cross_entropy(flat.float(), batch["targets"])}
 
 
-def _resumable(config: PlannerTrainConfig) -> dict[str, Any]:
-    """The options a resumed run must share with the run it continues."""
-    fields = asdict(config)
-    return {
-        k: str(v) if isinstance(v, Path) else v
-        for k, v in fields.items()
-        if k not in ("out", "resume", "device", "save_every")
-    }
+class PlannerTask:
+    """Every LLM weight of a model folder, trained on the plans of a stories file (text only)."""
 
+    title = "planner"
+    supports_fsdp = False
 
-def _read_checkpoint(checkpoint: Path, config: PlannerTrainConfig, device: torch.device) -> dict[str, Any]:
-    """The resumable state in ``checkpoint``; a one-line error when it is unreadable or from other options."""
-    try:
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-    except Exception as error:  # torch raises RuntimeError, pickle or zip errors for a damaged file
-        raise TrainingError(
-            f"cannot resume from {checkpoint}: the file is unreadable ({type(error).__name__}); "
-            "delete it to start the run over, or restore it from a backup"
-        ) from error
-    if not isinstance(state, dict) or not {"llm", "optimizer", "scheduler", "step", "config"} <= state.keys():
-        raise TrainingError(
-            f"cannot resume from {checkpoint}: it is not a planner checkpoint; delete it to start the run over"
+    def __init__(self, config: PlannerTrainConfig) -> None:
+        config.check()
+        self.config = config
+
+    def prepare(self, context: RunContext) -> None:
+        from ..model import load_model_folder
+        from ..planner.tokens import resolve_special_token_ids
+        from .data import BatchOrder
+        from .manifest import load_story_texts
+        from .sequences import SCOPE_CLASSES
+
+        config = self.config
+        self.model = load_model_folder(Path(config.model), fp32_runtime(context.device))
+        self.stories = load_story_texts(config.stories, max_event_seconds=self.model.dims.window_seconds)
+        self.special = resolve_special_token_ids(self.model.tokenizer)
+        self.sequences = self._sequences()
+        self.classes = SCOPE_CLASSES["full"]
+        self.order = BatchOrder(len(self.sequences), config.seed, PLANNER_STREAM)
+        llm = self.model.llm.float().to(context.device).train()
+        for param in llm.parameters():
+            param.requires_grad_(True)
+        self._module = PlannerLM(llm)
+
+    def _sequences(self) -> list[Any]:
+        """Each story's plan as the stages and inference lay it out; a one-line error for one too long."""
+        from .sequences import plan_sequence
+
+        bridge = self.model.dims.bridge
+        sequences = []
+        for story in self.stories:
+            sequence = plan_sequence(
+                self.model.tokenizer,
+                self.special,
+                story.instruction,
+                story.storyline,
+                story.events,
+                bridge.num_semantic_tokens,
+                bridge.num_residual_tokens,
+            )
+            if len(sequence) > self.config.max_tokens:
+                raise TrainingError(
+                    f"{story.source}: the plan is {len(sequence)} tokens, more than --max-tokens "
+                    f"{self.config.max_tokens}; shorten the story or raise --max-tokens"
+                )
+            sequences.append(sequence)
+        return sequences
+
+    def module(self) -> torch.nn.Module:
+        return self._module
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [{"name": "llm", "params": list(self._module.parameters()), "lr": self.config.lr}]
+
+    def counts(self) -> list[PartCount]:
+        from .module import parameter_counts
+
+        return parameter_counts(self._module)
+
+    def examples(self) -> dict[str, int]:
+        return {"stories": len(self.sequences)}
+
+    def resume_options(self) -> dict[str, Any]:
+        return {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in asdict(self.config).items()
+            if k not in ("out", "resume", "device", "save_every", "keep_checkpoints", "steps", "stories")
+        }
+
+    def data_hash(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(Path(self.config.stories).read_bytes()).hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        return {"base_model": {"ref": str(self.config.model), "name": self.model.name}}
+
+    def batch(self, micro: int, world: int, rank: int, device: torch.device) -> dict[str, Any]:
+        from .data import lm_targets, pad_sequences
+
+        rows = [self.sequences[i] for i in self.order.indices(micro, self.config.batch_size, world, rank)]
+        ids, mask = pad_sequences(rows, self.special.endoftext)
+        sources, targets = lm_targets(rows, ids.shape[1], self.classes)
+        return {
+            "input_ids": ids.to(device),
+            "attention_mask": mask.to(device),
+            "sources": sources.to(device),
+            "targets": targets.to(device),
+            "tokens": int(mask.sum()),
+        }
+
+    def evaluate(self, module: torch.nn.Module, generator: torch.Generator, device: torch.device) -> dict[str, float]:
+        return {}
+
+    def extra_state(self) -> dict[str, Any] | None:
+        return None
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Planner pretraining keeps no state beyond the LLM and its optimizer."""
+
+    def unsharded(self, whole: dict[str, torch.Tensor]) -> torch.nn.Module:
+        raise TrainingError("planner pretraining does not shard (no --fsdp)")
+
+    def export(self, module: torch.nn.Module, info: dict[str, Any], mixed_precision: str) -> dict[str, Any]:
+        """The model folder: the base folder's parts with this LLM."""
+        from .checkpoint import export_model
+        from .t5_tokenizer import resolve_t5_tokenizer
+
+        config, model = self.config, self.model
+        model.llm = cast(Any, module).llm.eval().cpu()
+        for param in model.llm.parameters():
+            param.requires_grad_(False)
+        for part in model.parts().values():
+            part.cpu()
+        t5_tokenizer, _ = resolve_t5_tokenizer(str(config.model), model.dims.text_encoder.vocab_size)
+        summary = {
+            **info,
+            "batch_size": config.batch_size,
+            "lr": config.lr,
+            "stories": str(config.stories),
+            "n_stories": len(self.stories),
+            "n_edits": sum(story.edit for story in self.stories),
+        }
+        extra = {k: v for k, v in model.extra.items() if k not in ("training", "training_history")}
+        model.extra = {**extra, "planner_pretraining": summary}
+        if any(story.edit for story in self.stories):  # `audiostory edit` then rewrites with this planner
+            model.extra["trained_edits"] = True
+        model.name = Path(config.out).name
+        export_model(
+            Path(config.out),
+            model,
+            t5_tokenizer,
+            base_model=str(config.model),
+            info_extra={"planner_pretraining": summary},
         )
-    if state["config"] != _resumable(config):
-        raise TrainingError(
-            f"cannot resume {checkpoint}: the run's options changed; resume with the same options or start a new --out"
-        )
-    return state
+        return {"n_stories": len(self.stories)}
 
 
 def pretrain_planner(
-    config: PlannerTrainConfig, *, progress: ProgressFn = no_progress, log: Callable[[str], None] = lambda _m: None
-) -> PlannerResult:
+    config: PlannerTrainConfig,
+    *,
+    progress: ProgressFn = no_progress,
+    on_step: Callable[[StepReport], None] | None = None,
+    on_start: Callable[[RunInfo], None] | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> TrainResult:
     """Train every LLM weight of ``config.model`` on the plans of ``config.stories``; write the model to ``out``."""
-    from ..model import load_model_folder, quiet_libraries
-    from ..models.checkpoint import load_state_strict
-    from ..planner.tokens import resolve_special_token_ids
-    from ..runtime import make_runtime
-    from .checkpoint import export_model
-    from .data import BatchOrder, lm_targets, pad_sequences
-    from .engine import lr_factor
-    from .manifest import load_story_texts
-    from .sequences import SCOPE_CLASSES, plan_sequence
-    from .t5_tokenizer import resolve_t5_tokenizer
-
-    config.check()
-    checkpoint = _check_out(config)
-    runtime = make_runtime(config.device, "fp32")
-    with quiet_libraries():
-        model = load_model_folder(Path(config.model), runtime)
-    stories = load_story_texts(config.stories, max_event_seconds=model.dims.window_seconds)
-    special = resolve_special_token_ids(model.tokenizer)
-    bridge = model.dims.bridge
-    sequences = []
-    for story in stories:
-        sequence = plan_sequence(
-            model.tokenizer,
-            special,
-            story.instruction,
-            story.storyline,
-            story.events,
-            bridge.num_semantic_tokens,
-            bridge.num_residual_tokens,
-        )
-        if len(sequence) > config.max_tokens:
-            raise TrainingError(
-                f"{story.source}: the plan is {len(sequence)} tokens, more than --max-tokens "
-                f"{config.max_tokens}; shorten the story or raise --max-tokens"
-            )
-        sequences.append(sequence)
-    classes = SCOPE_CLASSES["full"]
-
-    llm = model.llm.float().to(runtime.device).train()
-    state = _read_checkpoint(checkpoint, config, runtime.device) if checkpoint is not None else None
-    if state is not None:
-        # before the optimizer exists: the strict loader assigns new tensors, which an optimizer built on the old
-        # ones would never update
-        load_state_strict(llm, state["llm"], prefix="llm.")
-    for param in llm.parameters():
-        param.requires_grad_(True)
-    torch.manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(llm.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: lr_factor(
-            step, warmup=config.warmup, total=config.steps, schedule="cosine", min_ratio=config.min_lr_ratio
-        ),
+    result = run_task(
+        PlannerTask(config), config.loop(), progress=progress, on_step=on_step, on_start=on_start, log=log
     )
-    start = 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start = int(state["step"])
-        log(f"planner pretraining resumed from {checkpoint} (step {start})")
-    if start >= config.steps:
-        raise TrainingError(f"the checkpoint is at step {start}; pass --steps larger than that to go on")
-
-    order = BatchOrder(len(sequences), config.seed, PLANNER_STREAM)
-    losses: list[float] = []
-    began = time.perf_counter()
-    for step in range(start, config.steps):
-        batch = [sequences[i] for i in order.indices(step, config.batch_size)]
-        ids, mask = pad_sequences(batch, special.endoftext)
-        sources, targets = lm_targets(batch, ids.shape[1], classes)
-        logits = llm(input_ids=ids.to(runtime.device), attention_mask=mask.to(runtime.device)).logits
-        loss = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1])[sources.to(runtime.device)], targets.to(runtime.device)
-        )
-        if not torch.isfinite(loss):
-            raise TrainingError(f"planner loss is {loss.item()} at step {step + 1}; lower --lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(llm.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        losses.append(float(loss.item()))
-        done = step + 1
-        progress("planner-train", done, config.steps)
-        if done % config.save_every == 0 and done < config.steps:
-            _save_checkpoint(Path(config.out) / CHECKPOINT_FILE, done, llm, optimizer, scheduler, config)
-        every = max(config.steps // 10, 1)
-        if done % every == 0:
-            log(f"planner step {done}/{config.steps}: loss {sum(losses[-every:]) / len(losses[-every:]):.4f}")
-    seconds = (time.perf_counter() - began) / max(len(losses), 1)
-
-    model.llm = llm.eval().cpu()
-    for param in model.llm.parameters():
-        param.requires_grad_(False)
-    for part in model.parts().values():
-        part.cpu()
-    t5_tokenizer, _ = resolve_t5_tokenizer(str(config.model), model.dims.text_encoder.vocab_size)
-    tail = losses[-max(len(losses) // 10, 1) :]
-    first_loss = losses[0] if start == 0 else None
-    final_loss = sum(tail) / len(tail)
-    info = {
-        "steps": config.steps,
-        "batch_size": config.batch_size,
-        "lr": config.lr,
-        "stories": str(config.stories),
-        "n_stories": len(stories),
-        "n_edits": sum(story.edit for story in stories),
-        "first_loss": first_loss,
-        "final_loss": final_loss,
-    }
-    extra = {k: v for k, v in model.extra.items() if k not in ("training", "training_history")}
-    model.extra = {**extra, "planner_pretraining": info}
-    if any(story.edit for story in stories):  # `audiostory edit` then rewrites with this planner as trained
-        model.extra["trained_edits"] = True
-    model.name = Path(config.out).name
-    export_model(
-        Path(config.out), model, t5_tokenizer, base_model=str(config.model), info_extra={"planner_pretraining": info}
-    )
-    (Path(config.out) / CHECKPOINT_FILE).unlink(missing_ok=True)
-    log(f"planner pretrained on {len(stories)} stories: loss {info['final_loss']:.4f}; model folder {config.out}")
-    return PlannerResult(
-        out=Path(config.out),
-        steps=config.steps,
-        resumed_from=start,
-        first_loss=first_loss,
-        final_loss=final_loss,
-        seconds_per_step=seconds,
-    )
+    log(f"planner pretrained: loss {result.final_loss:.4f}; model folder {config.out}")
+    return result

@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +35,9 @@ import torch.nn.functional as F
 
 from ..errors import TrainingError, UsageError
 from ..progress import ProgressFn, no_progress
+from .config import LoopConfig
+from .engine import RunContext, RunInfo, StepReport, TrainResult, fp32_runtime, run_task
+from .module import PartCount
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderOobleck
@@ -65,6 +67,26 @@ class VAETrainConfig:
     check_clips: int = 40  # reconstructions checked by the eval classifier at the end (foley manifests; 0: none)
     seed: int = 0
     device: str = "auto"
+    save_every: int = 500
+    keep_checkpoints: int = 1
+    resume: bool = False
+
+    def loop(self) -> LoopConfig:
+        """The engine's options: constant learning rate, AdamW betas (0.8, 0.99) as Stable Audio's VAE."""
+        return LoopConfig(
+            out=Path(self.out),
+            steps=self.steps,
+            seed=self.seed,
+            warmup=0,
+            schedule="constant",
+            betas=(0.8, 0.99),
+            max_grad_norm=1.0,
+            save_every=self.save_every,
+            keep_checkpoints=self.keep_checkpoints,
+            device=self.device,
+            mixed_precision="no",
+            resume=self.resume,
+        )
 
     def check(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -91,8 +113,10 @@ class VAETrainConfig:
                 f"--adversarial-start {self.adversarial_start} must be in 0..{self.steps - 1} "
                 f"(--steps {self.steps}) so that the discriminator trains at all"
             )
-        if self.check_clips < 0:
-            raise UsageError(f"--check-clips {self.check_clips} must not be negative")
+        if self.check_clips < 0 or self.save_every < 1:
+            raise UsageError(
+                f"--check-clips {self.check_clips} must not be negative and --save-every {self.save_every} positive"
+            )
         if self.l1_weight + self.stft_weight + self.mel_weight == 0:
             raise UsageError("--l1-weight, --stft-weight and --mel-weight are all 0: nothing to reconstruct")
         if self.level_db is not None:
@@ -115,16 +139,6 @@ def parse_level_db(text: str) -> tuple[float, float] | None:
     except ValueError:
         raise UsageError(f"--level-db {text!r} must be LOW,HIGH in dBFS (e.g. -30,-12) or off") from None
     return low, high
-
-
-@dataclass(frozen=True)
-class VAEResult:
-    out: Path
-    steps: int
-    first_loss: float
-    final_loss: float  # mean of the last 10 % of steps
-    seconds_per_step: float
-    recognised: tuple[float, float] | None = None  # (originals, reconstructions), see reconstruction_check
 
 
 def multi_resolution_stft_loss(
@@ -368,6 +382,14 @@ class Adversary:
         self.history.append((float(d_loss.item()), float(adversarial.item()), float(matching.item())))
         return self.config.adversarial_weight * adversarial + self.config.feature_matching_weight * matching
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # in place (torch's strict load copies into the parameters its optimizer already holds)
+        self.discriminator.load_state_dict(state["discriminator"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+
     def summary(self) -> str:
         """Recent means of the discriminator, adversarial and feature-matching losses (empty before it joins)."""
         if not self.history:
@@ -376,102 +398,177 @@ class Adversary:
         return f" (discriminator {d_loss:.3f}, adversarial {adversarial:.3f}, feature matching {matching:.3f})"
 
 
-def pretrain_vae(
-    config: VAETrainConfig, *, progress: ProgressFn = no_progress, log: Callable[[str], None] = lambda _m: None
-) -> VAEResult:
-    """Train the VAE of ``config.model`` on ``config.clips`` and write the whole model to ``config.out``."""
-    from ..model import load_model_folder, quiet_libraries
-    from ..runtime import make_runtime
-    from .checkpoint import export_model
-    from .t5_tokenizer import resolve_t5_tokenizer
+class VAEReconstruction(torch.nn.Module):
+    """The VAE as a training module: KL + reconstruction (+ the adversary's loss once it has joined)."""
 
-    config.check()
-    runtime = make_runtime(config.device, "fp32")
-    with quiet_libraries():
-        model = load_model_folder(Path(config.model), runtime)
-    if model.vae is None or model.dims.vae is None:
-        raise UsageError(
-            f"{config.model} uses the fixed spectral codec (no VAE weights): there is nothing to pretrain; train "
-            "its stages directly"
-        )
-    vae = model.vae.float().to(runtime.device).train()
-    dims = model.dims.vae
-    clips = load_clips(config.clips, dims.sampling_rate, dims.audio_channels)
-    length = int(round(config.segment_seconds * dims.sampling_rate / dims.hop_length)) * dims.hop_length
-    rng = np.random.default_rng([config.seed, 0xAE])
-    torch.manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, betas=(0.8, 0.99))
-    adversary = Adversary(dims.audio_channels, config, runtime.device) if config.adversarial_weight else None
-    losses: list[float] = []
-    start = time.perf_counter()
-    for step in range(1, config.steps + 1):
-        x = random_batch(clips.audio, rng, config.batch_size, length)
+    def __init__(self, vae: AutoencoderOobleck, config: VAETrainConfig, sample_rate: int) -> None:
+        super().__init__()
+        self.vae = vae
+        self.config = config
+        self.sample_rate = sample_rate
+        self.adversary: Adversary | None = None  # a plain attribute: the discriminator is not what is trained
+
+    def forward(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        config, x = self.config, batch["audio"]
+        posterior = self.vae.encode(x).latent_dist
+        latent = posterior.sample(generator) if config.sample_latents else posterior.mean
+        recon = self.vae.decode(latent).sample[..., : x.shape[-1]]
+        losses = {
+            "kl": posterior.kl().mean(),
+            "reconstruction": reconstruction_loss(config, recon, x, self.sample_rate),
+        }
+        loss = config.kl_weight * losses["kl"] + losses["reconstruction"]
+        if self.adversary is not None and self.training and batch["step"] > config.adversarial_start:
+            losses["adversarial"] = self.adversary.step(x, recon)
+            loss = loss + losses["adversarial"]
+        return {"loss": loss, **losses}
+
+
+class VAETask:
+    """The VAE of a model folder, reconstructing random crops of a clips manifest."""
+
+    title = "vae"
+    supports_fsdp = False
+
+    def __init__(self, config: VAETrainConfig) -> None:
+        config.check()
+        self.config = config
+
+    def prepare(self, context: RunContext) -> None:
+        from ..model import load_model_folder
+
+        config = self.config
+        self.model = load_model_folder(Path(config.model), fp32_runtime(context.device))
+        if self.model.vae is None or self.model.dims.vae is None:
+            raise UsageError(
+                f"{config.model} uses the fixed spectral codec (no VAE weights): there is nothing to pretrain; "
+                "train its stages directly"
+            )
+        dims = self.model.dims.vae
+        self.clips = load_clips(config.clips, dims.sampling_rate, dims.audio_channels)
+        self.length = int(round(config.segment_seconds * dims.sampling_rate / dims.hop_length)) * dims.hop_length
+        vae = self.model.vae.float().to(context.device).train()
+        for param in vae.parameters():
+            param.requires_grad_(True)
+        self._module = VAEReconstruction(vae, config, dims.sampling_rate)
+        if config.adversarial_weight:
+            torch.manual_seed(config.seed)
+            self._module.adversary = Adversary(dims.audio_channels, config, context.device)
+
+    def module(self) -> VAEReconstruction:
+        return self._module
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [{"name": "vae", "params": list(self._module.vae.parameters()), "lr": self.config.lr}]
+
+    def counts(self) -> list[PartCount]:
+        from .module import parameter_counts
+
+        return parameter_counts(self._module)
+
+    def examples(self) -> dict[str, int]:
+        return {"clips": len(self.clips.audio)}
+
+    def resume_options(self) -> dict[str, Any]:
+        skip = ("out", "resume", "device", "save_every", "keep_checkpoints", "steps", "clips", "check_clips")
+        return {
+            k: list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v
+            for k, v in vars(self.config).items()
+            if k not in skip
+        }
+
+    def data_hash(self) -> str:
+        import hashlib
+
+        digest = hashlib.sha256()
+        for clip in self.clips.audio:
+            digest.update(clip.tobytes())
+        return digest.hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        return {"base_model": {"ref": str(self.config.model), "name": self.model.name}}
+
+    def batch(self, micro: int, world: int, rank: int, device: torch.device) -> dict[str, Any]:
+        """Random crops drawn from (seed, micro-batch, rank) alone, so a resumed run draws what it would have."""
+        config = self.config
+        rng = np.random.default_rng([config.seed, 0xAE, micro, rank])
+        x = random_batch(self.clips.audio, rng, config.batch_size, self.length)
         if config.level_db is not None:
             x = set_levels(x, rng, config.level_db)
-        x = x.to(runtime.device)
-        posterior = vae.encode(x).latent_dist
-        latent = posterior.sample() if config.sample_latents else posterior.mean
-        recon = vae.decode(latent).sample[..., :length]
-        loss = config.kl_weight * posterior.kl().mean() + reconstruction_loss(config, recon, x, dims.sampling_rate)
-        if adversary is not None and step > config.adversarial_start:
-            loss = loss + adversary.step(x, recon)
-        if not torch.isfinite(loss):
-            raise TrainingError(f"VAE loss is {loss.item()} at step {step}; lower --lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimizer.step()
-        losses.append(float(loss.item()))
-        progress("vae-train", step, config.steps)
-        if step % max(config.steps // 10, 1) == 0:
-            extra = "" if adversary is None else adversary.summary()
-            log(f"vae step {step}/{config.steps}: loss {np.mean(losses[-max(config.steps // 10, 1) :]):.4f}{extra}")
-    seconds = (time.perf_counter() - start) / config.steps
-    vae.eval()
-    recognised = reconstruction_check(vae, clips, limit=config.check_clips) if config.check_clips else None
+        return {"audio": x.to(device), "step": micro + 1, "tokens": 0}
+
+    def evaluate(self, module: torch.nn.Module, generator: torch.Generator, device: torch.device) -> dict[str, float]:
+        return {}
+
+    def extra_state(self) -> dict[str, Any] | None:
+        adversary = self._module.adversary
+        return None if adversary is None else {"adversary": adversary.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if self._module.adversary is None or "adversary" not in state:
+            raise TrainingError(
+                "the checkpoint's adversarial state does not match this run; resume with the same options"
+            )
+        self._module.adversary.load_state_dict(state["adversary"])
+
+    def unsharded(self, whole: dict[str, torch.Tensor]) -> torch.nn.Module:
+        raise TrainingError("VAE pretraining does not shard (no --fsdp)")
+
+    def export(self, module: torch.nn.Module, info: dict[str, Any], mixed_precision: str) -> dict[str, Any]:
+        """Check the reconstructions (foley clips), then write the model folder with this VAE."""
+        from .checkpoint import export_model
+        from .t5_tokenizer import resolve_t5_tokenizer
+
+        config, model = self.config, self.model
+        vae = module.vae.eval()  # type: ignore[union-attr]
+        recognised = reconstruction_check(vae, self.clips, limit=config.check_clips) if config.check_clips else None
+        adversary = self._module.adversary
+        summary: dict[str, Any] = {
+            **info,
+            **self.resume_options(),
+            "clips": str(config.clips),
+            "discriminator": None if adversary is None else adversary.summary().strip(" ()") or None,
+            "recognised": None
+            if recognised is None
+            else {"originals": recognised[0], "reconstructions": recognised[1]},
+        }
+        model.vae = vae.cpu()
+        for param in model.vae.parameters():
+            param.requires_grad_(False)
+        for part in model.parts().values():
+            part.cpu()
+        t5_tokenizer, _ = resolve_t5_tokenizer(str(config.model), model.dims.text_encoder.vocab_size)
+        kept = {k: v for k, v in model.extra.items() if k not in ("training", "training_history")}
+        model.extra = {**kept, "vae_pretraining": summary}
+        model.name = Path(config.out).name
+        export_model(
+            Path(config.out), model, t5_tokenizer, base_model=str(config.model), info_extra={"vae_pretraining": summary}
+        )
+        return {"recognised": recognised}
+
+
+def pretrain_vae(
+    config: VAETrainConfig,
+    *,
+    progress: ProgressFn = no_progress,
+    on_step: Callable[[StepReport], None] | None = None,
+    on_start: Callable[[RunInfo], None] | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> TrainResult:
+    """Train the VAE of ``config.model`` on ``config.clips`` and write the whole model to ``config.out``.
+
+    ``result.summary["recognised"]``: (originals, reconstructions) recognised by the eval classifier, or None.
+    """
+    task = VAETask(config)
+    result = run_task(task, config.loop(), progress=progress, on_step=on_step, on_start=on_start, log=log)
+    adversary = task.module().adversary
+    if adversary is not None and adversary.history:
+        log(f"adversarial training, recent means:{adversary.summary()}")
+    recognised = result.summary.get("recognised")
     if recognised is not None:
         log(
             f"eval classifier on the first clips: originals {recognised[0]:.0%}, "
             f"reconstructions {recognised[1]:.0%} recognised"
         )
-    model.vae = vae.cpu()
-    for part in model.parts().values():
-        part.cpu()
-    t5_tokenizer, _ = resolve_t5_tokenizer(str(config.model), model.dims.text_encoder.vocab_size)
-    tail = losses[-max(len(losses) // 10, 1) :]
-    final_loss = float(np.mean(tail))
-    info: dict[str, Any] = {
-        "steps": config.steps,
-        "batch_size": config.batch_size,
-        "segment_seconds": config.segment_seconds,
-        "lr": config.lr,
-        "kl_weight": config.kl_weight,
-        "l1_weight": config.l1_weight,
-        "stft_weight": config.stft_weight,
-        "mel_weight": config.mel_weight,
-        "log_floor": config.log_floor,
-        "level_db": list(config.level_db) if config.level_db else None,
-        "sample_latents": config.sample_latents,
-        "adversarial_weight": config.adversarial_weight,
-        "feature_matching_weight": config.feature_matching_weight if config.adversarial_weight else None,
-        "adversarial_start": config.adversarial_start if config.adversarial_weight else None,
-        "first_loss": losses[0],
-        "final_loss": final_loss,
-        "clips": str(config.clips),
-        "recognised": None if recognised is None else {"originals": recognised[0], "reconstructions": recognised[1]},
-    }
-    kept = {k: v for k, v in model.extra.items() if k not in ("training", "training_history")}
-    model.extra = {**kept, "vae_pretraining": info}
-    model.name = Path(config.out).name
-    export_model(
-        Path(config.out), model, t5_tokenizer, base_model=str(config.model), info_extra={"vae_pretraining": info}
-    )
-    log(f"VAE pretrained: loss {losses[0]:.4f} -> {info['final_loss']:.4f}; model folder {config.out}")
-    return VAEResult(
-        out=Path(config.out),
-        steps=config.steps,
-        first_loss=losses[0],
-        final_loss=final_loss,
-        seconds_per_step=seconds,
-        recognised=recognised,
-    )
+    log(f"VAE pretrained: loss {result.final_loss:.4f}; model folder {config.out}")
+    return result
