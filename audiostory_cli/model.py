@@ -190,9 +190,14 @@ def _build_parts(dims: ModelDims, vocab_size: int, dtype: torch.dtype) -> dict[s
     return parts
 
 
+def meta_parts(dims: ModelDims, vocab_size: int) -> dict[str, nn.Module]:
+    """Every part of a model of ``dims`` on the meta device (no weights): what conversion loads onto."""
+    return build_model(dims, vocab_size, device="meta").parts()
+
+
 def build_model(dims: ModelDims, vocab_size: int, *, device: str = "meta", name: str = "unnamed") -> AudioStoryModel:
     """The container with every part; on ``device="meta"`` no weights are allocated (to be loaded strictly)."""
-    from .models.checkpoint import empty_weights
+    from .weights.checkpoint import empty_weights
 
     if device == "meta":
         with empty_weights():
@@ -229,8 +234,8 @@ def save_model(
     force: bool = False,
 ) -> Path:
     """Write ``model`` as a model folder (weights, sidecar, tokenizer) that ``load_model_folder`` reads back."""
-    from .models.checkpoint import ModelInfo, save_model_folder
     from .planner.tokens import save_tokenizer
+    from .weights.checkpoint import ModelInfo, save_model_folder
 
     extra = {"resampler_trained": model.resampler_trained, **model.extra, **(info_extra or {})}
     info = ModelInfo(name=model.name, vocab_size=len(model.tokenizer), base_model=base_model, extra=extra)
@@ -247,9 +252,9 @@ def save_model(
 
 def load_model_folder(path: Path, runtime: Runtime, *, name: str | None = None) -> AudioStoryModel:
     """Build on the meta device from the sidecar's dims, then fill every part strictly from the safetensors."""
-    from .models.checkpoint import load_parts_strict, read_sidecar
     from .planner.reasoner import reset_rotary_buffers
     from .planner.tokens import load_tokenizer
+    from .weights.checkpoint import load_parts_strict, read_sidecar
 
     meta = read_sidecar(Path(path))
     if meta.tokenizer_dir is None:
@@ -289,7 +294,7 @@ def _part_dtype(part: str, runtime: Runtime) -> torch.dtype:
 
 def load_model(ref: str, runtime: Runtime, *, progress: ProgressFn = no_progress) -> AudioStoryModel:
     """A registered model name (``tiny-random``, ``demo``, ``audiostory-3b``) or a model folder path."""
-    from .models.registry import resolve_model_ref
+    from .weights.registry import resolve_model_ref
 
     progress("load", 0, 1)
     resolved = resolve_model_ref(ref)
@@ -304,7 +309,7 @@ def load_model(ref: str, runtime: Runtime, *, progress: ProgressFn = no_progress
 
 
 def _weights_folder(spec: Any) -> Path:
-    from .models.download import converted_path, model_path
+    from .weights.download import converted_path, model_path
 
     if spec.kind == "bundled":
         return model_path(spec)

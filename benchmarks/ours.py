@@ -9,9 +9,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from audiostory_cli.export import ExportOptions, export_story
+from audiostory_cli.app.export import ExportOptions, export_story
+from audiostory_cli.app.pipeline import PlanOptions, plan_story, render_story
 from audiostory_cli.model import AudioStoryModel
-from audiostory_cli.pipeline import PlanOptions, plan_story, render_story
 from audiostory_cli.planner.layout import serialise_ids
 from audiostory_cli.runtime import Runtime
 from audiostory_cli.story import StoryFolder

@@ -56,13 +56,13 @@ from benchmarks.timing import MemoryProbe, StageClock, max_rss_bytes  # noqa: E4
 
 _IMPORT_SECONDS = time.perf_counter() - _IMPORT_START
 INFERENCE_MODULES = (
-    "audiostory_cli.pipeline",
+    "audiostory_cli.app.pipeline",
     "audiostory_cli.model",
     "audiostory_cli.planner.api",
     "audiostory_cli.generator.render",
     "audiostory_cli.generator.vae",
     "audiostory_cli.generator.text_encoder",
-    "audiostory_cli.export",
+    "audiostory_cli.app.export",
 )
 
 

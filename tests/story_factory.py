@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
-from audiostory_cli.export import event_spans
+from audiostory_cli.app.export import event_spans
 from audiostory_cli.story.folder import StoryFolder
 from audiostory_cli.story.plan import Event, RenderSettings, Story
 

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from audiostory_cli.app.export import event_spans, total_frames
 from audiostory_cli.audio.io import resample
 from audiostory_cli.audio.timeline import (
     DECLICK_SECONDS,
@@ -18,7 +19,6 @@ from audiostory_cli.audio.timeline import (
     resample_piece,
     shape_event,
 )
-from audiostory_cli.export import event_spans, total_frames
 from tests.story_factory import make_story
 
 RATE = 44_100

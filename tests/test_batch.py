@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from audiostory_cli.batch import Job, Launch, deal, derive_seed, launch_from_env, read_jobs
+from audiostory_cli.app.batch import Job, Launch, deal, derive_seed, launch_from_env, read_jobs
 from audiostory_cli.cli import app
 from audiostory_cli.story import StoryFolder
 
@@ -91,7 +91,7 @@ def test_batch_makes_ordinary_story_folders_like_tell(tmp_path):
 
 
 def test_batch_loads_each_model_once_per_process(tmp_path):
-    from audiostory_cli.batch import run_batch
+    from audiostory_cli.app.batch import run_batch
     from audiostory_cli.model import load_model
     from audiostory_cli.runtime import cpu_runtime
 
@@ -297,7 +297,7 @@ def test_two_processes_give_the_one_process_audio(tmp_path):
 
 
 def test_interrupted_batch_keeps_finished_work_and_resumes(tmp_path, monkeypatch):
-    from audiostory_cli import pipeline
+    from audiostory_cli.app import pipeline
 
     jobs = write_jobs(
         tmp_path / "jobs.jsonl",

@@ -8,9 +8,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from audiostory_cli.app.pipeline import PlanOptions, plan_story
 from audiostory_cli.cli import app
 from audiostory_cli.model import tiny_random_model
-from audiostory_cli.pipeline import PlanOptions, plan_story
 from audiostory_cli.story import StoryFolder
 from audiostory_cli.story.plan import Story
 from audiostory_cli.story.table import render_notes

@@ -121,7 +121,7 @@ def test_the_model_declares_its_codec():
 
 @pytest.fixture()
 def spectral_folder(tmp_path):
-    from audiostory_cli.demo import init_model_folder
+    from audiostory_cli.demo.recipe import init_model_folder
     from audiostory_cli.planner.tokens import build_tiny_tokenizer
 
     return init_model_folder(tmp_path / "spectral", build_tiny_tokenizer(), dims=tiny_spectral_dims(), seed=3)
@@ -129,8 +129,8 @@ def spectral_folder(tmp_path):
 
 def test_spectral_model_folder_round_trips_through_the_strict_loader(spectral_folder):
     from audiostory_cli.model import load_model_folder
-    from audiostory_cli.models.checkpoint import read_sidecar
     from audiostory_cli.runtime import make_runtime
+    from audiostory_cli.weights.checkpoint import read_sidecar
 
     sidecar = json.loads((spectral_folder / "audiostory.json").read_text())
     assert sidecar["dims"]["vae"] is None and sidecar["dims"]["codec"]["n_mels"] == 8
@@ -174,9 +174,9 @@ def test_the_strict_loader_refuses_inconsistent_codecs(spectral_folder, tmp_path
 
 
 def test_a_spectral_model_plans_and_renders_exact_lengths(spectral_folder, tmp_path):
+    from audiostory_cli.app.pipeline import PlanOptions, plan_story, render_story
     from audiostory_cli.audio.io import read_audio
     from audiostory_cli.model import load_model_folder
-    from audiostory_cli.pipeline import PlanOptions, plan_story, render_story
     from audiostory_cli.runtime import make_runtime
     from audiostory_cli.story.folder import StoryFolder
 
@@ -196,11 +196,11 @@ def test_a_spectral_model_plans_and_renders_exact_lengths(spectral_folder, tmp_p
 def test_a_spectral_model_continues_an_input_seamlessly(spectral_folder, tmp_path):
     import soundfile as sf
 
+    from audiostory_cli.app.continuation import continue_story
+    from audiostory_cli.app.export import ExportOptions, export_story
+    from audiostory_cli.app.pipeline import render_story, source_conditioning
     from audiostory_cli.audio.input import read_input_audio
-    from audiostory_cli.continuation import continue_story
-    from audiostory_cli.export import ExportOptions, export_story
     from audiostory_cli.model import load_model_folder
-    from audiostory_cli.pipeline import render_story, source_conditioning
     from audiostory_cli.runtime import make_runtime
     from audiostory_cli.story.folder import StoryFolder
     from tests.test_continue_api import fast, write_input

@@ -16,9 +16,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiostory_cli.audio.input import InputAudio, read_input_audio
-from audiostory_cli.audio.io import resample, resample_margin
-from audiostory_cli.continuation import (
+from audiostory_cli.app.continuation import (
     CONTINUE_LEAD,
     SEAM_CROSSFADE,
     SOURCE_FILE,
@@ -27,10 +25,8 @@ from audiostory_cli.continuation import (
     continue_story,
     measure_seam,
 )
-from audiostory_cli.errors import UsageError
-from audiostory_cli.export import ExportOptions, export_story
-from audiostory_cli.model import AudioStoryModel, tiny_random_model
-from audiostory_cli.pipeline import (
+from audiostory_cli.app.export import ExportOptions, export_story
+from audiostory_cli.app.pipeline import (
     PlanOptions,
     regen_events,
     render_story,
@@ -38,11 +34,15 @@ from audiostory_cli.pipeline import (
     source_conditioning,
     write_new_part,
 )
+from audiostory_cli.app.understand import audio_tokens
+from audiostory_cli.audio.input import InputAudio, read_input_audio
+from audiostory_cli.audio.io import resample, resample_margin
+from audiostory_cli.errors import UsageError
+from audiostory_cli.model import AudioStoryModel, tiny_random_model
 from audiostory_cli.runtime import make_runtime
 from audiostory_cli.story import StoryFolder
 from audiostory_cli.story.edit import set_event_fields
 from audiostory_cli.story.editview import parse_view, render_view
-from audiostory_cli.understand import audio_tokens
 from tests.story_factory import make_story
 
 DELIVERY_RATE = 48_000  # the presets' rate

@@ -8,10 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from audiostory_cli.cli import app
-from audiostory_cli.models import download, registry
-from audiostory_cli.models.download import resolve_default_model
-from audiostory_cli.models.registry import DEMO_MODEL, OFFICIAL_MODEL
 from audiostory_cli.story import StoryFolder
+from audiostory_cli.weights import download, registry
+from audiostory_cli.weights.download import resolve_default_model
+from audiostory_cli.weights.registry import DEMO_MODEL, OFFICIAL_MODEL
 
 runner = CliRunner()
 DEMO_TOML = """

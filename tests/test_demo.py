@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from audiostory_cli.cli import app
 from audiostory_cli.config import tiny_dims
-from audiostory_cli.demo import (
+from audiostory_cli.demo.recipe import (
     DEMO_CODEC,
     DEMO_SAMPLE_RATE,
     DemoRecipe,
@@ -298,9 +298,9 @@ def test_a_16khz_model_folder_plans_and_renders_exact_lengths(foley_data, tmp_pa
     """A model at the demo's rate and hop renders through the same pipeline (geometry from its own VAE)."""
     from dataclasses import replace
 
+    from audiostory_cli.app.pipeline import PlanOptions, plan_story, render_story
     from audiostory_cli.audio.io import read_audio
     from audiostory_cli.model import load_model_folder
-    from audiostory_cli.pipeline import PlanOptions, plan_story, render_story
     from audiostory_cli.runtime import make_runtime
     from audiostory_cli.story.folder import StoryFolder
 
@@ -332,7 +332,7 @@ def test_an_interrupted_demo_build_resumes_to_the_same_model(tmp_path):
     """--resume keeps the finished steps, redoes the unfinished one, and ends with the model of an unbroken run."""
     import shutil
 
-    from audiostory_cli.demo import build_demo
+    from audiostory_cli.demo.recipe import build_demo
 
     work = tmp_path / "work"
     build_demo(tmp_path / "first", work, quick_recipe(), device="cpu")
@@ -356,7 +356,7 @@ def test_an_interrupted_demo_build_resumes_to_the_same_model(tmp_path):
 
 
 def test_resume_refuses_foley_data_of_another_recipe(tmp_path):
-    from audiostory_cli.demo import build_demo
+    from audiostory_cli.demo.recipe import build_demo
 
     data = tmp_path / "work" / "data"
     data.mkdir(parents=True)

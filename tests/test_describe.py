@@ -12,12 +12,12 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
+from audiostory_cli.app.understand import DEFAULT_QUESTION, describe_audio, understanding_precheck
 from audiostory_cli.audio.input import read_input_audio
 from audiostory_cli.cli import app
 from audiostory_cli.errors import ModelError
 from audiostory_cli.model import save_model, tiny_random_model
 from audiostory_cli.planner.tokens import encode_text
-from audiostory_cli.understand import DEFAULT_QUESTION, describe_audio, understanding_precheck
 from tests.test_continue_api import input_signal
 
 runner = CliRunner()

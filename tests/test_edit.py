@@ -14,15 +14,15 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from audiostory_cli import editing
-from audiostory_cli.cli import app
-from audiostory_cli.editing import (
+from audiostory_cli.app import editing
+from audiostory_cli.app.editing import (
     MAX_INSTRUCTION_CHARS,
     apply_edit,
     check_instruction,
     propose_edit,
     undo_edit,
 )
+from audiostory_cli.cli import app
 from audiostory_cli.errors import InputError, ModelError, UsageError
 from audiostory_cli.planner.editing import build_edit_instruction, demo_edit
 from audiostory_cli.planner.layout import ParsedPlan, PlannedEvent, PlanParseError
@@ -381,7 +381,7 @@ def test_edit_cli_terminal_quit_and_apply(tmp_path, scripted, monkeypatch):
 
 
 def test_edit_cli_ctrl_c_keeps_the_applied_plan_and_render_finishes(tmp_path, scripted, monkeypatch):
-    import audiostory_cli.pipeline as pipeline
+    import audiostory_cli.app.pipeline as pipeline
 
     folder = rendered_story(tmp_path)
     real_store = pipeline._store_event

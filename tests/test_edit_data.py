@@ -113,7 +113,7 @@ def test_check_data_names_bad_edit_lines(tmp_path):
 @pytest.mark.slow
 def test_train_planner_learns_edit_turns_and_marks_the_model(tmp_path):
     from audiostory_cli.config import tiny_dims
-    from audiostory_cli.demo import build_corpus_tokenizer, init_model_folder, manifest_texts
+    from audiostory_cli.demo.recipe import build_corpus_tokenizer, init_model_folder, manifest_texts
     from audiostory_cli.train.planner_text import PlannerTrainConfig, pretrain_planner
 
     edits = write_edit_turns(

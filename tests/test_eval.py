@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from audiostory_cli.cli import app
-from audiostory_cli.eval import (
+from audiostory_cli.demo.eval import (
     EvalOptions,
     caption_class,
     eval_stories,

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from audiostory_cli.cli import app
-from audiostory_cli.eval_edits import EditEvalOptions, eval_turns, evaluate_edits, exact_edit, foley_plan
+from audiostory_cli.demo.eval_edits import EditEvalOptions, eval_turns, evaluate_edits, exact_edit, foley_plan
 from audiostory_cli.planner.layout import ParsedPlan, PlannedEvent
 
 runner = CliRunner()

@@ -12,8 +12,8 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
+from audiostory_cli.app.export import ExportOptions, export_story, last_export_options
 from audiostory_cli.errors import AudioInputError, OutputExistsError
-from audiostory_cli.export import ExportOptions, export_story, last_export_options
 from audiostory_cli.story.folder import StoryFolder
 from audiostory_cli.story.timecode import frame_rate, timecode_to_frames
 from tests.story_factory import make_rendered_story

@@ -13,11 +13,11 @@ import pytest
 import soundfile as sf
 import torch
 
+from audiostory_cli.app.pipeline import PlanOptions, plan_story, render_story
 from audiostory_cli.generator.geometry import LatentGeometry
 from audiostory_cli.generator.render import EventCondition, render_latents
 from audiostory_cli.generator.text_encoder import T5_EOS_ID, T5_PAD_ID
 from audiostory_cli.model import tiny_random_model
-from audiostory_cli.pipeline import PlanOptions, plan_story, render_story
 from audiostory_cli.planner.api import demo_sampling
 from audiostory_cli.planner.decoding import DecodeEngine, fast_generate
 from audiostory_cli.planner.prompt import build_instruction

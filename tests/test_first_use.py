@@ -354,7 +354,7 @@ def test_a_garbage_mp3_is_one_clean_line(tmp_path):
 def test_accented_prompts_keep_their_letters_in_folder_names():
     from pathlib import Path
 
-    from audiostory_cli.pipeline import default_out_dir
+    from audiostory_cli.app.pipeline import default_out_dir
     from audiostory_cli.story.plan import event_slug
 
     assert default_out_dir("un café sous la pluie, puis l'orage") == Path("un-cafe-sous-la-pluie")

@@ -138,7 +138,7 @@ def planned(tmp_path) -> StoryFolder:
 
 
 def test_crash_during_render_keeps_finished_events_and_render_redoes_only_the_rest(planned, monkeypatch):
-    import audiostory_cli.pipeline as pipeline
+    import audiostory_cli.app.pipeline as pipeline
 
     real_decode = pipeline._decode
     calls = {"n": 0}

@@ -12,9 +12,9 @@ import errno
 
 import pytest
 
-import audiostory_cli.models.download as download
+import audiostory_cli.weights.download as download
 from audiostory_cli.errors import AudiostoryError
-from audiostory_cli.models.download import (
+from audiostory_cli.weights.download import (
     PART_MANIFEST,
     download_model,
     model_status,

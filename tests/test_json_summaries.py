@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from audiostory_cli.app.export import ExportResult
 from audiostory_cli.cli import app
-from audiostory_cli.export import ExportResult
 from tests.story_factory import make_rendered_story
 
 runner = CliRunner()

@@ -11,7 +11,7 @@ from torch import nn
 
 from audiostory_cli.config import ModelDims, tiny_dims
 from audiostory_cli.errors import CheckpointKeyError, ModelError, OutputExistsError, WeightsError
-from audiostory_cli.models.checkpoint import (
+from audiostory_cli.weights.checkpoint import (
     ModelInfo,
     SourceRef,
     empty_weights,

@@ -76,7 +76,7 @@ def test_verify_a_model_folder(tmp_path, damage) -> None:
     from torch import nn
 
     from audiostory_cli.config import tiny_dims
-    from audiostory_cli.models.checkpoint import ModelInfo, save_model_folder
+    from audiostory_cli.weights.checkpoint import ModelInfo, save_model_folder
 
     folder = tmp_path / "m"
     save_model_folder(folder, {"bridge": nn.Linear(3, 2)}, tiny_dims(), ModelInfo(name="t"))

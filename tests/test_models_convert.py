@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from audiostory_cli.config import tiny_dims
 from audiostory_cli.errors import InputError, UsageError
-from audiostory_cli.models import convert as convert_module
-from audiostory_cli.models.checkpoint import empty_weights, load_parts_strict, read_sidecar, verify_model_folder
-from audiostory_cli.models.convert import classify_source, classify_sources, convert_official
+from audiostory_cli.weights import convert as convert_module
+from audiostory_cli.weights.checkpoint import empty_weights, load_parts_strict, read_sidecar, verify_model_folder
+from audiostory_cli.weights.convert import classify_source, classify_sources, convert_official
 
 from .test_models_official import OfficialFixture, build_parts, make_official
 
@@ -153,8 +153,8 @@ def test_cli_convert_from_source_folders(tmp_path, fx, tokenizer, monkeypatch) -
 def test_converted_official_model_plans_and_renders_like_the_official_inference(
     tmp_path, fx, tokenizer, monkeypatch
 ) -> None:
+    from audiostory_cli.app.pipeline import PlanOptions, plan_story
     from audiostory_cli.model import load_model_folder
-    from audiostory_cli.pipeline import PlanOptions, plan_story
     from audiostory_cli.planner.api import Planner
     from audiostory_cli.runtime import cpu_runtime
 
@@ -199,7 +199,7 @@ def test_converted_official_model_plans_and_renders_like_the_official_inference(
 
 
 def test_whisper_without_resampler_keys_converts_with_a_note(tmp_path, fx, tokenizer) -> None:
-    from audiostory_cli.models.convert import NOTE_NO_RESAMPLER, RESAMPLER_PREFIX
+    from audiostory_cli.weights.convert import NOTE_NO_RESAMPLER, RESAMPLER_PREFIX
 
     lacking = {k: v for k, v in fx.official.items() if not k.startswith(RESAMPLER_PREFIX)}
     assert len(lacking) < len(fx.official)
@@ -219,7 +219,7 @@ def test_whisper_without_resampler_keys_converts_with_a_note(tmp_path, fx, token
 
 def test_the_conversion_notes_are_printed(tmp_path, fx, tokenizer, monkeypatch) -> None:
     from audiostory_cli.cli import app
-    from audiostory_cli.models.convert import RESAMPLER_PREFIX
+    from audiostory_cli.weights.convert import RESAMPLER_PREFIX
 
     lacking = {k: v for k, v in fx.official.items() if not k.startswith(RESAMPLER_PREFIX)}
     sources = write_sources(tmp_path / "src", OfficialFixture(fx.dims, lacking, fx.whisper, fx.vae, fx.reference))

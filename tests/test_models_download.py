@@ -14,7 +14,7 @@ from typing import BinaryIO
 import pytest
 
 from audiostory_cli.errors import OfflineError, WeightsError
-from audiostory_cli.models.download import (
+from audiostory_cli.weights.download import (
     PART_MANIFEST,
     HfHubClient,
     HubUnreachable,
@@ -26,7 +26,7 @@ from audiostory_cli.models.download import (
     read_part_manifest,
     verify_model,
 )
-from audiostory_cli.models.registry import FileSpec, ModelSpec, PartSpec
+from audiostory_cli.weights.registry import FileSpec, ModelSpec, PartSpec
 
 COMMIT = "c" * 40
 

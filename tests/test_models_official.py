@@ -10,9 +10,9 @@ import torch
 
 from audiostory_cli.config import ModelDims, tiny_dims
 from audiostory_cli.errors import CheckpointKeyError, WeightsError
-from audiostory_cli.models.checkpoint import empty_weights, load_state_strict
-from audiostory_cli.models.convert import load_mapped_strict
-from audiostory_cli.models.official import (
+from audiostory_cli.weights.checkpoint import empty_weights, load_state_strict
+from audiostory_cli.weights.convert import load_mapped_strict
+from audiostory_cli.weights.official import (
     LLM_PREFIX,
     REASON_ORIGINAL,
     combine,

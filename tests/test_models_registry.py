@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from audiostory_cli.errors import ModelError, UnknownModelError, UsageError
-from audiostory_cli.models.download import converted_path, model_path, model_status
-from audiostory_cli.models.registry import (
+from audiostory_cli.weights.download import converted_path, model_path, model_status
+from audiostory_cli.weights.registry import (
     COMMIT_RE,
     format_size,
     get_model_spec,

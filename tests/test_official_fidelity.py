@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from audiostory_cli.config import full_dims
-from audiostory_cli.models.official import map_official_state_dict
+from audiostory_cli.weights.official import map_official_state_dict
 
 DATA = Path(__file__).parent / "data"
 OFFICIAL_KEYS = DATA / "official-keys-fullsize.json"
@@ -33,7 +33,7 @@ def official_shapes() -> dict[str, list[int]]:
 
 def test_every_official_key_is_mapped_or_ignored_and_fills_every_parameter(official_shapes) -> None:
     from audiostory_cli.model import build_model
-    from audiostory_cli.models.convert import load_mapped_strict
+    from audiostory_cli.weights.convert import load_mapped_strict
 
     state = {key: torch.empty(shape, device="meta") for key, shape in official_shapes.items()}
     dims = dataclasses.replace(full_dims(), audio_encoder=None)  # the list has no Whisper resampler keys

@@ -43,9 +43,9 @@ def tiny(tmp_path_factory):
 
 def warm_up(model, runtime, where: Path) -> None:
     """Render and export one story here, so that every forked child starts with the modules it needs imported."""
+    from audiostory_cli.app.export import ExportOptions, export_story
+    from audiostory_cli.app.pipeline import render_story
     from audiostory_cli.cli import progress_view, session  # noqa: F401 - imported for the children
-    from audiostory_cli.export import ExportOptions, export_story
-    from audiostory_cli.pipeline import render_story
 
     folder = planned_story(where / "story")
     render_story(folder, model, runtime)

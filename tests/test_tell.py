@@ -106,7 +106,7 @@ def test_regen_with_caption_rerenders_with_new_words(tmp_path):
 
 
 def test_interrupted_render_resumes_with_only_missing_events(tmp_path, monkeypatch):
-    import audiostory_cli.pipeline as pipeline
+    import audiostory_cli.app.pipeline as pipeline
 
     out, result = tell(tmp_path, "story", "--plan-only")
     assert result.exit_code == 0, result.output

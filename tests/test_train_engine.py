@@ -53,7 +53,7 @@ def test_train_stage_and_its_alias_run_the_same_command():
 
 @pytest.fixture(scope="module")
 def vae_world(tmp_path_factory):
-    from audiostory_cli.demo import build_corpus_tokenizer, init_model_folder, manifest_texts
+    from audiostory_cli.demo.recipe import build_corpus_tokenizer, init_model_folder, manifest_texts
 
     root = tmp_path_factory.mktemp("engine")
     data = write_manifests(root / "train", split="train", n_stories=1, n_clips=4, sr=44_100, clip_seconds=(0.5, 0.8))

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from audiostory_cli.cli import app
 from audiostory_cli.config import tiny_dims
-from audiostory_cli.demo import build_corpus_tokenizer, init_model_folder, manifest_texts
+from audiostory_cli.demo.recipe import build_corpus_tokenizer, init_model_folder, manifest_texts
 from audiostory_cli.errors import TrainingError
 from audiostory_cli.foley.corpus import StoryOptions, write_story_texts
 from audiostory_cli.train.checkpoint import list_checkpoints

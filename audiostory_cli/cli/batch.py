@@ -13,7 +13,7 @@ from .common import err_console, out_console
 from .options import DeviceOpt, JsonOpt, OffloadOpt
 
 if TYPE_CHECKING:
-    from ..batch import CheckReport, JobRecord, Launch
+    from ..app.batch import CheckReport, JobRecord, Launch
 
 
 def batch(
@@ -40,7 +40,7 @@ def batch(
 
     Split between `torchrun`/`accelerate launch` processes (one GPU each); rank 0 shows progress, writes batch.json.
     """
-    from ..batch import check_batch, launch_from_env, read_jobs
+    from ..app.batch import check_batch, launch_from_env, read_jobs
 
     launch = launch_from_env()
     try:
@@ -60,7 +60,7 @@ def batch(
 
 
 def _run(found: Any, out: Path, launch: Launch, *, device: str, offload: bool | None, as_json: bool) -> int:
-    from ..batch import check_out_dir, device_for, run_batch
+    from ..app.batch import check_out_dir, device_for, run_batch
 
     main = launch.main
     if launch.world == 1:

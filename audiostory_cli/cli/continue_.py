@@ -31,7 +31,7 @@ from .options import (
 )
 
 if TYPE_CHECKING:
-    from ..continuation import ContinuationResult
+    from ..app.continuation import ContinuationResult
     from ..story import StoryFolder
 
 
@@ -71,14 +71,14 @@ def continue_(
 
     The story folder's event 0 is the input itself (not rendered); `regen DIR N` works on the new events.
     """
+    from ..app.continuation import check_continue_inputs, continue_story
+    from ..app.export import ExportOptions
+    from ..app.pipeline import PlanOptions, check_preset, default_out_dir
+    from ..app.understand import understanding_precheck
     from ..audio.input import read_input_audio
-    from ..continuation import check_continue_inputs, continue_story
     from ..errors import UsageError
-    from ..export import ExportOptions
-    from ..models.registry import resolve_model_ref
-    from ..pipeline import PlanOptions, check_preset, default_out_dir
     from ..story import StoryFolder
-    from ..understand import understanding_precheck
+    from ..weights.registry import resolve_model_ref
 
     # 1. everything that can be wrong is found before the model loads
     options = PlanOptions(
@@ -104,7 +104,7 @@ def continue_(
     export_options = ExportOptions(loudness=preset, stems=stems, cues=parse_cues(cues), force=True)
     resolve_model_ref(model)
     folder = StoryFolder(out or default_out_dir(f"{audio.stem} continued"))
-    from ..pipeline import removed_if_left_empty
+    from ..app.pipeline import removed_if_left_empty
     from .progress_view import RichProgress
     from .session import confirm_render, load_for_command, wants_offload
     from .tables import print_plan
@@ -124,7 +124,7 @@ def continue_(
             err_console.print(f"plan saved; render it with: audiostory render {folder.root}")
             out_console.print(str(folder.story_path))
             return
-        from ..continuation import deliver_continuation
+        from ..app.continuation import deliver_continuation
 
         with RichProgress() as progress:
             result = deliver_continuation(

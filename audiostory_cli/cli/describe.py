@@ -24,9 +24,7 @@ def describe(
 ) -> None:
     """Caption AUDIO, or answer --question about it (needs a model with trained audio understanding)."""
     err_console.print(f"[dim]audiostory describe: {audio}, model {model}[/]")
-    from ..audio.input import read_input_audio
-    from ..errors import ModelError
-    from ..understand import (
+    from ..app.understand import (
         cannot_describe,
         check_max_tokens,
         check_question,
@@ -34,6 +32,8 @@ def describe(
         describe_readiness,
         understanding_precheck,
     )
+    from ..audio.input import read_input_audio
+    from ..errors import ModelError
 
     check_question(question)
     check_max_tokens(max_tokens)

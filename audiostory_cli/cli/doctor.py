@@ -15,7 +15,7 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report instead of a table.")] = False,
 ) -> None:
     """Print the device and dtype audiostory would use (and why), memory, versions and cached models."""
-    from ..doctor import collect_report
+    from ..app.doctor import collect_report
 
     with err_console.status("checking the environment…"):
         report = collect_report(device)

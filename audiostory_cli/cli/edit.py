@@ -22,7 +22,7 @@ from .options import (
 PROPOSAL_FILE = "edit.proposal.toml"
 
 if TYPE_CHECKING:
-    from ..editing import EditProposal
+    from ..app.editing import EditProposal
     from ..story import StoryFolder
 
 
@@ -42,7 +42,7 @@ def edit(
     no_wait: NoWaitOpt = False,
 ) -> None:
     """Edit a rendered story by instruction; events the edit does not touch keep their audio, byte for byte."""
-    from ..editing import apply_edit, check_editable, check_instruction, propose_edit
+    from ..app.editing import apply_edit, check_editable, check_instruction, propose_edit
     from ..errors import UsageError
     from ..story import StoryFolder
     from ..story.diff import summary
@@ -126,7 +126,7 @@ def _review(folder: StoryFolder, proposal: EditProposal, *, ask: bool) -> EditPr
 
 def _hand_edit(folder: StoryFolder, proposal: EditProposal) -> EditProposal:
     """Open the proposed plan in the editor; a plan that does not validate can be re-opened or dropped."""
-    from ..editing import revise_proposal
+    from ..app.editing import revise_proposal
     from ..errors import PlanValidationError
     from ..fsutil import write_text_atomic
     from ..story.edit import _run_editor, find_editor
@@ -152,8 +152,8 @@ def _hand_edit(folder: StoryFolder, proposal: EditProposal) -> EditProposal:
 
 def _undo(folder: StoryFolder, *, stems: bool, cues: str | None) -> None:
     """Restore the plan before the last edit; re-deliver the mix when every event has its audio (no rendering)."""
-    from ..editing import undo_edit
-    from ..export import export_story
+    from ..app.editing import undo_edit
+    from ..app.export import export_story
     from .progress_view import RichProgress
 
     result = undo_edit(folder)

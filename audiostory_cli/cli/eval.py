@@ -11,7 +11,7 @@ from .common import check_report_path, deliver_report
 from .options import DeviceOpt, JsonOpt, PresetOpt
 
 if TYPE_CHECKING:
-    from ..eval import EvalReport
+    from ..demo.eval import EvalReport
 
 
 def eval_command(
@@ -42,7 +42,7 @@ def eval_command(
     ] = None,
 ) -> None:
     """Score a model on held-out foley stories: plan accuracy, rendered-event classes, seams, loudness, length."""
-    from ..eval import EvalOptions, check_eval_options, story_options_up_to
+    from ..demo.eval import EvalOptions, check_eval_options, story_options_up_to
 
     if edits is not None:
         from .eval_edits import run_edit_eval
@@ -62,7 +62,7 @@ def eval_command(
     check_eval_options(options)
     check_report_path(out)
 
-    from ..eval import evaluate
+    from ..demo.eval import evaluate
     from .progress_view import RichProgress
     from .session import load_for_command
 

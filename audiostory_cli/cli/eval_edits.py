@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 from .common import check_report_path, deliver_report
 
 if TYPE_CHECKING:
-    from ..eval_edits import EditEvalReport
+    from ..demo.eval_edits import EditEvalReport
 
 
 def run_edit_eval(
     model: str, *, edits: int, split: str, seed: int, steps: int | None, device: str, as_json: bool, out: Path | None
 ) -> None:
-    from ..eval_edits import EditEvalOptions, check_edit_eval_options, evaluate_edits
+    from ..demo.eval_edits import EditEvalOptions, check_edit_eval_options, evaluate_edits
     from .progress_view import RichProgress
     from .session import load_for_command
 

@@ -49,7 +49,7 @@ def export(
     no_wait: NoWaitOpt = False,
 ) -> None:
     """Mix the rendered events and deliver mix.wav, stems/ and cues/ (with qc.json); no model needed."""
-    from ..export import ExportOptions, export_story
+    from ..app.export import ExportOptions, export_story
     from ..story import StoryFolder
 
     options = ExportOptions(

@@ -28,8 +28,8 @@ def list_models_cmd(
     """Registered models with kind, download size, whether revisions are pinned, licence and local status."""
     from rich.table import Table
 
-    from ..models.download import converted_path, model_status
-    from ..models.registry import ModelSpec, format_size, list_models
+    from ..weights.download import converted_path, model_status
+    from ..weights.registry import ModelSpec, format_size, list_models
 
     rows: list[tuple[ModelSpec, dict[str, str]]] = []
     for spec in list_models():
@@ -107,8 +107,8 @@ def download_cmd(
     dtype: Annotated[str, typer.Option("--dtype", help="Converted weights: bf16, fp16 or fp32.")] = "bf16",
 ) -> None:
     """Download a model's files (resumable), verify sizes and sha256, convert once; print the model folder."""
-    from ..models.download import converted_path, download_model
-    from ..models.registry import get_model_spec
+    from ..weights.download import converted_path, download_model
+    from ..weights.registry import get_model_spec
 
     spec = get_model_spec(name)
     with RichProgress(columns=byte_columns(), transient=True, unknown_totals=True) as progress:
@@ -116,10 +116,11 @@ def download_cmd(
     err_console.print(f"{spec.name}: all files present and verified")
     target = converted_path(spec)
     if convert and (force or not (target / "audiostory.json").is_file()):
-        from ..models.convert import convert_model
+        from ..model import meta_parts
+        from ..weights.convert import convert_model
 
         with RichProgress() as steps:
-            path = convert_model(spec, dtype=dtype, force=True, progress=steps).path
+            path = convert_model(spec, build_parts=meta_parts, dtype=dtype, force=True, progress=steps).path
         err_console.print(f"{spec.name}: converted (LoRA merged, every key checked) into {path}")
         _print_notes(path)
     elif (target / "audiostory.json").is_file():
@@ -137,9 +138,9 @@ def verify_cmd(
     """Hash every file and compare with the registry (or the sidecar of a model folder)."""
     from rich.table import Table
 
-    from ..models.checkpoint import verify_model_folder
-    from ..models.download import verify_model
-    from ..models.registry import resolve_model_ref
+    from ..weights.checkpoint import verify_model_folder
+    from ..weights.download import verify_model
+    from ..weights.registry import resolve_model_ref
 
     ref = resolve_model_ref(model)
     with RichProgress(columns=byte_columns(), transient=True, unknown_totals=True) as progress:
@@ -183,8 +184,8 @@ def path_cmd(
     converted: Annotated[bool, typer.Option("--converted", help="The converted model folder instead.")] = False,
 ) -> None:
     """Print where a model's files are (downloads, or with --converted the model folder inference loads)."""
-    from ..models.download import converted_path, model_path
-    from ..models.registry import resolve_model_ref
+    from ..weights.download import converted_path, model_path
+    from ..weights.registry import resolve_model_ref
 
     ref = resolve_model_ref(model)
     if isinstance(ref, Path):
@@ -206,9 +207,10 @@ def convert_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,
 ) -> None:
     """Write our model folder once: LoRA merged, strict key check, tokenizer, sidecar with source hashes."""
-    from ..models.convert import classify_sources, convert_official, sources_from_download
-    from ..models.download import converted_path
-    from ..models.registry import get_model_spec
+    from ..model import meta_parts
+    from ..weights.convert import classify_sources, convert_official, sources_from_download
+    from ..weights.download import converted_path
+    from ..weights.registry import get_model_spec
 
     if source:
         if name is not None:
@@ -222,7 +224,7 @@ def convert_cmd(
         if name is None:
             raise UsageError("give a downloaded model NAME (e.g. audiostory-3b) or --source folders with --out")
         spec = get_model_spec(name)
-        from ..models.download import model_status
+        from ..weights.download import model_status
 
         if spec.kind != "hub" or model_status(spec) != "present":
             raise UsageError(f"{name} is not a fully downloaded hub model; run `audiostory models download {name}`")
@@ -231,7 +233,9 @@ def convert_cmd(
         label = spec.name
 
     with RichProgress() as progress:
-        meta = convert_official(sources, target, dtype=dtype, force=force, name=label, progress=progress)
+        meta = convert_official(
+            sources, target, build_parts=meta_parts, dtype=dtype, force=force, name=label, progress=progress
+        )
     err_console.print(f"converted {label}: {', '.join(meta.parts)} ({meta.dtype})")
     _print_notes(meta.path)
     out_console.print(str(meta.path), soft_wrap=True)
@@ -239,7 +243,7 @@ def convert_cmd(
 
 def _print_notes(folder: Path) -> None:
     """The conversion's notes (LoRA merged, parts dropped and why), from the folder's sidecar, on stderr."""
-    from ..models.checkpoint import read_sidecar
+    from ..weights.checkpoint import read_sidecar
 
     for note in read_sidecar(folder).extra.get("notes", []):
         err_console.print(f"note: {note}", highlight=False)

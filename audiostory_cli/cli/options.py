@@ -83,7 +83,7 @@ def refresh_export_options(folder: StoryFolder, preset: str, *, stems: bool, cue
     """Options for re-delivering a story: the last export's (stems, cues, loudness), with flags on top."""
     import dataclasses
 
-    from ..export import ExportOptions, last_export_options
+    from ..app.export import ExportOptions, last_export_options
 
     options = last_export_options(folder) or ExportOptions(loudness=preset, cues=parse_cues(ALL_CUES))
     changes: dict[str, Any] = {"force": True}
@@ -115,7 +115,7 @@ def default_model(model: str | None) -> str:
     the demo stands in for undownloaded weights goes to stderr, one line."""
     if model is not None:
         return model
-    from ..models.download import resolve_default_model
+    from ..weights.download import resolve_default_model
     from .common import err_console
 
     chosen = resolve_default_model()

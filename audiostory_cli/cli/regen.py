@@ -35,7 +35,7 @@ def regen(
     no_wait: NoWaitOpt = False,
 ) -> None:
     """Re-render EVENT(s) with a new seed, caption or duration; the previous take is kept as events/NN-*.takeK.wav."""
-    from ..pipeline import regen_events
+    from ..app.pipeline import regen_events
     from ..story import StoryFolder
 
     folder = StoryFolder(story_dir)

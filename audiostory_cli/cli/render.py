@@ -33,8 +33,8 @@ def render(
     no_wait: NoWaitOpt = False,
 ) -> None:
     """Render every event that has no audio yet or whose caption, duration, seed or settings changed."""
-    from ..models.registry import resolve_model_ref
     from ..story import StoryFolder
+    from ..weights.registry import resolve_model_ref
 
     folder = StoryFolder(story_dir)
     with lock_story(folder, "render", no_wait=no_wait):

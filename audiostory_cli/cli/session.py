@@ -57,7 +57,7 @@ def render_and_export(
 
     ``model`` None: nothing needs rendering (the caller checked), so no model is loaded; only delivery runs.
     """
-    from ..pipeline import deliver_story
+    from ..app.pipeline import deliver_story
     from .progress_view import RichProgress
 
     with RichProgress() as progress:

@@ -58,7 +58,7 @@ def tell(
     no_wait: NoWaitOpt = False,
 ) -> None:
     """Plan a story from PROMPT, show the plan, then render every event and deliver mix, stems and cues."""
-    from ..pipeline import PlanOptions, check_tell_inputs, default_out_dir, removed_if_left_empty, start_story
+    from ..app.pipeline import PlanOptions, check_tell_inputs, default_out_dir, removed_if_left_empty, start_story
     from ..story import StoryFolder
 
     options = PlanOptions(
@@ -81,7 +81,7 @@ def tell(
     with lock_story(folder, "tell", no_wait=no_wait, create=True), removed_if_left_empty(folder.root, created):
         folder.prepare_new(force=force)  # again under the lock: another tell may have filled it meanwhile
         err_console.print(f"[dim]audiostory tell: {duration:g} s, model {model}[/]")  # the first line, before imports
-        from ..export import ExportOptions
+        from ..app.export import ExportOptions
         from .progress_view import RichProgress
         from .session import confirm_render, load_for_command, render_and_export, wants_offload
         from .tables import print_plan

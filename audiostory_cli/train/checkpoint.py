@@ -35,7 +35,7 @@ import torch
 
 from ..errors import TrainingError
 from ..fsutil import write_json_atomic
-from ..models.registry import SIDECAR_NAME
+from ..weights.registry import SIDECAR_NAME
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
@@ -304,7 +304,7 @@ def export_model(
 
 
 def _remove_previous_export(out: Path) -> None:
-    from ..models.checkpoint import TOKENIZER_DIR
+    from ..weights.checkpoint import TOKENIZER_DIR
     from .t5_tokenizer import T5_TOKENIZER_DIR
 
     sidecar = out / SIDECAR_NAME

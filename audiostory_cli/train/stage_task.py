@@ -214,7 +214,7 @@ class StageTask:
 
     def unsharded(self, whole: dict[str, torch.Tensor]) -> torch.nn.Module:
         from ..model import load_model
-        from ..models.checkpoint import load_state_strict
+        from ..weights.checkpoint import load_state_strict
 
         self.model = load_model(self.config.model, fp32_runtime(torch.device("cpu")))
         module = build_train_module(self.model, self.config, understanding=self.understanding)
@@ -312,9 +312,9 @@ def dry_run(stage: str, model_ref: str = "audiostory-3b", *, understanding: bool
 def _dims_of(model_ref: str) -> tuple[Any, int]:
     """Model dims and vocabulary size of a model reference, read from its sidecar (nothing is loaded)."""
     from ..config import full_dims
-    from ..models.checkpoint import read_sidecar
-    from ..models.download import converted_path, model_path
-    from ..models.registry import resolve_model_ref
+    from ..weights.checkpoint import read_sidecar
+    from ..weights.download import converted_path, model_path
+    from ..weights.registry import resolve_model_ref
 
     resolved = resolve_model_ref(model_ref)
     if isinstance(resolved, Path):

@@ -129,8 +129,8 @@ def resolve_t5_tokenizer(model_ref: str, encoder_vocab_size: int, override: Path
 
 
 def _candidate_folders(model_ref: str) -> list[Path]:
-    from ..models.download import converted_path, model_path
-    from ..models.registry import resolve_model_ref
+    from ..weights.download import converted_path, model_path
+    from ..weights.registry import resolve_model_ref
 
     resolved = resolve_model_ref(model_ref)
     if isinstance(resolved, Path):

@@ -30,7 +30,7 @@ def demo(
     ] = False,
 ) -> None:
     """Reproduce the `demo` model from scratch: foley data, tokenizer, planner pretraining, stages 1-warm..3."""
-    from ...demo import DemoRecipe, build_demo, folder_size, quick_recipe
+    from ...demo.recipe import DemoRecipe, build_demo, folder_size, quick_recipe
 
     recipe = quick_recipe() if quick else DemoRecipe()
     work = work or out.parent / f"{out.name}-work"

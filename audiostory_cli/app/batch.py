@@ -38,17 +38,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .audio.cues import split_cue_list
-from .errors import AudiostoryError, InputError, OutputExistsError, StoryError, UsageError
-from .fsutil import write_json_atomic
+from ..audio.cues import split_cue_list
+from ..errors import AudiostoryError, InputError, OutputExistsError, StoryError, UsageError
+from ..fsutil import write_json_atomic
+from ..progress import ProgressFn, no_progress
+from ..story.folder import StoryFolder
 from .pipeline import DEFAULT_MODEL, MAX_SEED, PlanOptions, check_prompt, check_tell_inputs
-from .progress import ProgressFn, no_progress
-from .story.folder import StoryFolder
 
 if TYPE_CHECKING:
+    from ..model import AudioStoryModel
+    from ..runtime import Runtime
     from .export import ExportOptions
-    from .model import AudioStoryModel
-    from .runtime import Runtime
 
 JOB_KEYS = ("prompt", "duration", "name", "preset", "style", "seed", "steps", "guidance", "stems", "cues", "model")
 ALL_CUES = ("story", "reaper", "audacity", "edl")
@@ -199,7 +199,7 @@ def _parse_line(text: str, number: int, default_model: str) -> tuple[Job, bool]:
     except AudiostoryError as exc:
         raise _BadLine(_as_job_message(str(exc)), name) from None
     if name is None:
-        from .story.plan import event_slug
+        from ..story.plan import event_slug
 
         name = event_slug(prompt, max_words=5)
     else:

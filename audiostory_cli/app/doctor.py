@@ -6,9 +6,9 @@ import platform
 from importlib import metadata
 from typing import Any
 
-from . import __version__
-from .resources import cache_dir
-from .runtime import make_runtime, memory_summary
+from .. import __version__
+from ..resources import cache_dir
+from ..runtime import make_runtime, memory_summary
 
 KEY_PACKAGES = (
     "torch",
@@ -61,8 +61,8 @@ def _format_memory(memory: dict[str, Any]) -> str:
 
 def _model_state() -> dict[str, str]:
     try:
-        from .models.download import model_status
-        from .models.registry import list_models
+        from ..weights.download import model_status
+        from ..weights.registry import list_models
     except ImportError:
         return {}
     return {spec.name: model_status(spec) for spec in list_models()}

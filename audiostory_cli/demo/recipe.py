@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import (
+from ..config import (
     AudioEncoderDims,
     BridgeDims,
     DiTDims,
@@ -35,11 +35,11 @@ from .config import (
     SpectralCodecDims,
     TextEncoderDims,
 )
-from .errors import UsageError
-from .progress import ProgressFn, no_progress
+from ..errors import UsageError
+from ..progress import ProgressFn, no_progress
 
 if TYPE_CHECKING:
-    from .foley.corpus import ManifestPaths
+    from ..foley.corpus import ManifestPaths
 
 DEMO_NAME = "demo"
 DEMO_SAMPLE_RATE = 16_000
@@ -153,7 +153,7 @@ def manifest_texts(paths: list[Path]) -> Iterator[str]:
 def build_corpus_tokenizer(texts: Iterator[str] | list[str], bpe_vocab: int = DEMO_BPE_VOCAB) -> Any:
     """A byte-level BPE trained on ``texts`` with the full tokenizer's layout (``planner.tokens``): the BPE
     vocabulary, then the Qwen chat specials, then the 612 AudioStory tokens in the official order."""
-    from .planner.tokens import train_bpe_tokenizer
+    from ..planner.tokens import train_bpe_tokenizer
 
     return train_bpe_tokenizer(texts, bpe_vocab)
 
@@ -163,10 +163,10 @@ def init_model_folder(out: Path, tokenizer: Any, *, dims: ModelDims | None = Non
     tokenizer: the starting point that ``audiostory train --model OUT`` accepts."""
     import torch
 
-    from .model import AudioStoryModel, build_parts
-    from .train.checkpoint import export_model
-    from .train.t5_tokenizer import build_tiny_t5_tokenizer
-    from .train.vae import unit_variance_init
+    from ..model import AudioStoryModel, build_parts
+    from ..train.checkpoint import export_model
+    from ..train.t5_tokenizer import build_tiny_t5_tokenizer
+    from ..train.vae import unit_variance_init
 
     dims = dims or demo_dims(len(tokenizer))
     if dims.reasoner.vocab_size != len(tokenizer):
@@ -289,11 +289,11 @@ def build_demo(
     """
     import time
 
-    from .foley.corpus import StoryOptions, write_manifests, write_story_texts
-    from .train.config import TrainConfig
-    from .train.manifest import Kind, ManifestSpec
-    from .train.planner_text import PlannerTrainConfig, pretrain_planner
-    from .train.stage_task import train
+    from ..foley.corpus import StoryOptions, write_manifests, write_story_texts
+    from ..train.config import TrainConfig
+    from ..train.manifest import Kind, ManifestSpec
+    from ..train.planner_text import PlannerTrainConfig, pretrain_planner
+    from ..train.stage_task import train
 
     recipe.check()
     out, work = Path(out), Path(work)
@@ -434,7 +434,7 @@ def _is_model_folder(folder: Path) -> bool:
 
 def _finished_data(root: Path, recipe: DemoRecipe) -> ManifestPaths | None:
     """The manifests of an earlier build of the same recipe, or None when ``root`` holds none or other ones."""
-    from .foley.corpus import MANIFEST_NAMES, ManifestPaths
+    from ..foley.corpus import MANIFEST_NAMES, ManifestPaths
 
     info_file = root / "foley.json"
     if not info_file.is_file():
@@ -459,10 +459,10 @@ def package_model(source: Path, out: Path, *, fp16: bool, info_extra: dict[str, 
     """Copy a trained model folder to ``out`` named ``demo``: LLM, bridge and DiT in fp16 when ``fp16``."""
     import torch
 
-    from .model import load_model_folder
-    from .runtime import make_runtime
-    from .train.checkpoint import export_model
-    from .train.t5_tokenizer import resolve_t5_tokenizer
+    from ..model import load_model_folder
+    from ..runtime import make_runtime
+    from ..train.checkpoint import export_model
+    from ..train.t5_tokenizer import resolve_t5_tokenizer
 
     runtime = make_runtime("cpu")
     model = load_model_folder(source, runtime, name=DEMO_NAME)

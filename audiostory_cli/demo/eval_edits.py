@@ -30,16 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import AudiostoryError, UsageError
-from .foley.corpus import SPLITS, FoleyEvent, FoleyStory, StoryOptions, make_story
-from .foley.edits import FoleyEditTurn, edit_turn
-from .progress import ProgressFn, no_progress
+from ..errors import AudiostoryError, UsageError
+from ..foley.corpus import SPLITS, FoleyEvent, FoleyStory, StoryOptions, make_story
+from ..foley.edits import FoleyEditTurn, edit_turn
+from ..progress import ProgressFn, no_progress
 
 if TYPE_CHECKING:
-    from .model import AudioStoryModel
-    from .planner.layout import ParsedPlan
-    from .runtime import Runtime
-    from .story.plan import Story
+    from ..model import AudioStoryModel
+    from ..planner.layout import ParsedPlan
+    from ..runtime import Runtime
+    from ..story.plan import Story
 
 MAX_EDITS = 10_000
 DURATION_TOLERANCE = 0.05
@@ -156,8 +156,8 @@ def evaluate_edits(
 
 def foley_plan(story: FoleyStory, model: AudioStoryModel, steps: int | None) -> Story:
     """The story's reference plan as a ``Story`` for ``model`` (captions, details, durations, seeds)."""
-    from .planner.prompt import build_instruction
-    from .story.plan import Event, RenderSettings, Story
+    from ..planner.prompt import build_instruction
+    from ..story.plan import Event, RenderSettings, Story
 
     events, cursor = [], 0.0
     for index, event in enumerate(story.events, start=1):
@@ -194,9 +194,9 @@ def _evaluate_turn(
     scratch: Path,
     rewrite: Callable[..., ParsedPlan] | None,
 ) -> EditResult:
-    from .editing import apply_edit, propose_edit
-    from .pipeline import render_story
-    from .story.folder import StoryFolder
+    from ..app.editing import apply_edit, propose_edit
+    from ..app.pipeline import render_story
+    from ..story.folder import StoryFolder
 
     folder = StoryFolder(scratch / f"{number:05d}")
     # 1. the story before the edit, rendered

@@ -15,21 +15,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import CANVAS_FIXED, CANVASES
-from .errors import InputError, StoryError, UsageError
-from .progress import ProgressFn, no_progress
-from .story.folder import StoryFolder
-from .story.lock import holds_story_lock
-from .story.plan import FADE_SHAPES, MAX_TOTAL_SECONDS, TIME_EPS, Event, GeneratedPlan, RenderSettings, Story
+from ..config import CANVAS_FIXED, CANVASES
+from ..errors import InputError, StoryError, UsageError
+from ..progress import ProgressFn, no_progress
+from ..story.folder import StoryFolder
+from ..story.lock import holds_story_lock
+from ..story.plan import FADE_SHAPES, MAX_TOTAL_SECONDS, TIME_EPS, Event, GeneratedPlan, RenderSettings, Story
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from .audio.io import FloatArray
+    from ..audio.io import FloatArray
+    from ..model import AudioStoryModel
+    from ..runtime import Runtime
     from .export import ExportOptions, ExportResult
-    from .model import AudioStoryModel
-    from .runtime import Runtime
 
 DEFAULT_MODEL = "audiostory-3b"
 MIN_TOTAL_SECONDS = 1.0
@@ -97,7 +97,7 @@ def check_plan_options(options: PlanOptions) -> None:
 
 
 def check_preset(name: str) -> None:
-    from .audio.presets import load_preset
+    from ..audio.presets import load_preset
 
     load_preset(name)
 
@@ -105,14 +105,14 @@ def check_preset(name: str) -> None:
 def check_tell_inputs(prompt: str, options: PlanOptions, *, cues: Sequence[str], model: str) -> tuple[str, ...]:
     """Every cheap check of a ``tell`` (no model loaded, nothing written): prompt, ranges, preset, style, cue
     sheets and the model name. Returns the validated cue sheet names."""
-    from .audio.cues import check_cue_names
-    from .models.registry import resolve_model_ref
+    from ..audio.cues import check_cue_names
+    from ..weights.registry import resolve_model_ref
 
     check_prompt(prompt)
     check_plan_options(options)
     check_preset(options.preset)
     if options.style:
-        from .styles import get_style
+        from ..styles import get_style
 
         get_style(options.style)
     cue_names = check_cue_names(tuple(cues))
@@ -129,7 +129,7 @@ def removed_if_left_empty(root: Path, created: bool) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        from .story.lock import LOCK_FILE
+        from ..story.lock import LOCK_FILE
 
         if created and Path(root).is_dir() and not StoryFolder(root).content():
             (Path(root) / LOCK_FILE).unlink(missing_ok=True)
@@ -216,7 +216,7 @@ def render_settings(
 ) -> RenderSettings:
     """The settings stored with a new plan: flags, else the style's, else the model's (canvas and join: the
     official ones for the official checkpoint), else the defaults."""
-    from .styles import get_style
+    from ..styles import get_style
 
     style = get_style(options.style) if options.style else None
     join_seconds, join_shape = model_join
@@ -243,9 +243,9 @@ def plan_story(
     ``instruction`` replaces the one built from the prompt and the style's lead (``continue`` passes its own);
     ``audio_embeds`` (T, H) are an input audio's resampler tokens for the prompt (see ``continuation``).
     """
-    from .planner.api import demo_sampling
-    from .planner.reasoner import SamplingOptions
-    from .styles import get_style
+    from ..planner.api import demo_sampling
+    from ..planner.reasoner import SamplingOptions
+    from ..styles import get_style
 
     prompt = check_prompt(prompt)
     check_plan_options(options)
@@ -266,7 +266,7 @@ def plan_story(
             prompt, options.total_duration, lead=lead, sampling=sampling, progress=progress, processors=processors
         )
     else:
-        from .planner.prompt import build_instruction
+        from ..planner.prompt import build_instruction
 
         output = planner.plan_instruction(
             instruction or build_instruction(prompt, options.total_duration, lead),
@@ -349,8 +349,8 @@ def render_story(
     """
     import torch
 
-    from .generator.render import EventCondition, render_latents
-    from .generator.text_encoder import unconditional_tokens
+    from ..generator.render import EventCondition, render_latents
+    from ..generator.text_encoder import unconditional_tokens
 
     story = folder.load()
     _check_model_matches(story, model)
@@ -436,7 +436,7 @@ def _store_event(folder: StoryFolder, story: Story, event: Event, audio: np.ndar
     leaves every render listed: a listed take still missing while ``event.file`` exists is a move that a killed
     render recorded but did not make, and is made now.
     """
-    from .audio.io import write_audio
+    from ..audio.io import write_audio
 
     name = folder.event_file_name(event)
     target = folder.resolve(name)
@@ -503,7 +503,7 @@ def regen_events(
             event.duration = duration
         event.status = "planned"
     if duration is not None:
-        from .story.edit import reflow_keeping_gaps
+        from ..story.edit import reflow_keeping_gaps
 
         reflow_keeping_gaps(new_story, story)
     folder.save(new_story, keep_previous=True)
@@ -511,7 +511,7 @@ def regen_events(
 
 
 def default_out_dir(prompt: str) -> Path:
-    from .story.plan import event_slug
+    from ..story.plan import event_slug
 
     return Path(event_slug(prompt, max_words=5))
 
@@ -535,7 +535,7 @@ def source_audio(folder: StoryFolder, story: Story) -> FloatArray:
     """Event 0's audio (the input at the story rate) without its seam tail: ``(2, n0)``."""
     import numpy as np
 
-    from .audio.io import read_audio
+    from ..audio.io import read_audio
     from .export import event_spans
 
     event = story.events[0]
@@ -591,7 +591,7 @@ def write_new_part(folder: StoryFolder) -> Path:
     """
     import soundfile as sf
 
-    from .audio.io import read_audio, write_audio
+    from ..audio.io import read_audio, write_audio
 
     story = folder.load()
     if not folder.mix_path.is_file():

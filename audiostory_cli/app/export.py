@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .audio import cues as cue_sheets
-from .audio.io import FloatArray, quantize, read_audio, subtype_for_bit_depth, write_audio
-from .audio.loudness import (
+from ..audio import cues as cue_sheets
+from ..audio.io import FloatArray, quantize, read_audio, subtype_for_bit_depth, write_audio
+from ..audio.loudness import (
     finite_or_none,
     integrated_loudness,
     loudness_range,
@@ -27,9 +27,9 @@ from .audio.loudness import (
     to_db,
     true_peak,
 )
-from .audio.master import MasterResult, master
-from .audio.presets import check_format, check_targets, load_preset
-from .audio.timeline import (
+from ..audio.master import MasterResult, master
+from ..audio.presets import check_format, check_targets, load_preset
+from ..audio.timeline import (
     EventSpan,
     EventTiming,
     Piece,
@@ -40,13 +40,13 @@ from .audio.timeline import (
     resample_piece,
     shape_event,
 )
-from .errors import AudioInputError, OutputExistsError, StoryError
-from .fsutil import absolute, safe_child, write_json_atomic, write_text_atomic
-from .progress import ProgressFn, no_progress
-from .story.folder import StoryFolder
-from .story.lock import holds_story_lock
-from .story.plan import TIME_EPS, Event, Story, event_slug
-from .story.timecode import FrameRate, frame_rate
+from ..errors import AudioInputError, OutputExistsError, StoryError
+from ..fsutil import absolute, safe_child, write_json_atomic, write_text_atomic
+from ..progress import ProgressFn, no_progress
+from ..story.folder import StoryFolder
+from ..story.lock import holds_story_lock
+from ..story.plan import TIME_EPS, Event, Story, event_slug
+from ..story.timecode import FrameRate, frame_rate
 
 log = logging.getLogger(__name__)
 

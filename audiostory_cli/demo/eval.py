@@ -26,17 +26,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import UsageError
-from .foley.bank import CLASS_NAMES, CLASSES
-from .foley.corpus import SPLITS, FoleyStory, StoryOptions, make_story
-from .foley.metrics import seam_discontinuity, sequence_accuracy
-from .progress import ProgressFn, no_progress
+from ..errors import UsageError
+from ..foley.bank import CLASS_NAMES, CLASSES
+from ..foley.corpus import SPLITS, FoleyStory, StoryOptions, make_story
+from ..foley.metrics import seam_discontinuity, sequence_accuracy
+from ..progress import ProgressFn, no_progress
 
 if TYPE_CHECKING:
-    from .foley.classifier import EventClassifier
-    from .model import AudioStoryModel
-    from .runtime import Runtime
-    from .story.plan import Story
+    from ..foley.classifier import EventClassifier
+    from ..model import AudioStoryModel
+    from ..runtime import Runtime
+    from ..story.plan import Story
 
 # Captions are matched to classes by substring, more specific classes first ("door knocking" is knocking, not a
 # door slam; "rain against a window" is rain, not breaking glass); words that only describe distance are dropped.
@@ -236,10 +236,10 @@ def evaluate(
     progress: ProgressFn = no_progress,
 ) -> EvalReport:
     """Plan, render and deliver every story (and its baseline) in a scratch folder, and score them."""
-    from .foley.classifier import load_or_train
+    from ..foley.classifier import load_or_train
 
     check_eval_options(options)
-    from .pipeline import check_preset
+    from ..app.pipeline import check_preset
 
     check_preset(options.preset)
     stories = eval_stories(options)
@@ -261,8 +261,8 @@ def _evaluate_one(
     clf: EventClassifier,
     scratch: Path,
 ) -> StoryResult:
-    from .pipeline import PlanOptions, plan_story
-    from .story.folder import StoryFolder
+    from ..app.pipeline import PlanOptions, plan_story
+    from ..story.folder import StoryFolder
 
     seed = (options.seed * 1_000_003 + number) % (2**31 - 1000)
     plan_options = PlanOptions(
@@ -291,7 +291,7 @@ def _direct_story(planned: Story, story: FoleyStory) -> Story:
     """The baseline plan: the whole instruction as the caption of one event that fills the story."""
     from dataclasses import replace
 
-    from .story.plan import Event
+    from ..story.plan import Event
 
     event = Event(
         index=1, start=0.0, duration=story.total_duration, caption=story.instruction, seed=planned.events[0].seed
@@ -302,9 +302,9 @@ def _direct_story(planned: Story, story: FoleyStory) -> Story:
 def _render_and_score(
     folder: Any, plan: Story, story: FoleyStory, model: AudioStoryModel, runtime: Runtime, clf: EventClassifier
 ) -> AudioResult:
-    from .audio.io import read_audio
-    from .export import ExportOptions, export_story
-    from .pipeline import render_story
+    from ..app.export import ExportOptions, export_story
+    from ..app.pipeline import render_story
+    from ..audio.io import read_audio
 
     folder.save(plan)
     render_story(folder, model, runtime)

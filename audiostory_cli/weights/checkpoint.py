@@ -358,7 +358,7 @@ def _check_materialised(module: nn.Module, prefix: str) -> None:
         shown = ", ".join(prefix + n for n in left[:_MAX_LISTED])
         raise WeightsError(
             f"{len(left)} tensor(s) still on the meta device after loading ({shown}): non-persistent buffers "
-            "are not in checkpoints; build the module inside audiostory_cli.models.checkpoint.empty_weights()"
+            "are not in checkpoints; build the module inside audiostory_cli.weights.checkpoint.empty_weights()"
         )
 
 

@@ -41,7 +41,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import InputError, StoryError, UsageError
+from ..errors import InputError, StoryError, UsageError
+from ..progress import ProgressFn, no_progress
+from ..story.folder import StoryFolder
+from ..story.lock import holds_story_lock
+from ..story.plan import MAX_TOTAL_SECONDS, TIME_EPS, Event, GeneratedPlan, Story
 from .pipeline import (
     PlanOptions,
     check_plan_options,
@@ -51,17 +55,13 @@ from .pipeline import (
     seam_frame,
     write_new_part,
 )
-from .progress import ProgressFn, no_progress
-from .story.folder import StoryFolder
-from .story.lock import holds_story_lock
-from .story.plan import MAX_TOTAL_SECONDS, TIME_EPS, Event, GeneratedPlan, Story
 
 if TYPE_CHECKING:
-    from .audio.input import InputAudio
-    from .audio.io import FloatArray
+    from ..audio.input import InputAudio
+    from ..audio.io import FloatArray
+    from ..model import AudioStoryModel
+    from ..runtime import Runtime
     from .export import ExportOptions, ExportResult
-    from .model import AudioStoryModel
-    from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ SOURCE_STEM = "source"
 
 def continuation_instruction(instruction: str | None, new_seconds: float) -> str:
     """The reasoner's instruction in the paper's continuation style (README figure of the official repo)."""
-    from .planner.prompt import build_instruction, format_total_duration
+    from ..planner.prompt import build_instruction, format_total_duration
 
     if instruction:
         return build_instruction(instruction, new_seconds, lead=CONTINUE_LEAD)
@@ -188,9 +188,9 @@ def write_source(folder: StoryFolder, story: Story, original: Path, audio: Float
     """Copy the original input into ``source/`` and write event 0's file: the input plus its mirrored seam tail."""
     import shutil
 
-    from .audio.io import write_audio
+    from ..audio.io import write_audio
+    from ..fsutil import write_with_atomic
     from .export import event_spans
-    from .fsutil import write_with_atomic
 
     if story.source is None:
         raise StoryError("the story has no source audio to write")
@@ -231,7 +231,7 @@ def deliver_continuation(
     progress: ProgressFn = no_progress,
 ) -> ContinuationResult:
     """Render what is missing, export, cut the new part (``only_new``) and measure the seam of the mix."""
-    from .audio.io import read_audio
+    from ..audio.io import read_audio
     from .export import export_story
 
     report = render_story(folder, model, runtime, progress=progress, offload=offload)

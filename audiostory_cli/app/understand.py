@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ModelError, UsageError
-from .progress import ProgressFn, no_progress
+from ..errors import ModelError, UsageError
+from ..progress import ProgressFn, no_progress
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
     import torch
 
-    from .audio.input import InputAudio
-    from .model import AudioStoryModel
+    from ..audio.input import InputAudio
+    from ..model import AudioStoryModel
 
 WHISPER_WINDOW_SECONDS = 30.0
 DEFAULT_QUESTION = "Describe the audio in detail."
@@ -81,8 +81,8 @@ def describe_readiness(ref: str) -> str | None:
 
     The generic hint (try ``--model tiny-random``) does not apply: tiny-random cannot describe audio either.
     """
-    from .models.download import converted_path
-    from .models.registry import resolve_model_ref
+    from ..weights.download import converted_path
+    from ..weights.registry import resolve_model_ref
 
     resolved = resolve_model_ref(ref)
     if isinstance(resolved, Path) or resolved.kind != "hub" or (converted_path(resolved) / "audiostory.json").is_file():
@@ -98,9 +98,9 @@ def understanding_precheck(ref: str) -> str | None:
 
     ``None`` when the model can listen or when that cannot be told without loading it (loading then decides).
     """
-    from .models.checkpoint import read_sidecar
-    from .models.download import converted_path, model_path
-    from .models.registry import resolve_model_ref
+    from ..weights.checkpoint import read_sidecar
+    from ..weights.download import converted_path, model_path
+    from ..weights.registry import resolve_model_ref
 
     resolved = resolve_model_ref(ref)
     if isinstance(resolved, Path):
@@ -195,10 +195,10 @@ def answer_text(
     import torch
     from transformers import DynamicCache
 
-    from .planner.layout import find_special_token
-    from .planner.prompt import SYSTEM_MESSAGE, USER_TEMPLATE
-    from .planner.reasoner import audio_prompt_block
-    from .planner.tokens import decode_ids, encode_text
+    from ..planner.layout import find_special_token
+    from ..planner.prompt import SYSTEM_MESSAGE, USER_TEMPLATE
+    from ..planner.reasoner import audio_prompt_block
+    from ..planner.tokens import decode_ids, encode_text
 
     reasoner = model.planner().reasoner
     if (special := find_special_token(question)) is not None:

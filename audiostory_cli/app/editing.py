@@ -23,17 +23,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError, ModelError, PlanValidationError, StoryError, UsageError
-from .progress import ProgressFn, no_progress
-from .story.diff import EventChange, pair_events, story_changes
-from .story.folder import StoryFolder
-from .story.history import EditTurn, load_history, save_history
-from .story.lock import holds_story_lock
-from .story.plan import TIME_EPS, Event, Story
+from ..errors import InputError, ModelError, PlanValidationError, StoryError, UsageError
+from ..progress import ProgressFn, no_progress
+from ..story.diff import EventChange, pair_events, story_changes
+from ..story.folder import StoryFolder
+from ..story.history import EditTurn, load_history, save_history
+from ..story.lock import holds_story_lock
+from ..story.plan import TIME_EPS, Event, Story
 
 if TYPE_CHECKING:
-    from .model import AudioStoryModel
-    from .planner.layout import ParsedPlan, PlannedEvent
+    from ..model import AudioStoryModel
+    from ..planner.layout import ParsedPlan, PlannedEvent
 
 MAX_INSTRUCTION_CHARS = 4000
 MAX_SEED = 2**31 - 1
@@ -141,10 +141,10 @@ def model_rewrite(
     the instruction-tuned base model, constrained to the plan layout. ``tiny-random`` (random weights) is
     scripted by the rule-based ``demo_edit``, as its planning is scripted by ``demo_plan``.
     """
-    from .planner.editing import build_edit_instruction, demo_edit
-    from .planner.layout import PlannedEvent
-    from .planner.reasoner import SamplingOptions
-    from .planner.script import scripted_plan
+    from ..planner.editing import build_edit_instruction, demo_edit
+    from ..planner.layout import PlannedEvent
+    from ..planner.reasoner import SamplingOptions
+    from ..planner.script import scripted_plan
 
     planned = [e for e in story.events if e.status != "source"]
     text = build_edit_instruction(story.prompt, story.total_duration, planned, history, instruction)

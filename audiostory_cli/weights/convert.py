@@ -115,9 +115,15 @@ def sources_from_download(spec: ModelSpec) -> dict[str, Path]:
 
 
 def convert_model(
-    spec: ModelSpec, *, dtype: str = "bf16", force: bool = False, progress: ProgressFn = no_progress
+    spec: ModelSpec,
+    *,
+    build_parts: BuildParts,
+    dtype: str = "bf16",
+    force: bool = False,
+    progress: ProgressFn = no_progress,
 ) -> ModelFolderMeta:
-    """Convert a downloaded registered model into ``converted_path(spec)``."""
+    """Convert a downloaded registered model into ``converted_path(spec)``; ``build_parts`` builds our modules
+    on the meta device (``model.meta_parts``: passed in, so that the weights room never imports the model)."""
     if spec.kind != "hub":
         raise ModelError(f"model {spec.name!r} is {spec.kind}; only downloaded hub models are converted")
     from .download import model_status
@@ -125,7 +131,13 @@ def convert_model(
     if model_status(spec) != "present":
         raise WeightsError(f"{spec.name} is not fully downloaded; run `audiostory models download {spec.name}` first")
     return convert_official(
-        sources_from_download(spec), converted_path(spec), dtype=dtype, force=force, name=spec.name, progress=progress
+        sources_from_download(spec),
+        converted_path(spec),
+        build_parts=build_parts,
+        dtype=dtype,
+        force=force,
+        name=spec.name,
+        progress=progress,
     )
 
 
@@ -133,17 +145,17 @@ def convert_official(
     sources: Mapping[str, Path],
     out_dir: Path,
     *,
+    build_parts: BuildParts,
     dtype: str = "bf16",
     force: bool = False,
     name: str = "audiostory-3b",
     progress: ProgressFn = no_progress,
     base_dims: ModelDims | None = None,
-    build_parts: BuildParts | None = None,
     build_tokenizer: BuildTokenizer | None = None,
 ) -> ModelFolderMeta:
-    """Map, load strictly and write (see the module docstring). ``base_dims``, ``build_parts`` and
-    ``build_tokenizer`` default to the released architecture, ``audiostory_cli.model.build_model`` and
-    ``planner.tokens.build_full_tokenizer``; tests pass tiny ones."""
+    """Map, load strictly and write (see the module docstring). ``build_parts(dims, vocab)`` builds our modules
+    on the meta device (``audiostory_cli.model.meta_parts``); ``base_dims`` and ``build_tokenizer`` default to the
+    released architecture and ``planner.tokens.build_full_tokenizer``; tests pass tiny ones."""
     import torch
 
     if dtype not in DTYPES:
@@ -199,7 +211,7 @@ def convert_official(
     progress("convert", 3, steps)
 
     # 5. build on meta and load strictly: every key used, or ignored with its reason
-    parts = (build_parts or _default_build_parts)(dims, vocab_size)
+    parts = build_parts(dims, vocab_size)
     load_mapped_strict(parts, mapped)
     progress("convert", 4, steps)
 
@@ -354,13 +366,6 @@ def _read_vae(folder: Path) -> dict[str, torch.Tensor]:
         if (folder / name).is_file():
             return load_file(str(folder / name))
     raise WeightsError(f"{folder} has no vae.safetensors")
-
-
-def _default_build_parts(dims: ModelDims, vocab_size: int) -> Mapping[str, nn.Module]:
-    from ..model import build_model  # the assembled model (model.py)
-
-    parts: Mapping[str, nn.Module] = build_model(dims, vocab_size, device="meta").parts()
-    return parts
 
 
 def _full_tokenizer(qwen_dir: Path) -> Any:
