@@ -107,3 +107,25 @@ def test_tell_without_model_uses_the_demo_and_says_so_once(models_dir, tmp_path)
     )
     assert explicit.exit_code == 0, explicit.output
     assert "models download" not in explicit.output
+
+
+def test_continue_and_describe_without_model_use_the_demo_too(models_dir, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    _bundle_demo(models_dir)
+    clip = tmp_path / "in.wav"
+    t = np.arange(3 * 16_000) / 16_000
+    sf.write(clip, 0.2 * np.sin(2 * np.pi * 440 * t), 16_000)
+    out = tmp_path / "continued"
+    result = runner.invoke(
+        app,
+        ["continue", str(clip), "thunder rolls", "--duration", "2", "--steps", "1", "--yes", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count(f"audiostory models download {OFFICIAL_MODEL}") == 1
+    assert StoryFolder(out).load().model == DEMO_MODEL
+    described = runner.invoke(app, ["describe", str(clip)])
+    # the test's stand-in demo has no trained understanding: the command names the demo and says why it refuses
+    assert f"audiostory models download {OFFICIAL_MODEL}" in described.output
+    assert DEMO_MODEL in described.output and "Traceback" not in described.output

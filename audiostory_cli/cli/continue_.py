@@ -14,10 +14,10 @@ from .options import (
     CanvasOpt,
     CrossfadeShapeOpt,
     CuesOpt,
+    DefaultModelOpt,
     DeviceOpt,
     GuidanceOpt,
     JsonOpt,
-    ModelOpt,
     NoWaitOpt,
     OffloadOpt,
     PresetOpt,
@@ -26,6 +26,7 @@ from .options import (
     StemsOpt,
     StepsOpt,
     StyleOpt,
+    default_model,
     lock_story,
     parse_cues,
 )
@@ -44,7 +45,7 @@ def continue_(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Story folder to create (default: named after the input).")
     ] = None,
-    model: ModelOpt = "audiostory-3b",
+    model: DefaultModelOpt = None,
     preset: PresetOpt = "broadcast",
     style: StyleOpt = None,
     seed: SeedOpt = None,
@@ -81,6 +82,7 @@ def continue_(
     from ..weights.registry import resolve_model_ref
 
     # 1. everything that can be wrong is found before the model loads
+    model = default_model(model)
     options = PlanOptions(
         total_duration=duration,
         preset=preset,

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .common import absolute, err_console, out_console
-from .options import DeviceOpt, JsonOpt, ModelOpt
+from .options import DefaultModelOpt, DeviceOpt, JsonOpt, default_model
 
 
 def describe(
@@ -17,12 +17,13 @@ def describe(
     question: Annotated[
         str | None, typer.Option("--question", "-q", help="Ask about the audio (default: describe it in detail).")
     ] = None,
-    model: ModelOpt = "audiostory-3b",
+    model: DefaultModelOpt = None,
     device: DeviceOpt = "auto",
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Longest answer in tokens (1 to 4096).")] = 256,
     as_json: JsonOpt = False,
 ) -> None:
     """Caption AUDIO, or answer --question about it (needs a model with trained audio understanding)."""
+    model = default_model(model)
     err_console.print(f"[dim]audiostory describe: {audio}, model {model}[/]")
     from ..app.understand import (
         cannot_describe,
