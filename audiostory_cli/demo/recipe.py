@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,9 @@ from ..errors import UsageError
 from ..progress import ProgressFn, no_progress
 
 if TYPE_CHECKING:
-    from ..foley.corpus import ManifestPaths
+    from ..foley.corpus import ManifestPaths, StoryOptions
+    from ..train.config import TrainConfig
+    from ..train.manifest import Kind
 
 DEMO_NAME = "demo"
 DEMO_SAMPLE_RATE = 16_000
@@ -287,109 +290,153 @@ def build_demo(
     build goes on: finished steps found in ``work`` are kept and an unfinished stage continues from its last
     checkpoint (or starts over when it saved none).
     """
-    import time
-
-    from ..foley.corpus import StoryOptions, write_manifests, write_story_texts
-    from ..train.config import TrainConfig
-    from ..train.manifest import Kind, ManifestSpec
-    from ..train.planner_text import PlannerTrainConfig, pretrain_planner
-    from ..train.stage_task import train
-
     recipe.check()
     out, work = Path(out), Path(work)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {out} is not empty; choose a new folder for the demo model")
-    timings: dict[str, float] = {}
-    per_step: dict[str, float] = {}
+    build = _DemoBuilder(work, recipe, device=device, resume=resume, progress=progress, log=log)
+    data = build.foley_data()
+    text_stories = build.text_stories()
+    init = build.random_model(data, text_stories)
+    planner = build.pretrained_planner(init, text_stories)
+    trained = build.stages(planner, data)
+    build.timed(
+        "package", lambda: package_model(trained, out, fp16=recipe.fp16, info_extra={"demo_recipe": asdict(recipe)})
+    )
+    return DemoBuild(out=out, work=work, timings=build.timings, per_step=build.per_step)
+
+
+class _DemoBuilder:
+    """The steps of ``build_demo``; each keeps a finished result found in ``work`` when resuming."""
+
+    def __init__(
+        self, work: Path, recipe: DemoRecipe, *, device: str, resume: bool, progress: ProgressFn, log: Log
+    ) -> None:
+        self.work, self.recipe, self.device, self.resume = work, recipe, device, resume
+        self.progress, self.log = progress, log
+        self.timings: dict[str, float] = {}  # seconds per step of the recipe
+        self.per_step: dict[str, float] = {}  # seconds per optimizer step, per training step
+        self.options = _story_options(recipe)
+
+    def timed(self, name: str, run: Callable[[], Any]) -> Any:
+        import time
+
+        start = time.perf_counter()
+        result = run()
+        self.timings[name] = time.perf_counter() - start
+        return result
 
     # 1. the foley world: clips, QA and stories of the train split at the demo's rate
-    start = time.perf_counter()
-    options = StoryOptions(
-        max_total=recipe.max_story_seconds, duration_hints=True, caption_clauses=recipe.caption_clauses
-    )
-    data = _finished_data(work / "data", recipe) if resume else None
-    if data is None:
-        data = write_manifests(
-            work / "data",
-            split="train",
-            n_stories=recipe.n_stories,
-            n_clips=recipe.n_clips,
-            sr=DEMO_SAMPLE_RATE,
-            seed=recipe.seed,
-            progress=progress,
-            options=options,
-            overwrite=resume,
+    def foley_data(self) -> ManifestPaths:
+        from ..foley.corpus import write_manifests
+
+        recipe = self.recipe
+        data = _finished_data(self.work / "data", recipe) if self.resume else None
+        if data is not None:
+            self.log(f"foley data kept from {data.root}")
+            return data
+        data = self.timed(
+            "data",
+            lambda: write_manifests(
+                self.work / "data",
+                split="train",
+                n_stories=recipe.n_stories,
+                n_clips=recipe.n_clips,
+                sr=DEMO_SAMPLE_RATE,
+                seed=recipe.seed,
+                progress=self.progress,
+                options=self.options,
+                overwrite=self.resume,
+            ),
         )
-        timings["data"] = time.perf_counter() - start
-        log(f"foley data: {recipe.n_clips} clips, {recipe.n_stories} stories in {data.root}")
-    else:
-        log(f"foley data kept from {data.root}")
+        self.log(f"foley data: {recipe.n_clips} clips, {recipe.n_stories} stories in {data.root}")
+        return data
 
     # 2. the text-only stories the planner pretrains on (another stream of the same train split)
-    start = time.perf_counter()
-    text_stories = work / "data" / PLANNER_STORIES_FILE
-    if not (resume and _line_count(text_stories) == recipe.n_text_stories):
-        write_story_texts(
-            text_stories, split="train", n_stories=recipe.n_text_stories, seed=recipe.seed, options=options
+    def text_stories(self) -> Path:
+        from ..foley.corpus import write_story_texts
+
+        recipe = self.recipe
+        path = self.work / "data" / PLANNER_STORIES_FILE
+        if self.resume and _line_count(path) == recipe.n_text_stories:
+            return path
+        self.timed(
+            "text-stories",
+            lambda: write_story_texts(
+                path, split="train", n_stories=recipe.n_text_stories, seed=recipe.seed, options=self.options
+            ),
         )
-        timings["text-stories"] = time.perf_counter() - start
-        log(f"{recipe.n_text_stories} text-only stories in {text_stories}")
+        self.log(f"{recipe.n_text_stories} text-only stories in {path}")
+        return path
 
     # 3. tokenizer on the corpus, random model of the demo dims
-    start = time.perf_counter()
-    init = work / "init"
-    if resume and _is_model_folder(init):
-        log(f"random {DEMO_NAME} model kept from {init}")
-    else:
-        tokenizer = build_corpus_tokenizer(manifest_texts([data.clips, data.qa, data.stories, text_stories]))
-        init = init_model_folder(init, tokenizer, seed=recipe.seed)
-        timings["init"] = time.perf_counter() - start
-        log(f"random {DEMO_NAME} model ({len(tokenizer)} tokens) in {init}")
+    def random_model(self, data: ManifestPaths, text_stories: Path) -> Path:
+        init = self.work / "init"
+        if self.resume and _is_model_folder(init):
+            self.log(f"random {DEMO_NAME} model kept from {init}")
+            return init
+
+        def make() -> Path:
+            tokenizer = build_corpus_tokenizer(manifest_texts([data.clips, data.qa, data.stories, text_stories]))
+            folder = init_model_folder(init, tokenizer, seed=self.recipe.seed)
+            self.log(f"random {DEMO_NAME} model ({len(tokenizer)} tokens) in {folder}")
+            return folder
+
+        return self.timed("init", make)
 
     # 4. planner pretraining on the text stories (every LLM weight)
-    start = time.perf_counter()
-    planner = work / "planner"
-    if resume and _is_model_folder(planner):
-        log(f"pretrained planner kept from {planner}")
-    else:
-        planner_result = pretrain_planner(
-            PlannerTrainConfig(
-                model=init,
-                stories=text_stories,
-                out=planner,
-                steps=recipe.planner_steps,
-                batch_size=recipe.planner_batch_size,
-                lr=recipe.planner_lr,
-                warmup=min(100, recipe.planner_steps - 1),
-                save_every=DEMO_SAVE_EVERY,
-                seed=recipe.seed,
-                device=device,
-                resume=resume,
-            ),
-            progress=progress,
-            log=log,
+    def pretrained_planner(self, init: Path, text_stories: Path) -> Path:
+        from ..train.planner_text import PlannerTrainConfig, pretrain_planner
+
+        recipe, planner = self.recipe, self.work / "planner"
+        if self.resume and _is_model_folder(planner):
+            self.log(f"pretrained planner kept from {planner}")
+            return planner
+        config = PlannerTrainConfig(
+            model=init,
+            stories=text_stories,
+            out=planner,
+            steps=recipe.planner_steps,
+            batch_size=recipe.planner_batch_size,
+            lr=recipe.planner_lr,
+            warmup=min(100, recipe.planner_steps - 1),
+            save_every=DEMO_SAVE_EVERY,
+            seed=recipe.seed,
+            device=self.device,
+            resume=self.resume,
         )
-        timings["planner"] = time.perf_counter() - start
-        per_step["planner"] = planner_result.seconds_per_step
+        result = self.timed("planner", lambda: pretrain_planner(config, progress=self.progress, log=self.log))
+        self.per_step["planner"] = result.seconds_per_step
+        return planner
 
     # 5. the paper's stages, each starting from the previous one's model folder (the codec is fixed: no VAE step)
-    model = planner
-    for spec in recipe.stages:
-        run = work / f"stage-{spec.stage}"
-        if resume and _is_model_folder(run):
-            log(f"stage {spec.stage} kept from {run}")
+    def stages(self, model: Path, data: ManifestPaths) -> Path:
+        from ..train.stage_task import train
+
+        for spec in self.recipe.stages:
+            run = self.work / f"stage-{spec.stage}"
+            if self.resume and _is_model_folder(run):
+                self.log(f"stage {spec.stage} kept from {run}")
+            else:
+                config = self._stage_config(spec, model, run, data)
+                self.timed(f"stage-{spec.stage}", partial(train, config, progress=self.progress, log=self.log))
+                self.per_step[f"stage-{spec.stage}"] = self.timings[f"stage-{spec.stage}"] / spec.steps
             model = run
-            continue
+        return model
+
+    def _stage_config(self, spec: StageSteps, model: Path, run: Path, data: ManifestPaths) -> TrainConfig:
+        from ..train.config import TrainConfig
+        from ..train.manifest import ManifestSpec
+
         by_stage: dict[str, list[tuple[Kind, Path]]] = {
             "1-warm": [("clips", data.clips)],
             "1": [("clips", data.clips)],
             "2": [("clips", data.clips), ("qa", data.qa)],
             "3": [("stories", data.stories), ("qa", data.qa)],
         }
-        manifests = by_stage[spec.stage]
-        config = TrainConfig(
+        return TrainConfig(
             stage=spec.stage,
-            data=tuple(ManifestSpec(p, k) for k, p in manifests),
+            data=tuple(ManifestSpec(p, k) for k, p in by_stage[spec.stage]),
             out=run,
             model=str(model),
             steps=spec.steps,
@@ -399,24 +446,19 @@ def build_demo(
             warmup=min(spec.warmup, spec.steps - 1),
             save_every=max(min(spec.steps, DEMO_SAVE_EVERY), 1),
             keep_checkpoints=1,
-            resume=resume,
-            seed=recipe.seed,
-            device=device,
+            resume=self.resume,
+            seed=self.recipe.seed,
+            device=self.device,
             mixed_precision="auto",
-            cache_dir=work / "features",
+            cache_dir=self.work / "features",
             lm_scope=spec.lm_scope,
         )
-        start = time.perf_counter()
-        train(config, progress=progress, log=log)
-        timings[f"stage-{spec.stage}"] = time.perf_counter() - start
-        per_step[f"stage-{spec.stage}"] = timings[f"stage-{spec.stage}"] / spec.steps
-        model = run
 
-    # 6. the shipped folder
-    start = time.perf_counter()
-    package_model(model, out, fp16=recipe.fp16, info_extra={"demo_recipe": asdict(recipe)})
-    timings["package"] = time.perf_counter() - start
-    return DemoBuild(out=out, work=work, timings=timings, per_step=per_step)
+
+def _story_options(recipe: DemoRecipe) -> StoryOptions:
+    from ..foley.corpus import StoryOptions
+
+    return StoryOptions(max_total=recipe.max_story_seconds, duration_hints=True, caption_clauses=recipe.caption_clauses)
 
 
 def _line_count(path: Path) -> int:
