@@ -355,6 +355,25 @@ def test_an_interrupted_demo_build_resumes_to_the_same_model(tmp_path):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
+@pytest.mark.slow
+def test_a_demo_build_with_edit_dialogues_teaches_the_planner_to_edit(tmp_path):
+    from dataclasses import replace
+
+    from audiostory_cli.demo.recipe import PLANNER_DATA_FILE, build_demo
+    from audiostory_cli.train.manifest import load_story_texts
+
+    recipe = replace(quick_recipe(), edit_dialogues=2)
+    build_demo(tmp_path / "model", tmp_path / "work", recipe, device="cpu")
+    texts = load_story_texts(tmp_path / "work" / "data" / PLANNER_DATA_FILE)
+    assert sum(not t.edit for t in texts) == recipe.n_text_stories and sum(t.edit for t in texts) >= 2
+    planner = json.loads((tmp_path / "work" / "planner" / "audiostory.json").read_text())["extra"]
+    assert planner["trained_edits"] and planner["planner_pretraining"]["n_edits"] >= 2
+    shipped = json.loads((tmp_path / "model" / "audiostory.json").read_text())["extra"]
+    assert shipped["trained_edits"] and shipped["demo_recipe"]["edit_dialogues"] == 2
+    with pytest.raises(UsageError, match="edit_dialogues"):
+        replace(quick_recipe(), edit_dialogues=-1).check()
+
+
 def test_resume_refuses_foley_data_of_another_recipe(tmp_path):
     from audiostory_cli.demo.recipe import build_demo
 

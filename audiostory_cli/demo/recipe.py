@@ -49,6 +49,8 @@ DEMO_SAMPLE_RATE = 16_000
 DEMO_BPE_VOCAB = 2048  # BPE merges learned on the corpus, before the chat and AudioStory special tokens
 DEMO_WINDOW_SECONDS = 30.0
 PLANNER_STORIES_FILE = "planner_stories.jsonl"  # in the work folder's data/, beside the foley manifests
+PLANNER_EDITS_FILE = "planner_edits.jsonl"  # the edit turns (``DemoRecipe.edit_dialogues``)
+PLANNER_DATA_FILE = "planner_data.jsonl"  # stories then edit turns: the planner's data when there are edit turns
 DEMO_SAVE_EVERY = 200  # a checkpoint every 200 steps, so that an interrupted build (--resume) loses little
 
 Log = Callable[[str], None]
@@ -224,6 +226,10 @@ class DemoRecipe:
     # Share of train events narrated by a caption-like description (``StoryOptions.caption_clauses``): 0.3 read
     # held-out classes best; 0 and 0.5 were worse (docs/demo-model.md)
     caption_clauses: float = 0.3
+    # Dialogues of synthetic edit turns (``foley.edits``: replace, remove, insert, duration, move, level and
+    # distance, with known truth) mixed into the planner's text stories, so that `audiostory edit` works with the
+    # model (``train planner`` marks it ``trained_edits``). 0: the planner is not taught to edit.
+    edit_dialogues: int = 0
     seed: int = 0
     # Steps sized from per-step times on a 2-core CPU (docs/demo-model.md, "The recipe").
     stages: tuple[StageSteps, ...] = field(
@@ -246,6 +252,8 @@ class DemoRecipe:
             raise UsageError(f"planner_steps {self.planner_steps} must be positive")
         if not 10.0 <= self.max_story_seconds <= DEMO_WINDOW_SECONDS:
             raise UsageError(f"max_story_seconds {self.max_story_seconds} must be in 10..{DEMO_WINDOW_SECONDS:g}")
+        if self.edit_dialogues < 0:
+            raise UsageError(f"edit_dialogues {self.edit_dialogues} must not be negative")
         if not 0.0 <= self.caption_clauses <= 1.0:
             raise UsageError(f"caption_clauses {self.caption_clauses} must be between 0 and 1")
         if not self.stages or self.stages[-1].stage != "3":
@@ -352,22 +360,39 @@ class _DemoBuilder:
         self.log(f"foley data: {recipe.n_clips} clips, {recipe.n_stories} stories in {data.root}")
         return data
 
-    # 2. the text-only stories the planner pretrains on (another stream of the same train split)
+    # 2. the text-only stories the planner pretrains on (another stream of the same train split), and edit turns
     def text_stories(self) -> Path:
         from ..foley.corpus import write_story_texts
 
+        recipe, data = self.recipe, self.work / "data"
+        stories = data / PLANNER_STORIES_FILE
+        if not (self.resume and _line_count(stories) == recipe.n_text_stories):
+            self.timed(
+                "text-stories",
+                lambda: write_story_texts(
+                    stories, split="train", n_stories=recipe.n_text_stories, seed=recipe.seed, options=self.options
+                ),
+            )
+            self.log(f"{recipe.n_text_stories} text-only stories in {stories}")
+        if not recipe.edit_dialogues:
+            return stories
+        return self._with_edit_turns(stories, data / PLANNER_EDITS_FILE, data / PLANNER_DATA_FILE)
+
+    def _with_edit_turns(self, stories: Path, edits: Path, combined: Path) -> Path:
+        """The stories file followed by ``edit_dialogues`` dialogues of edit turns: what the planner learns."""
+        from ..foley.edits import write_edit_turns
+        from ..fsutil import write_text_atomic
+
         recipe = self.recipe
-        path = self.work / "data" / PLANNER_STORIES_FILE
-        if self.resume and _line_count(path) == recipe.n_text_stories:
-            return path
-        self.timed(
-            "text-stories",
-            lambda: write_story_texts(
-                path, split="train", n_stories=recipe.n_text_stories, seed=recipe.seed, options=self.options
-            ),
+        if self.resume and combined.is_file() and edits.is_file():
+            return combined
+        write_edit_turns(
+            edits, split="train", n_dialogues=recipe.edit_dialogues, seed=recipe.seed, options=self.options
         )
-        self.log(f"{recipe.n_text_stories} text-only stories in {path}")
-        return path
+        text = stories.read_text(encoding="utf-8") + edits.read_text(encoding="utf-8")
+        write_text_atomic(combined, text)
+        self.log(f"{_line_count(edits)} edit turns ({recipe.edit_dialogues} dialogues) added in {combined}")
+        return combined
 
     # 3. tokenizer on the corpus, random model of the demo dims
     def random_model(self, data: ManifestPaths, text_stories: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,13 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="The whole recipe at smoke-test size (learns nothing).")] = (
         False
     ),
+    edit_dialogues: Annotated[
+        int,
+        typer.Option(
+            help="Also teach the planner to edit plans (`audiostory edit`) from this many synthetic edit "
+            "dialogues (0: the shipped demo's recipe)."
+        ),
+    ] = 0,
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
     resume: Annotated[
         bool,
@@ -32,7 +40,8 @@ def demo(
     """Reproduce the `demo` model from scratch: foley data, tokenizer, planner pretraining, stages 1-warm..3."""
     from ...demo.recipe import DemoRecipe, build_demo, folder_size, quick_recipe
 
-    recipe = quick_recipe() if quick else DemoRecipe()
+    recipe = replace(quick_recipe() if quick else DemoRecipe(), edit_dialogues=edit_dialogues)
+    recipe.check()
     work = work or out.parent / f"{out.name}-work"
     with TrainProgress() as view:
         result = build_demo(out, work, recipe, device=device, resume=resume, progress=view, log=view.note)
