@@ -93,6 +93,8 @@ def test_evaluate_tiny_random_two_stories(tiny, small_classifier, tmp_path):
         assert 0.0 <= summary["plan"][key] <= 1.0
     assert set(summary["audio"]) == {"planner", "baseline"}
     assert summary["audio"]["planner"]["length_exact"] == 1.0
+    heard_in_order = [tuple(s.audio.heard_classes) == s.plan.reference_classes for s in report.stories]
+    assert summary["audio"]["planner"]["class_order_exact"] == sum(heard_in_order) / len(heard_in_order)
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert data["stories"] == 2 and len(data["per_story"]) == 2 and data["model"] == "tiny-random"
 

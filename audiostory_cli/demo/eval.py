@@ -166,9 +166,9 @@ class EvalReport:
                 "event_class_accuracy": _mean([p.class_accuracy for p in plans]),
                 "duration_relative_error": _mean([p.duration_error for p in plans]),
             },
-            "audio": {"planner": _audio_summary([s.audio for s in self.stories])},
+            "audio": {"planner": _audio_summary([(s.audio, s.plan.reference_classes) for s in self.stories])},
         }
-        baselines = [s.baseline for s in self.stories if s.baseline is not None]
+        baselines = [(s.baseline, s.plan.reference_classes) for s in self.stories if s.baseline is not None]
         if baselines:
             result["audio"]["baseline"] = _audio_summary(baselines)
         return result
@@ -194,10 +194,14 @@ def _mean(values: Sequence[float | bool]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
-def _audio_summary(results: Sequence[AudioResult]) -> dict[str, Any]:
+def _audio_summary(scored: Sequence[tuple[AudioResult, tuple[str, ...]]]) -> dict[str, Any]:
+    """Means over stories; ``class_order_exact``: the mix, sliced at the reference times, is heard as exactly the
+    reference classes in their order (the story told, as a listener would check it)."""
+    results = [r for r, _ in scored]
     loud = [r.loudness_ok for r in results if r.loudness_ok is not None]
     return {
         "event_class_accuracy": _mean([r.class_accuracy for r in results]),
+        "class_order_exact": _mean([tuple(r.heard_classes) == tuple(ref) for r, ref in scored]),
         "seam_discontinuity_mean": _mean([r.seam for r in results]),
         "loudness_compliance": _mean(loud) if loud else None,
         "true_peak_compliance": _mean([r.true_peak_ok for r in results]),
