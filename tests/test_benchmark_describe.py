@@ -1,0 +1,27 @@
+"""benchmarks/describe_accuracy.py: held-out foley clips described by a model and scored by class keywords."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+def test_describe_accuracy_scores_every_clip_and_writes_json(tmp_path, capsys):
+    from audiostory_cli.model import build_model, save_model
+    from audiostory_cli.planner.tokens import build_tiny_tokenizer
+    from benchmarks import describe_accuracy
+    from tests.test_codec import tiny_spectral_dims
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_model(tiny_spectral_dims(), len(tokenizer), device="cpu", name="listener")
+    model.tokenizer = tokenizer
+    model.resampler_trained = True  # random weights: it answers nothing useful, and is scored so
+    save_model(model, tmp_path / "listener")
+    out = tmp_path / "describe.json"
+    assert describe_accuracy.main(["--model", str(tmp_path / "listener"), "--clips", "2", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["clips"] == 2 and len(report["rows"]) == 2 and report["named"] == 0.0
+    assert {row["class"] for row in report["rows"]} <= set(report["per_class_named"])
+    assert "all" in capsys.readouterr().out
