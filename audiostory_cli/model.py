@@ -237,7 +237,8 @@ def save_model(
     from .planner.tokens import save_tokenizer
     from .weights.checkpoint import ModelInfo, save_model_folder
 
-    extra = {"resampler_trained": model.resampler_trained, **model.extra, **(info_extra or {})}
+    # the model's own flag wins over an ``extra`` copied from the folder it was trained from
+    extra = {**model.extra, **(info_extra or {}), "resampler_trained": model.resampler_trained}
     info = ModelInfo(name=model.name, vocab_size=len(model.tokenizer), base_model=base_model, extra=extra)
     save_model_folder(
         Path(path),

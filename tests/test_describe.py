@@ -112,3 +112,18 @@ def test_bad_audio_and_question_are_one_line_errors(tmp_path, clip):
     result = runner.invoke(app, ["describe", str(clip), "--model", "tiny-random", "--question", "  "])
     assert result.exit_code == 2 and "--question is empty" in result.stderr
     assert np.isfinite(sf.read(str(clip))[0]).all()
+
+
+def test_a_trained_resampler_stays_marked_when_its_folder_is_saved_again(tmp_path):
+    """A model loaded from a folder that says ``resampler_trained: false`` and then trained (stage 2) must be saved
+    as trained: the flag inherited in ``extra`` once overrode it, and the demo build lost it that way."""
+    from audiostory_cli.model import load_model_folder
+    from audiostory_cli.runtime import make_runtime
+
+    save_model(tiny_random_model(), tmp_path / "base")
+    model = load_model_folder(tmp_path / "base", make_runtime("cpu"))
+    assert model.extra["resampler_trained"] is False and not model.resampler_trained
+    model.resampler_trained = True  # what stage 2 does
+    save_model(model, tmp_path / "trained")
+    assert json.loads((tmp_path / "trained" / "audiostory.json").read_text())["extra"]["resampler_trained"] is True
+    assert understanding_precheck(str(tmp_path / "trained")) is None
