@@ -25,3 +25,21 @@ def test_describe_accuracy_scores_every_clip_and_writes_json(tmp_path, capsys):
     assert report["clips"] == 2 and len(report["rows"]) == 2 and report["named"] == 0.0
     assert {row["class"] for row in report["rows"]} <= set(report["per_class_named"])
     assert "all" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_caption_renders_scores_every_clip_and_writes_json(tmp_path, capsys):
+    from audiostory_cli.model import build_model, save_model
+    from audiostory_cli.planner.tokens import build_tiny_tokenizer
+    from benchmarks import caption_renders
+    from tests.test_codec import tiny_spectral_dims
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_model(tiny_spectral_dims(), len(tokenizer), device="cpu", name="renderer")
+    model.tokenizer = tokenizer
+    save_model(model, tmp_path / "renderer", info_extra={"random_weights": True})  # the planner is scripted
+    out = tmp_path / "renders.json"
+    assert caption_renders.main(["--model", str(tmp_path / "renderer"), "--clips", "2", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["clips"] == 2 and 0.0 <= report["heard_as_caption_class"] <= 1.0
+    assert all(row["heard"] for row in report["rows"]) and "heard as class" in capsys.readouterr().out

@@ -1,0 +1,87 @@
+"""How often a model's renders of held-out foley captions are heard as the caption's class, the planner bypassed.
+
+N clips of the foley world's ``test`` split are drawn (classes in turn); for each, a one-event story is planned
+(for its layout and bridge tokens), its event's caption is set to the clip's own caption and its duration to the
+clip's (5 s at most), and it is rendered exactly as ``tell`` renders; the independent foley classifier then says
+whether the render is heard as the clip's class. This measures the bridge and the DiT alone: the number the demo's
+training budget is sized from (docs/demo-model.md).
+
+    python -m benchmarks.caption_renders --model runs/stage-1 --clips 38
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+
+def measure(model_ref: str, n_clips: int, seed: int) -> dict[str, Any]:
+    from audiostory_cli.app.pipeline import PlanOptions, plan_story, render_story
+    from audiostory_cli.audio.io import read_audio
+    from audiostory_cli.foley.classifier import load_or_train
+    from audiostory_cli.foley.corpus import write_manifests
+    from audiostory_cli.model import load_model
+    from audiostory_cli.runtime import make_runtime
+    from audiostory_cli.story.folder import StoryFolder
+
+    classifier = load_or_train()
+    runtime = make_runtime("cpu")
+    model = load_model(model_ref, runtime)
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_manifests(
+            Path(tmp) / "test", split="test", n_stories=1, n_clips=n_clips, sr=model.sample_rate, seed=seed
+        )
+        for number, line in enumerate(data.clips.read_text(encoding="utf-8").splitlines(), start=1):
+            clip = json.loads(line)
+            seconds = round(min(float(clip["duration"]), 5.0), 1)
+            planned = plan_story(clip["caption"], PlanOptions(total_duration=seconds, seed=number), model)
+            event = replace(planned.events[0], caption=clip["caption"], start=0.0, duration=seconds)
+            folder = StoryFolder(Path(tmp) / f"story-{number}")
+            folder.save(replace(planned, events=[event], total_duration=seconds))
+            render_story(folder, model, runtime)
+            rendered = folder.load().events[0]
+            audio, rate = read_audio(folder.resolve(rendered.file))
+            heard = classifier.predict(audio[:, : int(rendered.duration * rate)], rate)[0]
+            rows.append({"class": clip["class"], "caption": clip["caption"], "heard": heard})
+            shutil.rmtree(folder.root)
+    right = sum(row["heard"] == row["class"] for row in rows)
+    return {
+        "model": model_ref,
+        "clips": len(rows),
+        "seed": seed,
+        "heard_as_caption_class": right / max(len(rows), 1),
+        "seconds": time.perf_counter() - started,
+        "rows": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--clips", type=int, default=38)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="JSON report (default: $AUDIOSTORY_CACHE/benchmarks/)")
+    args = parser.parse_args(argv)
+    from audiostory_cli.resources import cache_dir
+
+    result = measure(args.model, args.clips, args.seed)
+    out = args.out or cache_dir() / "benchmarks" / "caption-renders.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"{'model':<40} {'clips':>5} {'heard as class':>15}")
+    print(f"{args.model[-40:]:<40} {result['clips']:>5} {result['heard_as_caption_class']:>15.0%}")
+    print(f"report: {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
