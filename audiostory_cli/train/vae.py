@@ -438,6 +438,8 @@ class VAETask:
         from ..model import load_model_folder
 
         config = self.config
+        if config.adversarial_weight and context.world > 1:  # its discriminator steps inside forward, unsynchronised
+            raise UsageError("--adversarial-weight trains on one process; run train vae without accelerate/torchrun")
         self.model = load_model_folder(Path(config.model), fp32_runtime(context.device))
         if self.model.vae is None or self.model.dims.vae is None:
             raise UsageError(
