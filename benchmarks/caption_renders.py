@@ -1,6 +1,7 @@
 """How often a model's renders of held-out foley captions are heard as the caption's class, the planner bypassed.
 
-N clips of the foley world's ``test`` split are drawn (classes in turn); for each, a one-event story is planned
+N clips of the foley world's ``test`` split (``--split train``: captions worded like the training data, which is
+how the planner writes them in a story) are drawn (classes in turn); for each, a one-event story is planned
 (for its layout and bridge tokens), its event's caption is set to the clip's own caption and its duration to the
 clip's (5 s at most), and it is rendered exactly as ``tell`` renders; the independent foley classifier then says
 whether the render is heard as the clip's class. This measures the bridge and the DiT alone: the number the demo's
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 
-def measure(model_ref: str, n_clips: int, seed: int) -> dict[str, Any]:
+def measure(model_ref: str, n_clips: int, seed: int, split: str = "test") -> dict[str, Any]:
     from audiostory_cli.app.pipeline import PlanOptions, plan_story, render_story
     from audiostory_cli.audio.io import read_audio
     from audiostory_cli.foley.classifier import load_or_train
@@ -38,7 +39,7 @@ def measure(model_ref: str, n_clips: int, seed: int) -> dict[str, Any]:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         data = write_manifests(
-            Path(tmp) / "test", split="test", n_stories=1, n_clips=n_clips, sr=model.sample_rate, seed=seed
+            Path(tmp) / split, split=split, n_stories=1, n_clips=n_clips, sr=model.sample_rate, seed=seed
         )
         for number, line in enumerate(data.clips.read_text(encoding="utf-8").splitlines(), start=1):
             clip = json.loads(line)
@@ -57,6 +58,7 @@ def measure(model_ref: str, n_clips: int, seed: int) -> dict[str, Any]:
     return {
         "model": model_ref,
         "clips": len(rows),
+        "split": split,
         "seed": seed,
         "heard_as_caption_class": right / max(len(rows), 1),
         "seconds": time.perf_counter() - started,
@@ -69,16 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--clips", type=int, default=38)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", choices=("test", "train"), default="test", help="caption wording (test: held-out)")
     parser.add_argument("--out", type=Path, help="JSON report (default: $AUDIOSTORY_CACHE/benchmarks/)")
     args = parser.parse_args(argv)
     from audiostory_cli.resources import cache_dir
 
-    result = measure(args.model, args.clips, args.seed)
-    out = args.out or cache_dir() / "benchmarks" / "caption-renders.json"
+    result = measure(args.model, args.clips, args.seed, args.split)
+    out = args.out or cache_dir() / "benchmarks" / f"caption-renders-{args.split}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"{'model':<40} {'clips':>5} {'heard as class':>15}")
-    print(f"{args.model[-40:]:<40} {result['clips']:>5} {result['heard_as_caption_class']:>15.0%}")
+    print(f"{'model':<34} {'split':>5} {'clips':>5} {'heard as class':>15}")
+    print(f"{args.model[-34:]:<34} {args.split:>5} {result['clips']:>5} {result['heard_as_caption_class']:>15.0%}")
     print(f"report: {out}", file=sys.stderr)
     return 0
 

@@ -28,7 +28,8 @@ def test_describe_accuracy_scores_every_clip_and_writes_json(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_caption_renders_scores_every_clip_and_writes_json(tmp_path, capsys):
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_caption_renders_scores_every_clip_and_writes_json(tmp_path, capsys, split):
     from audiostory_cli.model import build_model, save_model
     from audiostory_cli.planner.tokens import build_tiny_tokenizer
     from benchmarks import caption_renders
@@ -39,7 +40,8 @@ def test_caption_renders_scores_every_clip_and_writes_json(tmp_path, capsys):
     model.tokenizer = tokenizer
     save_model(model, tmp_path / "renderer", info_extra={"random_weights": True})  # the planner is scripted
     out = tmp_path / "renders.json"
-    assert caption_renders.main(["--model", str(tmp_path / "renderer"), "--clips", "2", "--out", str(out)]) == 0
+    argv = ["--model", str(tmp_path / "renderer"), "--clips", "2", "--split", split, "--out", str(out)]
+    assert caption_renders.main(argv) == 0
     report = json.loads(out.read_text())
-    assert report["clips"] == 2 and 0.0 <= report["heard_as_caption_class"] <= 1.0
+    assert report["clips"] == 2 and report["split"] == split and 0.0 <= report["heard_as_caption_class"] <= 1.0
     assert all(row["heard"] for row in report["rows"]) and "heard as class" in capsys.readouterr().out
