@@ -327,6 +327,29 @@ def test_a_16khz_model_folder_plans_and_renders_exact_lengths(foley_data, tmp_pa
         assert audio.shape[1] >= round(event.duration * rate)
 
 
+def test_the_demo_t5_tokenizer_fits_a_caption_in_the_semantic_tokens(tmp_path):
+    """The T5 target is cut to S tokens: the demo's T5 tokenizer, learned on the foley texts, keeps a whole caption
+    where the built-in 256-token one keeps its first ~25 characters (often not the sound's name)."""
+    from audiostory_cli.demo.recipe import DEMO_T5_VOCAB
+    from audiostory_cli.generator.text_encoder import T5_EOS_ID, T5_PAD_ID
+    from audiostory_cli.train.t5_tokenizer import build_corpus_t5_tokenizer, build_tiny_t5_tokenizer
+
+    data = write_manifests(
+        tmp_path / "train", split="train", n_stories=4, n_clips=120, sr=16_000, clip_seconds=(0.5, 0.5)
+    )
+    tokenizer = build_corpus_t5_tokenizer(manifest_texts([data.clips, data.qa, data.stories]), DEMO_T5_VOCAB)
+    assert (tokenizer.pad_token_id, tokenizer.eos_token_id) == (T5_PAD_ID, T5_EOS_ID)
+    assert len(tokenizer) <= demo_dims(3000).text_encoder.vocab_size
+    captions = [json.loads(line)["caption"] for line in data.clips.read_text().splitlines()]
+    s = demo_dims(3000).bridge.num_semantic_tokens
+    fits = sum(len(tokenizer(c)["input_ids"]) <= s for c in captions) / len(captions)
+    tiny = build_tiny_t5_tokenizer()
+    fits_tiny = sum(len(tiny(c)["input_ids"]) <= s for c in captions) / len(captions)
+    assert fits >= 0.9 and fits_tiny < 0.2, (fits, fits_tiny)
+    again = build_corpus_t5_tokenizer(manifest_texts([data.clips, data.qa, data.stories]), DEMO_T5_VOCAB)
+    assert again(captions[0])["input_ids"] == tokenizer(captions[0])["input_ids"]  # deterministic
+
+
 @pytest.mark.slow
 def test_an_interrupted_demo_build_resumes_to_the_same_model(tmp_path):
     """--resume keeps the finished steps, redoes the unfinished one, and ends with the model of an unbroken run."""
@@ -345,6 +368,8 @@ def test_an_interrupted_demo_build_resumes_to_the_same_model(tmp_path):
     sidecar = json.loads((tmp_path / "first" / "audiostory.json").read_text())
     assert sidecar["dims"]["codec"] == asdict(DEMO_CODEC) and sidecar["dims"]["vae"] is None
     assert "vae" not in sidecar["parts"] and "vae_pretraining" not in sidecar["extra"]  # no VAE step
+    t5 = json.loads((tmp_path / "first" / "t5_tokenizer" / "tokenizer.json").read_text())
+    assert len(t5["model"]["vocab"]) > 256  # the corpus-learned T5 tokenizer, not the built-in tiny one
     kept = [n for n in notes if " kept from " in n]
     assert len(kept) == 6, notes  # data, init, planner, stages 1-warm, 1 and 2 (the codec needs no training)
     assert not any("stage 3 kept" in n for n in notes)

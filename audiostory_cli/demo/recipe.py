@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 DEMO_NAME = "demo"
 DEMO_SAMPLE_RATE = 16_000
 DEMO_BPE_VOCAB = 2048  # BPE merges learned on the corpus, before the chat and AudioStory special tokens
+# The T5's tokenizer, learned on the foley data's texts: 98 % of clip captions fit in the 16 semantic tokens their
+# T5 target is cut to (the built-in 256-token one cut every caption after ~25 characters, often before its sound)
+DEMO_T5_VOCAB = 2048
 DEMO_WINDOW_SECONDS = 30.0
 PLANNER_STORIES_FILE = "planner_stories.jsonl"  # in the work folder's data/, beside the foley manifests
 PLANNER_EDITS_FILE = "planner_edits.jsonl"  # the edit turns (``DemoRecipe.edit_dialogues``)
@@ -118,7 +121,9 @@ def demo_dims(vocab_size: int, codec: SpectralCodecDims = DEMO_CODEC) -> ModelDi
             max_duration=DEMO_WINDOW_SECONDS,
             audio_seq_len=int(DEMO_WINDOW_SECONDS * codec.sampling_rate / codec.samples_per_latent),
         ),
-        text_encoder=TextEncoderDims(vocab_size=256, d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4),
+        text_encoder=TextEncoderDims(
+            vocab_size=DEMO_T5_VOCAB, d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4
+        ),
         vae=None,
         codec=codec,
         audio_encoder=AudioEncoderDims(
@@ -163,9 +168,12 @@ def build_corpus_tokenizer(texts: Iterator[str] | list[str], bpe_vocab: int = DE
     return train_bpe_tokenizer(texts, bpe_vocab)
 
 
-def init_model_folder(out: Path, tokenizer: Any, *, dims: ModelDims | None = None, seed: int = 0) -> Path:
+def init_model_folder(
+    out: Path, tokenizer: Any, *, dims: ModelDims | None = None, seed: int = 0, t5_tokenizer: Any = None
+) -> Path:
     """A model folder with random weights of the demo dims (or ``dims``), the corpus tokenizer and a T5
-    tokenizer: the starting point that ``audiostory train --model OUT`` accepts."""
+    tokenizer (default: the built-in tiny one): the starting point that ``audiostory train --model OUT``
+    accepts."""
     import torch
 
     from ..model import AudioStoryModel, build_parts
@@ -190,7 +198,7 @@ def init_model_folder(out: Path, tokenizer: Any, *, dims: ModelDims | None = Non
     export_model(
         Path(out),
         model,
-        build_tiny_t5_tokenizer(dims.text_encoder.vocab_size),
+        t5_tokenizer or build_tiny_t5_tokenizer(dims.text_encoder.vocab_size),
         base_model=f"random init (seed {seed})",
         info_extra={"init_seed": seed},
     )
@@ -407,8 +415,11 @@ class _DemoBuilder:
             return init
 
         def make() -> Path:
+            from ..train.t5_tokenizer import build_corpus_t5_tokenizer
+
             tokenizer = build_corpus_tokenizer(manifest_texts([data.clips, data.qa, data.stories, text_stories]))
-            folder = init_model_folder(init, tokenizer, seed=self.recipe.seed)
+            t5_tokenizer = build_corpus_t5_tokenizer(manifest_texts([data.clips, data.qa, data.stories]), DEMO_T5_VOCAB)
+            folder = init_model_folder(init, tokenizer, seed=self.recipe.seed, t5_tokenizer=t5_tokenizer)
             self.log(f"random {DEMO_NAME} model ({len(tokenizer)} tokens) in {folder}")
             return folder
 

@@ -5,13 +5,15 @@ Training does, and a trained model folder stores it as ``t5_tokenizer/`` so the 
 
 * the full model uses flan-t5's own ``tokenizer.json`` (from ``t5_tokenizer/`` in the model folder, the
   downloaded ``flan-t5`` part of a registered model, or ``--t5-tokenizer DIR``);
-* toy models (``tiny-random``, the demo) use ``build_tiny_t5_tokenizer``: a small BPE built in-process from a
-  fixed corpus, deterministic, with T5's special ids (pad 0, eos 1, unk 2) and ``</s>`` appended like T5.
+* toy models (``tiny-random``) use ``build_tiny_t5_tokenizer``: a small BPE built in-process from a fixed
+  corpus, deterministic, with T5's special ids (pad 0, eos 1, unk 2) and ``</s>`` appended like T5;
+* the demo stores ``build_corpus_t5_tokenizer``'s: the same conventions, its merges learned on the foley corpus.
 """
 
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,13 @@ def build_tiny_t5_tokenizer(vocab_size: int = 256) -> Any:
 
     Every printable ASCII character is in its alphabet; other characters map to ``<unk>``. Deterministic.
     """
+    return build_corpus_t5_tokenizer(_TINY_T5_CORPUS, vocab_size)
+
+
+def build_corpus_t5_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
+    """``build_tiny_t5_tokenizer``'s conventions, its merges learned on ``texts``: a text encoder's tokenizer
+    for a small world (the demo's foley corpus), so that a caption takes about one token per word and fits in
+    the S semantic tokens its T5 target is cut to. Deterministic for the same texts."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -66,7 +75,7 @@ def build_tiny_t5_tokenizer(vocab_size: int = 256) -> Any:
         initial_alphabet=alphabet,
         show_progress=False,
     )
-    backend.train_from_iterator(_TINY_T5_CORPUS, trainer)
+    backend.train_from_iterator(texts, trainer)
     backend.post_processor = processors.TemplateProcessing(
         single="$A </s>",
         pair="$A </s> $B </s>",
