@@ -95,6 +95,14 @@ def test_evaluate_tiny_random_two_stories(tiny, small_classifier, tmp_path):
     assert summary["audio"]["planner"]["length_exact"] == 1.0
     heard_in_order = [tuple(s.audio.heard_classes) == s.plan.reference_classes for s in report.stories]
     assert summary["audio"]["planner"]["class_order_exact"] == sum(heard_in_order) / len(heard_in_order)
+    faithful = [
+        sum(h == p for h, p in zip(s.audio.heard_classes, s.plan.planned_classes, strict=True)) / 2
+        for s in report.stories
+        if len(s.plan.planned_classes) == 2
+    ]
+    got = summary["audio"]["planner"]["event_heard_as_planned"]
+    assert got == (pytest.approx(sum(faithful) / len(faithful)) if faithful else None)
+    assert "event_heard_as_planned" not in summary["audio"]["baseline"]
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert data["stories"] == 2 and len(data["per_story"]) == 2 and data["model"] == "tiny-random"
 
@@ -106,6 +114,7 @@ def test_evaluate_tiny_random_two_stories(tiny, small_classifier, tmp_path):
     console.print(results_table(report))
     text = console.export_text()
     assert "rendered event class accuracy" in text and "direct baseline" in text
+    assert "heard as planned" in text
 
 
 def test_cli_eval_json_and_out_file(tmp_path, monkeypatch, small_classifier):

@@ -92,6 +92,7 @@ def results_table(report: EvalReport) -> Any:
     ours, base = summary["audio"]["planner"], summary["audio"].get("baseline", {})
     for label, key, unit in (
         ("rendered event class accuracy", "event_class_accuracy", "%"),
+        ("rendered events heard as planned", "event_heard_as_planned", "%"),
         ("rendered class order exact", "class_order_exact", "%"),
         ("mean worst seam jump (×local step)", "seam_discontinuity_mean", "x"),
         ("loudness compliance", "loudness_compliance", "%"),

@@ -168,6 +168,15 @@ class EvalReport:
             },
             "audio": {"planner": _audio_summary([(s.audio, s.plan.reference_classes) for s in self.stories])},
         }
+        # The renderer's fidelity to its own plan, whether or not the plan is right: over the stories planned with
+        # the reference's event count (so that the reference-time slices are the planned events), the share of
+        # events heard as their planned class.
+        faithful = [
+            sequence_accuracy(s.audio.heard_classes, [c or "" for c in s.plan.planned_classes])
+            for s in self.stories
+            if s.plan.count_ok
+        ]
+        result["audio"]["planner"]["event_heard_as_planned"] = _mean(faithful) if faithful else None
         baselines = [(s.baseline, s.plan.reference_classes) for s in self.stories if s.baseline is not None]
         if baselines:
             result["audio"]["baseline"] = _audio_summary(baselines)
