@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 
-def measure(model_ref: str, n_clips: int, seed: int, split: str = "test") -> dict[str, Any]:
+def measure(
+    model_ref: str, n_clips: int, seed: int, split: str = "test", guidance: float | None = None
+) -> dict[str, Any]:
     from audiostory_cli.app.pipeline import PlanOptions, plan_story, render_story
     from audiostory_cli.audio.io import read_audio
     from audiostory_cli.foley.classifier import load_or_train
@@ -44,7 +46,9 @@ def measure(model_ref: str, n_clips: int, seed: int, split: str = "test") -> dic
         for number, line in enumerate(data.clips.read_text(encoding="utf-8").splitlines(), start=1):
             clip = json.loads(line)
             seconds = round(min(float(clip["duration"]), 5.0), 1)
-            planned = plan_story(clip["caption"], PlanOptions(total_duration=seconds, seed=number), model)
+            planned = plan_story(
+                clip["caption"], PlanOptions(total_duration=seconds, seed=number, guidance=guidance), model
+            )
             event = replace(planned.events[0], caption=clip["caption"], start=0.0, duration=seconds)
             folder = StoryFolder(Path(tmp) / f"story-{number}")
             folder.save(replace(planned, events=[event], total_duration=seconds))
@@ -59,6 +63,7 @@ def measure(model_ref: str, n_clips: int, seed: int, split: str = "test") -> dic
         "model": model_ref,
         "clips": len(rows),
         "split": split,
+        "guidance": guidance,  # None: the render default
         "seed": seed,
         "heard_as_caption_class": right / max(len(rows), 1),
         "seconds": time.perf_counter() - started,
@@ -72,11 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", type=int, default=38)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", choices=("test", "train"), default="test", help="caption wording (test: held-out)")
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the render default)")
     parser.add_argument("--out", type=Path, help="JSON report (default: $AUDIOSTORY_CACHE/benchmarks/)")
     args = parser.parse_args(argv)
     from audiostory_cli.resources import cache_dir
 
-    result = measure(args.model, args.clips, args.seed, args.split)
+    result = measure(args.model, args.clips, args.seed, args.split, args.guidance)
     out = args.out or cache_dir() / "benchmarks" / f"caption-renders-{args.split}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -40,8 +40,24 @@ def test_caption_renders_scores_every_clip_and_writes_json(tmp_path, capsys, spl
     model.tokenizer = tokenizer
     save_model(model, tmp_path / "renderer", info_extra={"random_weights": True})  # the planner is scripted
     out = tmp_path / "renders.json"
-    argv = ["--model", str(tmp_path / "renderer"), "--clips", "2", "--split", split, "--out", str(out)]
+    argv = [
+        "--model",
+        str(tmp_path / "renderer"),
+        "--clips",
+        "2",
+        "--split",
+        split,
+        "--guidance",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert caption_renders.main(argv) == 0
     report = json.loads(out.read_text())
-    assert report["clips"] == 2 and report["split"] == split and 0.0 <= report["heard_as_caption_class"] <= 1.0
+    assert (
+        report["clips"] == 2
+        and report["split"] == split
+        and report["guidance"] == 2.0
+        and 0.0 <= report["heard_as_caption_class"] <= 1.0
+    )
     assert all(row["heard"] for row in report["rows"]) and "heard as class" in capsys.readouterr().out
