@@ -61,3 +61,23 @@ def test_caption_renders_scores_every_clip_and_writes_json(tmp_path, capsys, spl
         and 0.0 <= report["heard_as_caption_class"] <= 1.0
     )
     assert all(row["heard"] for row in report["rows"]) and "heard as class" in capsys.readouterr().out
+
+
+def test_plan_accuracy_scores_the_plans_eval_scores(tmp_path, capsys):
+    """The plan-only benchmark plans the same stories as `eval` and scores them the same way, without renders."""
+    from audiostory_cli.demo.eval import EvalOptions, evaluate, story_options_up_to
+    from audiostory_cli.foley.classifier import train_classifier
+    from audiostory_cli.model import tiny_random_model
+    from audiostory_cli.runtime import make_runtime
+    from benchmarks import plan_accuracy
+
+    out = tmp_path / "plans.json"
+    assert plan_accuracy.main(["--model", "tiny-random", "--stories", "2", "--seed", "3", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    runtime = make_runtime("cpu")
+    options = EvalOptions(stories=2, seed=3, steps=1, baseline=False, story_options=story_options_up_to(30.0))
+    classifier = train_classifier(n_per_class=2, seed=3)
+    rendered = evaluate(tiny_random_model().place(runtime), runtime, options, classifier=classifier, work_dir=tmp_path)
+    for key, value in rendered.summary()["plan"].items():
+        assert report[key] == pytest.approx(value), key
+    assert report["stories"] == 2 and "dur err" in capsys.readouterr().out
