@@ -38,3 +38,18 @@ def single_thread_torch():
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture()
+def models_dir(tmp_path, monkeypatch):
+    """A copy of the bundled model registry without the bundled `demo` (tests may add one): what a release that
+    bundles no demo looks like, whether or not this checkout bundles one."""
+    import shutil
+
+    from audiostory_cli.weights import download, registry
+
+    folder = tmp_path / "bundled-models"
+    shutil.copytree(registry.registry_dir(), folder, ignore=shutil.ignore_patterns("demo", "demo.toml"))
+    monkeypatch.setattr(registry, "data_dir", lambda name: folder)
+    monkeypatch.setattr(download, "data_dir", lambda name: folder)
+    return folder

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
 from typer.testing import CliRunner
 
 from audiostory_cli.cli import app
@@ -21,16 +18,6 @@ folder = "demo"
 description = "test demo"
 licence = "Apache-2.0"
 """
-
-
-@pytest.fixture()
-def models_dir(tmp_path, monkeypatch):
-    """A copy of the bundled registry that tests may add a demo to."""
-    folder = tmp_path / "bundled-models"
-    shutil.copytree(registry.registry_dir(), folder)
-    monkeypatch.setattr(registry, "data_dir", lambda name: folder)
-    monkeypatch.setattr(download, "data_dir", lambda name: folder)
-    return folder
 
 
 def _bundle_demo(models_dir) -> None:

@@ -213,8 +213,8 @@ def test_no_help_text_loses_brackets_to_markup():
     assert "[r]ender/[e]dit/[q]uit" in " ".join(result.stdout.split())
 
 
-def test_describe_does_not_suggest_tiny_random(tmp_path, monkeypatch):
-    _no_model(monkeypatch)
+def test_describe_does_not_suggest_tiny_random(tmp_path, monkeypatch, models_dir):
+    _no_model(monkeypatch)  # models_dir: no bundled demo to fall back on
     result = runner.invoke(app, ["describe", str(_input_wav(tmp_path))])
     assert result.exit_code == 1
     assert "audiostory models download audiostory-3b" in result.stderr
