@@ -81,3 +81,22 @@ def test_plan_accuracy_scores_the_plans_eval_scores(tmp_path, capsys):
     for key, value in rendered.summary()["plan"].items():
         assert report[key] == pytest.approx(value), key
     assert report["stories"] == 2 and "dur err" in capsys.readouterr().out
+
+
+def test_bridge_probe_reads_a_class_that_is_there_and_not_one_that_is_not(tmp_path, capsys):
+    import numpy as np
+
+    from benchmarks import bridge_probe
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 20)
+    separable = rng.standard_normal((80, 8)) + 4.0 * np.eye(8)[labels]
+    assert bridge_probe.probe_accuracy(separable, labels, 4) == 1.0
+    assert bridge_probe.probe_accuracy(rng.standard_normal((80, 8)), labels, 4) < 0.6  # chance is 25 %
+    out = tmp_path / "probe.json"
+    argv = ["--model", "tiny-random", "--clips", "38", "--out", str(out)]
+    assert bridge_probe.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["clips"] == 38 and report["classes"] == 19
+    assert all(0.0 <= report[k] <= 1.0 for k in ("semantic", "residual", "fused_mean", "fused_all"))
+    assert "semantic" in capsys.readouterr().out
