@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.report import write_json_report
+
 PENALTIES = (0.1, 1.0, 10.0, 100.0)
 
 
@@ -83,12 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("test", "train"), default="train")
     parser.add_argument("--out", type=Path, help="JSON report (default: $AUDIOSTORY_CACHE/benchmarks/)")
     args = parser.parse_args(argv)
-    from audiostory_cli.resources import cache_dir
-
     result = measure(args.model, args.clips, args.seed, args.split)
-    out = args.out or cache_dir() / "benchmarks" / "bridge-probe.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out = write_json_report(result, args.out, "bridge-probe.json")
     print(f"{'model':<30} {'clips':>5} {'semantic':>8} {'residual':>8} {'fused':>6} {'all':>6}")
     print(
         f"{args.model[-30:]:<30} {result['clips']:>5} {result['semantic']:>8.0%} {result['residual']:>8.0%} "

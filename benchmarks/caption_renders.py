@@ -22,6 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import write_json_report
+
 
 def measure(
     model_ref: str, n_clips: int, seed: int, split: str = "test", guidance: float | None = None
@@ -80,12 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the render default)")
     parser.add_argument("--out", type=Path, help="JSON report (default: $AUDIOSTORY_CACHE/benchmarks/)")
     args = parser.parse_args(argv)
-    from audiostory_cli.resources import cache_dir
-
     result = measure(args.model, args.clips, args.seed, args.split, args.guidance)
-    out = args.out or cache_dir() / "benchmarks" / f"caption-renders-{args.split}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out = write_json_report(result, args.out, f"caption-renders-{args.split}.json")
     print(f"{'model':<34} {'split':>5} {'clips':>5} {'heard as class':>15}")
     print(f"{args.model[-34:]:<34} {args.split:>5} {result['clips']:>5} {result['heard_as_caption_class']:>15.0%}")
     print(f"report: {out}", file=sys.stderr)

@@ -19,6 +19,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import write_json_report
+
 
 def measure(model_ref: str, n_clips: int, seed: int) -> dict[str, Any]:
     from audiostory_cli.app.understand import describe_audio
@@ -69,12 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="JSON report (default: $AUDIOSTORY_CACHE/benchmarks/)")
     args = parser.parse_args(argv)
-    from audiostory_cli.resources import cache_dir
-
     result = measure(args.model, args.clips, args.seed)
-    out = args.out or cache_dir() / "benchmarks" / "describe-accuracy.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out = write_json_report(result, args.out, "describe-accuracy.json")
     print(f"{'class':<14} named")
     for name, share in result["per_class_named"].items():
         print(f"{name:<14} {share:6.0%}")

@@ -11,47 +11,29 @@ a second per story instead of the half minute a rendered eval takes.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import write_json_report
+
 
 def measure(model_ref: str, n_stories: int, seed: int, split: str = "test") -> dict[str, Any]:
-    from audiostory_cli.app.pipeline import PlanOptions, plan_story
-    from audiostory_cli.demo.eval import EvalOptions, PlanResult, caption_class, eval_stories, story_options_up_to
+    from audiostory_cli.demo.eval import EvalOptions, eval_stories, plan_and_score, plan_summary, story_options_up_to
     from audiostory_cli.model import load_model
     from audiostory_cli.runtime import make_runtime
 
-    runtime = make_runtime("cpu")
-    model = load_model(model_ref, runtime)
+    model = load_model(model_ref, make_runtime("cpu"))
     options = EvalOptions(split=split, stories=n_stories, seed=seed, story_options=story_options_up_to(30.0))
-    results: list[PlanResult] = []
     started = time.perf_counter()
-    for number, story in enumerate(eval_stories(options), start=1):
-        plan_seed = (seed * 1_000_003 + number) % (2**31 - 1000)  # as `eval` seeds its plans
-        plan_options = PlanOptions(total_duration=story.total_duration, seed=plan_seed)
-        planned = plan_story(story.instruction, plan_options, model, instruction=story.instruction)
-        results.append(
-            PlanResult(
-                reference_classes=story.classes,
-                planned_classes=tuple(caption_class(e.caption) for e in planned.events),
-                reference_durations=tuple(e.duration for e in story.events),
-                planned_durations=tuple(e.duration for e in planned.events),
-                planned_captions=tuple(e.caption for e in planned.events),
-            )
-        )
-    n = max(len(results), 1)
+    plans = [plan_and_score(n, story, model, options)[1] for n, story in enumerate(eval_stories(options), start=1)]
     return {
         "model": model_ref,
         "split": split,
-        "stories": len(results),
+        "stories": len(plans),
         "seed": seed,
-        "event_count_accuracy": sum(r.count_ok for r in results) / n,
-        "class_sequence_exact": sum(r.sequence_ok for r in results) / n,
-        "event_class_accuracy": sum(r.class_accuracy for r in results) / n,
-        "duration_relative_error": sum(r.duration_error for r in results) / n,
+        **plan_summary(plans),
         "seconds": time.perf_counter() - started,
     }
 
@@ -64,12 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("test", "val", "train"), default="test")
     parser.add_argument("--out", type=Path, help="JSON report (default: $AUDIOSTORY_CACHE/benchmarks/)")
     args = parser.parse_args(argv)
-    from audiostory_cli.resources import cache_dir
-
     result = measure(args.model, args.stories, args.seed, args.split)
-    out = args.out or cache_dir() / "benchmarks" / "plan-accuracy.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out = write_json_report(result, args.out, "plan-accuracy.json")
     print(f"{'model':<30} {'stories':>7} {'count':>6} {'class':>6} {'order':>6} {'dur err':>7}")
     print(
         f"{args.model[-30:]:<30} {result['stories']:>7} {result['event_count_accuracy']:>6.0%} "

@@ -284,3 +284,16 @@ def git_commit(root: Path) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
+
+
+def write_json_report(result: dict[str, Any], out: Path | None, default_name: str) -> Path:
+    """Write a benchmark's JSON report atomically to ``out`` (default: ``$AUDIOSTORY_CACHE/benchmarks/NAME``)."""
+    import json
+
+    from audiostory_cli.fsutil import write_text_atomic
+    from audiostory_cli.resources import cache_dir
+
+    target = out or cache_dir() / "benchmarks" / default_name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(target, json.dumps(result, indent=2) + "\n")
+    return target

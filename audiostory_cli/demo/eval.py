@@ -158,14 +158,8 @@ class EvalReport:
     stories: tuple[StoryResult, ...]
 
     def summary(self) -> dict[str, Any]:
-        plans = [s.plan for s in self.stories]
         result: dict[str, Any] = {
-            "plan": {
-                "event_count_accuracy": _mean([p.count_ok for p in plans]),
-                "class_sequence_exact": _mean([p.sequence_ok for p in plans]),
-                "event_class_accuracy": _mean([p.class_accuracy for p in plans]),
-                "duration_relative_error": _mean([p.duration_error for p in plans]),
-            },
+            "plan": plan_summary([s.plan for s in self.stories]),
             "audio": {"planner": _audio_summary([(s.audio, s.plan.reference_classes) for s in self.stories])},
         }
         # The renderer's fidelity to its own plan, whether or not the plan is right: over the stories planned with
@@ -265,6 +259,37 @@ def evaluate(
     return EvalReport(model=model.name, options=options, stories=tuple(results))
 
 
+def plan_and_score(
+    number: int, story: FoleyStory, model: AudioStoryModel, options: EvalOptions
+) -> tuple[Story, PlanResult]:
+    """Plan the ``number``-th eval story (1-based) as ``eval`` does, and score the plan against the story."""
+    from ..app.pipeline import PlanOptions, plan_story
+
+    seed = (options.seed * 1_000_003 + number) % (2**31 - 1000)
+    plan_options = PlanOptions(
+        total_duration=story.total_duration, preset=options.preset, seed=seed, steps=options.steps
+    )
+    planned = plan_story(story.instruction, plan_options, model, instruction=story.instruction)
+    plan = PlanResult(
+        reference_classes=story.classes,
+        planned_classes=tuple(caption_class(e.caption) for e in planned.events),
+        reference_durations=tuple(e.duration for e in story.events),
+        planned_durations=tuple(e.duration for e in planned.events),
+        planned_captions=tuple(e.caption for e in planned.events),
+    )
+    return planned, plan
+
+
+def plan_summary(plans: Sequence[PlanResult]) -> dict[str, float | None]:
+    """``eval``'s plan metrics over ``plans``."""
+    return {
+        "event_count_accuracy": _mean([p.count_ok for p in plans]),
+        "class_sequence_exact": _mean([p.sequence_ok for p in plans]),
+        "event_class_accuracy": _mean([p.class_accuracy for p in plans]),
+        "duration_relative_error": _mean([p.duration_error for p in plans]),
+    }
+
+
 def _evaluate_one(
     number: int,
     story: FoleyStory,
@@ -274,22 +299,10 @@ def _evaluate_one(
     clf: EventClassifier,
     scratch: Path,
 ) -> StoryResult:
-    from ..app.pipeline import PlanOptions, plan_story
     from ..story.folder import StoryFolder
 
-    seed = (options.seed * 1_000_003 + number) % (2**31 - 1000)
-    plan_options = PlanOptions(
-        total_duration=story.total_duration, preset=options.preset, seed=seed, steps=options.steps
-    )
     # 1. plan the instruction as the corpus wrote it
-    planned = plan_story(story.instruction, plan_options, model, instruction=story.instruction)
-    plan = PlanResult(
-        reference_classes=story.classes,
-        planned_classes=tuple(caption_class(e.caption) for e in planned.events),
-        reference_durations=tuple(e.duration for e in story.events),
-        planned_durations=tuple(e.duration for e in planned.events),
-        planned_captions=tuple(e.caption for e in planned.events),
-    )
+    planned, plan = plan_and_score(number, story, model, options)
     # 2. render and deliver the plan
     audio = _render_and_score(StoryFolder(scratch / f"{number:05d}-planned"), planned, story, model, runtime, clf)
     # 3. the direct baseline: one caption, one render
