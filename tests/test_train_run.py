@@ -302,6 +302,16 @@ class _Stop(Exception):
     pass
 
 
+def _stop_at(step: int) -> Any:
+    """An ``on_step`` callback that interrupts the run after ``step`` steps (as Ctrl-C would)."""
+
+    def stop(report: Any) -> None:
+        if report.step == step:
+            raise _Stop
+
+    return stop
+
+
 def test_resume_gives_the_same_weights_bitwise(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     from accelerate import Accelerator
 
@@ -322,13 +332,8 @@ def test_resume_gives_the_same_weights_bitwise(world: World, monkeypatch: pytest
     train(world.config("1", straight, data, **options))
 
     resumed = world.root / "runs" / "resumed"
-
-    def stop_at_3(report: Any) -> None:
-        if report.step == 3:
-            raise _Stop
-
     with pytest.raises(_Stop):
-        train(world.config("1", resumed, data, **options), on_step=stop_at_3)
+        train(world.config("1", resumed, data, **options), on_step=_stop_at(3))
     assert closed == [True, True]
     assert not (resumed / "audiostory.json").exists()
     with pytest.raises(TrainingError, match="--resume"):
@@ -405,3 +410,43 @@ def test_dry_run_matches_a_real_run(stage1: Path) -> None:
         "dit",
     ):
         assert dry[part] == real[part], part
+
+
+def test_ema_exports_the_moving_average_and_resumes_bitwise(world: World) -> None:
+    """``ema_decay``: the model folder holds the average of the per-step weights (decay warming up as
+    (1 + s) / (10 + s), capped), not the last step's; a resumed run restores the average from its checkpoint."""
+    data = [ManifestSpec(world.clips, "clips")]
+    options = {"steps": 4, "save_every": 1, "keep_checkpoints": 0, "ema_decay": 0.2}
+    straight = world.root / "runs" / "ema-straight"
+    train(world.config("1", straight, data, **options))
+
+    average: dict[str, torch.Tensor] = {}
+    for step in range(1, 5):
+        weights = load_file(str(straight / "checkpoints" / f"step-{step:06d}" / "trainable.safetensors"))
+        decay = 0.0 if step == 1 else min((1 + step - 1) / (10 + step - 1), 0.2)
+        for key, value in weights.items():
+            if key.startswith("dit."):  # the model folder's dit.safetensors keeps the prefix
+                name = key
+                average[name] = value.clone() if step == 1 else average[name] - (1 - decay) * (average[name] - value)
+    exported = load_file(str(straight / "dit.safetensors"))
+    assert average and all(torch.allclose(exported[k].float(), average[k], atol=1e-6) for k in average)
+    assert not all(torch.equal(exported[k].float(), value.float()) for k, value in _last_dit(straight).items())
+
+    resumed = world.root / "runs" / "ema-resumed"
+    with pytest.raises(_Stop):
+        train(world.config("1", resumed, data, **options), on_step=_stop_at(2))
+    with pytest.raises(TrainingError, match="ema_decay"):
+        train(world.config("1", resumed, data, **{**options, "ema_decay": 0.0}, resume=True))
+    train(world.config("1", resumed, data, **options, resume=True))
+    again = load_file(str(resumed / "dit.safetensors"))
+    assert all(torch.equal(exported[k], again[k]) for k in exported)
+
+
+def _last_dit(run: Path) -> dict[str, torch.Tensor]:
+    weights = load_file(str(run / "checkpoints" / "step-000004" / "trainable.safetensors"))
+    return {k: v for k, v in weights.items() if k.startswith("dit.")}
+
+
+def test_ema_decay_must_be_a_fraction(world: World, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--ema-decay"):
+        world.config("1", tmp_path / "run", [ManifestSpec(world.clips, "clips")], ema_decay=1.0)

@@ -83,6 +83,9 @@ class TrainConfig:
     cond_dropout: float = 0.1  # probability of replacing an event's bridge tokens by T5("") (CFG training)
     logit_mean: float = 0.0
     logit_std: float = 1.0
+    # Exponential moving average of the trained weights (diffusers' EMAModel), exported instead of the last step's:
+    # 0 turns it off; the decay warms up as (1 + step) / (10 + step) until it reaches this value
+    ema_decay: float = 0.0
     max_tokens: int = 4096  # longest token sequence; longer examples are an error naming the line
     save_every: int = 500
     keep_checkpoints: int = 3  # newest checkpoints kept; 0 keeps all
@@ -144,6 +147,10 @@ class TrainConfig:
             raise UsageError(f"--cond-dropout {self.cond_dropout} must be in [0, 1)")
         if not (math.isfinite(self.logit_std) and self.logit_std > 0 and math.isfinite(self.logit_mean)):
             raise UsageError("--logit-std must be positive and --logit-mean finite")
+        if not 0 <= self.ema_decay < 1:
+            raise UsageError(f"--ema-decay {self.ema_decay} must be in [0, 1), e.g. 0.999 (0: no averaging)")
+        if self.ema_decay and self.fsdp:
+            raise UsageError("--ema-decay averages whole weights; it does not work with --fsdp (drop one of them)")
         if self.lm_scope is not None and self.lm_scope not in LM_SCOPES:
             raise UsageError(f"--lm-scope {self.lm_scope!r} must be one of {', '.join(LM_SCOPES)}")
         gen, und = self.gen_und_ratio

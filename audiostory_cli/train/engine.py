@@ -151,6 +151,10 @@ class TrainingTask(Protocol):
 
     def load_extra_state(self, state: dict[str, Any]) -> None: ...
 
+    def after_step(self) -> None:
+        """Called after every optimizer step (e.g. to update a moving average of the weights)."""
+        ...
+
     def unsharded(self, whole: dict[str, torch.Tensor]) -> torch.nn.Module:
         """(``supports_fsdp`` tasks) a fresh whole module on the CPU holding the gathered weights."""
         ...
@@ -453,6 +457,7 @@ class _Run:
         self.optimizer_wrapped.step()
         self.scheduler.step()
         self.optimizer_wrapped.zero_grad(set_to_none=True)
+        self.task.after_step()
         losses_mean = self._reduce(sums)
         self.losses.append(losses_mean["loss"])
         seconds = time.perf_counter() - started

@@ -198,6 +198,9 @@ class PlannerTask:
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Planner pretraining keeps no state beyond the LLM and its optimizer."""
 
+    def after_step(self) -> None:
+        """Nothing to update between steps."""
+
     def unsharded(self, whole: dict[str, torch.Tensor]) -> torch.nn.Module:
         raise TrainingError("planner pretraining does not shard (no --fsdp)")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UsageError
+from ..errors import TrainingError, UsageError
 from ..planner.tokens import FULL_VOCAB_SIZE
 from ..progress import ProgressFn, no_progress
 from .config import TrainConfig
@@ -147,6 +147,11 @@ class StageTask:
         if self.model.audio_encoder is not None:
             frozen["audio_encoder.whisper"] = self.model.audio_encoder.whisper
         self._counts = parameter_counts(self._module, frozen)
+        self._ema = None
+        if config.ema_decay:
+            from diffusers.training_utils import EMAModel
+
+            self._ema = EMAModel(self._trainable(), decay=config.ema_decay)
         if context.device.type != "cpu":
             for part in frozen.values():
                 part.to("cpu")
@@ -207,10 +212,22 @@ class StageTask:
         return sums
 
     def extra_state(self) -> dict[str, Any] | None:
-        return None
+        """The moving average of the weights (``--ema-decay``), the one state beyond the module and optimizer."""
+        return {"ema": self._ema.state_dict()} if self._ema is not None else None
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        """Stages keep no state beyond the module and its optimizer."""
+        if self._ema is None or "ema" not in state:
+            raise TrainingError(
+                "the checkpoint's moving average (--ema-decay) does not match this run; resume with the same options"
+            )
+        self._ema.load_state_dict(state["ema"])
+
+    def after_step(self) -> None:
+        if self._ema is not None:
+            self._ema.step(self._trainable())
+
+    def _trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self._module.parameters() if p.requires_grad]
 
     def unsharded(self, whole: dict[str, torch.Tensor]) -> torch.nn.Module:
         from ..model import load_model
@@ -229,6 +246,8 @@ class StageTask:
 
         assert isinstance(module, TrainModule)
         base, config = self.model, self.config
+        if self._ema is not None:  # the averaged weights become the model (the module is not trained further)
+            self._ema.copy_to([p for p in module.parameters() if p.requires_grad])
         merged = module.llm.merge_and_unload()
         history = [*base.extra.get("training_history", []), info]
         extra = {k: v for k, v in base.extra.items() if k not in ("training", "training_history")}

@@ -513,6 +513,9 @@ class VAETask:
             )
         self._module.adversary.load_state_dict(state["adversary"])
 
+    def after_step(self) -> None:
+        """Nothing to update between steps."""
+
     def unsharded(self, whole: dict[str, torch.Tensor]) -> torch.nn.Module:
         raise TrainingError("VAE pretraining does not shard (no --fsdp)")
 
