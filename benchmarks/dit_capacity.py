@@ -1,0 +1,164 @@
+"""Can a DiT design learn the foley world? Stage 1 from a random demo init with the DiT you name, then renders.
+
+The cheap check behind the demo's DiT design (docs/demo-model.md, "The DiT is the bottleneck"): N training clips
+of the foley world (``--clips 19``: one per class, the memorisation check), a random demo-dims model whose DiT has
+the given heads, head width and layers, stage 1 (bridge and DiT, the LLM nearly frozen as in the recipe) for
+``--steps``, then ``caption_renders`` on the same clips (``--split train``: the memorisation check) and
+optionally on held-out captions (``--test-clips``). Reports the DiT's size, seconds per step, the final flow loss
+and the share of renders the independent classifier hears as the caption's class.
+
+    python -m benchmarks.dit_capacity --work /tmp/dit --heads 8 --steps 800 --clips 19
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import write_json_report
+
+
+def make_data(work: Path, n_clips: int) -> Any:
+    """The foley world's training manifests with ``n_clips`` clips (kept across runs: they are deterministic)."""
+    from audiostory_cli.demo.recipe import DEMO_SAMPLE_RATE
+    from audiostory_cli.foley.corpus import MANIFEST_NAMES, ManifestPaths, write_manifests
+
+    root = work / f"data-{n_clips}"
+    paths = ManifestPaths(root, *(root / MANIFEST_NAMES[k] for k in ("clips", "qa", "stories")))
+    if all(p.is_file() for p in (paths.clips, paths.qa, paths.stories)):
+        return paths
+    return write_manifests(root, split="train", n_stories=1, n_clips=n_clips, sr=DEMO_SAMPLE_RATE, seed=0)
+
+
+def make_init(work: Path, data: Any, dit: dict[str, int], tag: str) -> Path:
+    """A random demo model (seed 0) with tokenizers learned on ``data`` and the DiT shape ``dit``."""
+    from audiostory_cli.demo.recipe import (
+        DEMO_T5_VOCAB,
+        build_corpus_tokenizer,
+        demo_dims,
+        init_model_folder,
+        manifest_texts,
+    )
+    from audiostory_cli.train.t5_tokenizer import build_corpus_t5_tokenizer
+
+    texts = [data.clips, data.qa, data.stories]
+    tokenizer = build_corpus_tokenizer(manifest_texts(texts))
+    dims = demo_dims(len(tokenizer))
+    dims = replace(dims, dit=replace(dims.dit, **dit))
+    t5 = build_corpus_t5_tokenizer(manifest_texts(texts), DEMO_T5_VOCAB)
+    return init_model_folder(work / f"init-{tag}", tokenizer, dims=dims, seed=0, t5_tokenizer=t5)
+
+
+def train_stage_1(init: Path, run: Path, data: Any, args: argparse.Namespace) -> Any:
+    from audiostory_cli.train.config import TrainConfig
+    from audiostory_cli.train.manifest import ManifestSpec
+    from audiostory_cli.train.stage_task import train
+    from audiostory_cli.train.stages import resolve_loss_weights
+
+    config = TrainConfig(
+        stage="1",
+        data=(ManifestSpec(data.clips, "clips"),),
+        out=run,
+        model=str(init),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr_llm=1e-5,
+        lr_bridge=1e-3,
+        lr_dit=args.lr_dit,
+        warmup=min(20, args.steps - 1),
+        save_every=args.steps,
+        keep_checkpoints=1,
+        seed=0,
+        device="cpu",
+        mixed_precision="no",
+        cache_dir=args.work / "features",
+        ema_decay=args.ema_decay,
+        loss_weights=resolve_loss_weights("paper", lm=0.0),
+    )
+    return train(config, log=lambda m: print(m, file=sys.stderr))
+
+
+def dit_parameters(folder: Path) -> int:
+    from audiostory_cli.model import load_model
+    from audiostory_cli.runtime import make_runtime
+
+    model = load_model(str(folder), make_runtime("cpu"))
+    return sum(p.numel() for p in model.dit.parameters())
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from benchmarks.caption_renders import measure as renders
+
+    dit = {
+        "num_attention_heads": args.heads,
+        "attention_head_dim": args.head_dim,
+        "num_layers": args.layers,
+        "num_single_layers": args.single_layers,
+    }
+    tag = f"h{args.heads}x{args.head_dim}-l{args.layers}+{args.single_layers}"
+    data = make_data(args.work, args.clips)
+    init = make_init(args.work, data, dit, tag)
+    run = args.work / f"run-{tag}-c{args.clips}-s{args.steps}-lr{args.lr_dit:g}-ema{args.ema_decay:g}"
+    started = time.perf_counter()
+    result = train_stage_1(init, run, data, args)
+    seconds = time.perf_counter() - started
+    report: dict[str, Any] = {
+        "dit": dit,
+        "width": args.heads * args.head_dim,
+        "dit_parameters": dit_parameters(run),
+        "clips": args.clips,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr_dit": args.lr_dit,
+        "ema_decay": args.ema_decay,
+        "seconds_per_step": result.seconds_per_step or seconds / args.steps,
+        "final_loss": result.final_loss,
+        "last_losses": result.last,
+        "model": str(run),
+    }
+    train_renders = renders(str(run), min(args.clips, args.render_clips), 0, "train", args.guidance)
+    report["heard_train"] = train_renders["heard_as_caption_class"]
+    report["rows_train"] = train_renders["rows"]
+    if args.test_clips:
+        test_renders = renders(str(run), args.test_clips, 0, "test", args.guidance)
+        report["heard_test"] = test_renders["heard_as_caption_class"]
+        report["rows_test"] = test_renders["rows"]
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="folder for data, models and runs (kept)")
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--head-dim", type=int, default=32)
+    parser.add_argument("--layers", type=int, default=2, help="double-stream (joint) blocks")
+    parser.add_argument("--single-layers", type=int, default=4, help="single-stream blocks")
+    parser.add_argument("--clips", type=int, default=19, help="training clips (19: the memorisation check)")
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr-dit", type=float, default=1e-3)
+    parser.add_argument("--ema-decay", type=float, default=0.0, help="export an EMA of the weights (0: off)")
+    parser.add_argument("--render-clips", type=int, default=38, help="training clips rendered (at most --clips)")
+    parser.add_argument("--test-clips", type=int, default=0, help="held-out captions rendered too (0: none)")
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance (default: the render default)")
+    parser.add_argument("--out", type=Path, help="JSON report (default: $AUDIOSTORY_CACHE/benchmarks/)")
+    args = parser.parse_args(argv)
+    result = measure(args)
+    out = write_json_report(result, args.out, "dit-capacity.json")
+    test = f"{result['heard_test']:.0%}" if "heard_test" in result else "-"
+    print(f"{'width':>5} {'layers':>6} {'params':>7} {'s/step':>6} {'loss':>6} {'train':>6} {'test':>5}")
+    print(
+        f"{result['width']:>5} {args.layers:>3}+{args.single_layers:<2} {result['dit_parameters'] / 1e6:>6.1f}M "
+        f"{result['seconds_per_step']:>6.2f} {result['final_loss'] or float('nan'):>6.3f} "
+        f"{result['heard_train']:>6.0%} {test:>5}"
+    )
+    print(f"report: {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
