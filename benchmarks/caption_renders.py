@@ -7,6 +7,10 @@ clip's (5 s at most), and it is rendered exactly as ``tell`` renders; the indepe
 whether the render is heard as the clip's class. This measures the bridge and the DiT alone: the number the demo's
 training budget is sized from (docs/demo-model.md).
 
+``--as-trained`` renders each clip in the very form stage 1 trains on (the clip's instruction, no reasoning, no
+story detail, the clip's whole duration) instead of around the plan the model writes for it: with a model whose
+planner is untrained (``benchmarks/dit_capacity.py``) that text is noise the DiT never saw in training.
+
     python -m benchmarks.caption_renders --model runs/stage-1 --clips 38
 """
 
@@ -26,7 +30,13 @@ from benchmarks.report import write_json_report
 
 
 def measure(
-    model_ref: str, n_clips: int, seed: int, split: str = "test", guidance: float | None = None
+    model_ref: str,
+    n_clips: int,
+    seed: int,
+    split: str = "test",
+    guidance: float | None = None,
+    *,
+    as_trained: bool = False,
 ) -> dict[str, Any]:
     from audiostory_cli.app.pipeline import PlanOptions, plan_story, render_story
     from audiostory_cli.audio.io import read_audio
@@ -35,6 +45,7 @@ def measure(
     from audiostory_cli.model import load_model
     from audiostory_cli.runtime import make_runtime
     from audiostory_cli.story.folder import StoryFolder
+    from audiostory_cli.train.sequences import clip_instruction
 
     classifier = load_or_train()
     runtime = make_runtime("cpu")
@@ -47,13 +58,18 @@ def measure(
         )
         for number, line in enumerate(data.clips.read_text(encoding="utf-8").splitlines(), start=1):
             clip = json.loads(line)
-            seconds = round(min(float(clip["duration"]), 5.0), 1)
+            seconds = float(clip["duration"]) if as_trained else round(min(float(clip["duration"]), 5.0), 1)
             planned = plan_story(
                 clip["caption"], PlanOptions(total_duration=seconds, seed=number, guidance=guidance), model
             )
             event = replace(planned.events[0], caption=clip["caption"], start=0.0, duration=seconds)
+            story = replace(planned, events=[event], total_duration=seconds)
+            if as_trained:  # the sequence stage 1 trained on: no reasoning, no detail, the clip's own instruction
+                event = replace(event, story_detail="")
+                instruction = clip_instruction(clip["caption"], seconds)
+                story = replace(story, events=[event], instruction=instruction, reasoning="", generated=None)
             folder = StoryFolder(Path(tmp) / f"story-{number}")
-            folder.save(replace(planned, events=[event], total_duration=seconds))
+            folder.save(story)
             render_story(folder, model, runtime)
             rendered = folder.load().events[0]
             audio, rate = read_audio(folder.resolve(rendered.file))
@@ -66,6 +82,7 @@ def measure(
         "clips": len(rows),
         "split": split,
         "guidance": guidance,  # None: the render default
+        "as_trained": as_trained,
         "seed": seed,
         "heard_as_caption_class": right / max(len(rows), 1),
         "seconds": time.perf_counter() - started,
@@ -80,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", choices=("test", "train"), default="test", help="caption wording (test: held-out)")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the render default)")
+    parser.add_argument("--as-trained", action="store_true", help="render clips in stage 1's form (see above)")
     parser.add_argument("--out", type=Path, help="JSON report (default: $AUDIOSTORY_CACHE/benchmarks/)")
     args = parser.parse_args(argv)
-    result = measure(args.model, args.clips, args.seed, args.split, args.guidance)
+    result = measure(args.model, args.clips, args.seed, args.split, args.guidance, as_trained=args.as_trained)
     out = write_json_report(result, args.out, f"caption-renders-{args.split}.json")
     print(f"{'model':<34} {'split':>5} {'clips':>5} {'heard as class':>15}")
     print(f"{args.model[-34:]:<34} {args.split:>5} {result['clips']:>5} {result['heard_as_caption_class']:>15.0%}")

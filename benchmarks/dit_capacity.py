@@ -120,11 +120,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "last_losses": result.last,
         "model": str(run),
     }
-    train_renders = renders(str(run), min(args.clips, args.render_clips), 0, "train", args.guidance)
+    train_renders = renders(str(run), min(args.clips, args.render_clips), 0, "train", args.guidance, as_trained=True)
     report["heard_train"] = train_renders["heard_as_caption_class"]
     report["rows_train"] = train_renders["rows"]
     if args.test_clips:
-        test_renders = renders(str(run), args.test_clips, 0, "test", args.guidance)
+        test_renders = renders(str(run), args.test_clips, 0, "test", args.guidance, as_trained=True)
         report["heard_test"] = test_renders["heard_as_caption_class"]
         report["rows_test"] = test_renders["rows"]
     return report

@@ -28,8 +28,9 @@ def test_describe_accuracy_scores_every_clip_and_writes_json(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("split", ["test", "train"])
-def test_caption_renders_scores_every_clip_and_writes_json(tmp_path, capsys, split):
+@pytest.mark.parametrize(("split", "as_trained"), [("test", False), ("train", False), ("train", True)])
+def test_caption_renders_scores_every_clip_and_writes_json(tmp_path, capsys, monkeypatch, split, as_trained):
+    from audiostory_cli.app import pipeline
     from audiostory_cli.model import build_model, save_model
     from audiostory_cli.planner.tokens import build_tiny_tokenizer
     from benchmarks import caption_renders
@@ -40,6 +41,11 @@ def test_caption_renders_scores_every_clip_and_writes_json(tmp_path, capsys, spl
     model.tokenizer = tokenizer
     save_model(model, tmp_path / "renderer", info_extra={"random_weights": True})  # the planner is scripted
     out = tmp_path / "renders.json"
+    rendered = []
+    render = pipeline.render_story
+    monkeypatch.setattr(
+        pipeline, "render_story", lambda folder, *a, **k: (rendered.append(folder.load()), render(folder, *a, **k))[1]
+    )
     argv = [
         "--model",
         str(tmp_path / "renderer"),
@@ -51,6 +57,7 @@ def test_caption_renders_scores_every_clip_and_writes_json(tmp_path, capsys, spl
         "2",
         "--out",
         str(out),
+        *(["--as-trained"] if as_trained else []),
     ]
     assert caption_renders.main(argv) == 0
     report = json.loads(out.read_text())
@@ -61,6 +68,14 @@ def test_caption_renders_scores_every_clip_and_writes_json(tmp_path, capsys, spl
         and 0.0 <= report["heard_as_caption_class"] <= 1.0
     )
     assert all(row["heard"] for row in report["rows"]) and "heard as class" in capsys.readouterr().out
+    assert report["as_trained"] is as_trained and len(rendered) == 2
+    if as_trained:  # the clip exactly as stage 1 serialises it (train.sequences.clip_instruction, no reasoning)
+        from audiostory_cli.train.sequences import clip_instruction
+
+        for story in rendered:
+            event = story.events[0]
+            assert story.reasoning == "" and event.story_detail == "" and story.generated is None
+            assert story.instruction == clip_instruction(event.caption, event.duration)
 
 
 def test_plan_accuracy_scores_the_plans_eval_scores(tmp_path, capsys):
