@@ -66,7 +66,7 @@ def train_stage_1(init: Path, run: Path, data: Any, args: argparse.Namespace) ->
         model=str(init),
         steps=args.steps,
         batch_size=args.batch_size,
-        lr_llm=1e-5,
+        lr_llm=args.lr_llm,
         lr_bridge=1e-3,
         lr_dit=args.lr_dit,
         warmup=min(20, args.steps - 1),
@@ -102,7 +102,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     tag = f"h{args.heads}x{args.head_dim}-l{args.layers}+{args.single_layers}"
     data = make_data(args.work, args.clips)
     init = make_init(args.work, data, dit, tag)
-    run = args.work / f"run-{tag}-c{args.clips}-s{args.steps}-lr{args.lr_dit:g}-ema{args.ema_decay:g}"
+    options = f"c{args.clips}-s{args.steps}-lr{args.lr_dit:g}-llm{args.lr_llm:g}-ema{args.ema_decay:g}"
+    run = args.work / f"run-{tag}-{options}"
     started = time.perf_counter()
     result = train_stage_1(init, run, data, args)
     seconds = time.perf_counter() - started
@@ -114,6 +115,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "steps": args.steps,
         "batch_size": args.batch_size,
         "lr_dit": args.lr_dit,
+        "lr_llm": args.lr_llm,
         "ema_decay": args.ema_decay,
         "seconds_per_step": result.seconds_per_step or seconds / args.steps,
         "final_loss": result.final_loss,
@@ -141,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr-dit", type=float, default=1e-3)
+    parser.add_argument(
+        "--lr-llm",
+        type=float,
+        default=1e-5,
+        help="LLM learning rate (the recipe's 1e-5 keeps a random LLM random: its states then carry little of the "
+        "caption; 1e-3 lets it learn to)",
+    )
     parser.add_argument("--ema-decay", type=float, default=0.0, help="export an EMA of the weights (0: off)")
     parser.add_argument("--render-clips", type=int, default=38, help="training clips rendered (at most --clips)")
     parser.add_argument("--test-clips", type=int, default=0, help="held-out captions rendered too (0: none)")
