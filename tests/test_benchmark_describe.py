@@ -1,4 +1,4 @@
-"""benchmarks/describe_accuracy.py: held-out foley clips described by a model and scored by class keywords."""
+"""The accuracy benchmarks (describe, caption renders, plan accuracy, bridge probe, DiT capacity) on tiny models."""
 
 from __future__ import annotations
 
@@ -115,3 +115,20 @@ def test_bridge_probe_reads_a_class_that_is_there_and_not_one_that_is_not(tmp_pa
     assert report["clips"] == 38 and report["classes"] == 19
     assert all(0.0 <= report[k] <= 1.0 for k in ("semantic", "residual", "fused_mean", "fused_all"))
     assert "semantic" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_dit_capacity_trains_the_dit_it_names_and_scores_its_renders(tmp_path, capsys):
+    from benchmarks import dit_capacity
+
+    out = tmp_path / "capacity.json"
+    argv = ["--work", str(tmp_path / "work"), "--heads", "2", "--head-dim", "16", "--layers", "1"]
+    argv += ["--single-layers", "1", "--clips", "19", "--steps", "2", "--batch-size", "2", "--render-clips", "2"]
+    argv += ["--test-clips", "1", "--ema-decay", "0.9", "--out", str(out)]
+    assert dit_capacity.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["width"] == 32 and report["dit"]["num_single_layers"] == 1 and report["ema_decay"] == 0.9
+    assert 0 < report["dit_parameters"] < 1_000_000 and report["steps"] == 2
+    assert len(report["rows_train"]) == 2 and len(report["rows_test"]) == 1
+    assert 0.0 <= report["heard_train"] <= 1.0 and 0.0 <= report["heard_test"] <= 1.0
+    assert "train" in capsys.readouterr().out
