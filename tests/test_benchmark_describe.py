@@ -132,3 +132,22 @@ def test_dit_capacity_trains_the_dit_it_names_and_scores_its_renders(tmp_path, c
     assert len(report["rows_train"]) == 2 and len(report["rows_test"]) == 1
     assert 0.0 <= report["heard_train"] <= 1.0 and 0.0 <= report["heard_test"] <= 1.0
     assert "train" in capsys.readouterr().out
+
+
+def test_conditioning_use_compares_own_unconditional_and_other_tokens(tmp_path, capsys, monkeypatch):
+    from audiostory_cli.foley.corpus import write_manifests
+    from benchmarks import conditioning_use
+
+    monkeypatch.setenv("AUDIOSTORY_CACHE", str(tmp_path / "cache"))
+    data = write_manifests(
+        tmp_path / "foley", split="train", n_stories=1, n_clips=4, sr=44_100, clip_seconds=(0.5, 0.6)
+    )
+    out = tmp_path / "use.json"
+    argv = ["--model", "tiny-random", "--clips", str(data.clips), "--batches", "1", "--batch-size", "2"]
+    assert conditioning_use.main([*argv, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert list(report["losses"]) == ["0.2", "0.5", "0.8", "0.95"]
+    for row in report["losses"].values():
+        assert set(row) == {"own", "unconditional", "other clip"} and all(0 < v < 100 for v in row.values())
+        assert row["own"] != row["other clip"]  # two clips' tokens differ, even in a random model
+    assert "uncond" in capsys.readouterr().out
