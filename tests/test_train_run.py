@@ -450,3 +450,22 @@ def _last_dit(run: Path) -> dict[str, torch.Tensor]:
 def test_ema_decay_must_be_a_fraction(world: World, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--ema-decay"):
         world.config("1", tmp_path / "run", [ManifestSpec(world.clips, "clips")], ema_decay=1.0)
+
+
+def test_logit_mean_moves_the_noise_levels_the_flow_trains_on(world: World, tmp_path: Path) -> None:
+    """``logit_mean`` reaches the module: σ = 1 − sigmoid(u), so a negative mean draws more high noise levels."""
+    from audiostory_cli.model import load_model
+    from audiostory_cli.runtime import make_runtime
+    from audiostory_cli.train.stage_task import build_train_module
+
+    means = {}
+    for logit_mean in (-1.0, 0.0, 1.0):
+        model = load_model("tiny-random", make_runtime("cpu"))
+        config = world.config("1", tmp_path / "run", [ManifestSpec(world.clips, "clips")], logit_mean=logit_mean)
+        module = build_train_module(model, config, understanding=False)
+        sigma = module.sample_sigma(4000, torch.device("cpu"), torch.Generator().manual_seed(0))
+        means[logit_mean] = float(sigma.mean())
+    assert means[-1.0] > means[0.0] + 0.1 and means[0.0] == pytest.approx(0.5, abs=0.02)
+    assert means[1.0] < means[0.0] - 0.1
+    with pytest.raises(UsageError, match="--logit-std"):
+        world.config("1", tmp_path / "run", [ManifestSpec(world.clips, "clips")], logit_std=0.0)
