@@ -131,7 +131,16 @@ def test_dit_capacity_trains_the_dit_it_names_and_scores_its_renders(tmp_path, c
     assert 0 < report["dit_parameters"] < 1_000_000 and report["steps"] == 2
     assert len(report["rows_train"]) == 2 and len(report["rows_test"]) == 1
     assert 0.0 <= report["heard_train"] <= 1.0 and 0.0 <= report["heard_test"] <= 1.0
-    assert "train" in capsys.readouterr().out
+    assert set(report["conditioning"]) == {"0.2", "0.5", "0.8", "0.95"}
+    assert "gain" in capsys.readouterr().out
+
+    # --base: the first run's model with its DiT swapped for a wider random one; no renders
+    argv = ["--work", str(tmp_path / "work"), "--base", report["model"], "--heads", "4", "--head-dim", "16"]
+    argv += ["--layers", "1", "--single-layers", "1", "--clips", "19", "--steps", "1", "--batch-size", "2"]
+    assert dit_capacity.main([*argv, "--render-clips", "0", "--out", str(out)]) == 0
+    swapped = json.loads(out.read_text())
+    assert swapped["width"] == 64 and swapped["base"] == report["model"] and "heard_train" not in swapped
+    assert swapped["dit_parameters"] > report["dit_parameters"]
 
 
 def test_conditioning_use_compares_own_unconditional_and_other_tokens(tmp_path, capsys, monkeypatch):
