@@ -10,6 +10,8 @@ training budget is sized from (docs/demo-model.md).
 ``--as-trained`` renders each clip in the very form stage 1 trains on (the clip's instruction, no reasoning, no
 story detail, the clip's whole duration) instead of around the plan the model writes for it: with a model whose
 planner is untrained (``benchmarks/dit_capacity.py``) that text is noise the DiT never saw in training.
+``--class-names`` asks for each clip by its class name ("dog bark") instead of its caption: the check of a model
+trained on class-name captions (``dit_capacity --class-captions``).
 
     python -m benchmarks.caption_renders --model runs/stage-1 --clips 38
 """
@@ -37,6 +39,7 @@ def measure(
     guidance: float | None = None,
     *,
     as_trained: bool = False,
+    class_names: bool = False,
 ) -> dict[str, Any]:
     from audiostory_cli.app.pipeline import PlanOptions, plan_story, render_story
     from audiostory_cli.audio.io import read_audio
@@ -58,6 +61,8 @@ def measure(
         )
         for number, line in enumerate(data.clips.read_text(encoding="utf-8").splitlines(), start=1):
             clip = json.loads(line)
+            if class_names:
+                clip["caption"] = class_caption(clip["class"])
             seconds = float(clip["duration"]) if as_trained else round(min(float(clip["duration"]), 5.0), 1)
             planned = plan_story(
                 clip["caption"], PlanOptions(total_duration=seconds, seed=number, guidance=guidance), model
@@ -83,11 +88,17 @@ def measure(
         "split": split,
         "guidance": guidance,  # None: the render default
         "as_trained": as_trained,
+        "class_names": class_names,
         "seed": seed,
         "heard_as_caption_class": right / max(len(rows), 1),
         "seconds": time.perf_counter() - started,
         "rows": rows,
     }
+
+
+def class_caption(name: str) -> str:
+    """A foley class as a caption: ``dog_bark`` → "dog bark"."""
+    return name.replace("_", " ")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,9 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("test", "train"), default="test", help="caption wording (test: held-out)")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the render default)")
     parser.add_argument("--as-trained", action="store_true", help="render clips in stage 1's form (see above)")
+    parser.add_argument("--class-names", action="store_true", help="ask for each clip by its class name (see above)")
     parser.add_argument("--out", type=Path, help="JSON report (default: $AUDIOSTORY_CACHE/benchmarks/)")
     args = parser.parse_args(argv)
-    result = measure(args.model, args.clips, args.seed, args.split, args.guidance, as_trained=args.as_trained)
+    result = measure(
+        args.model,
+        args.clips,
+        args.seed,
+        args.split,
+        args.guidance,
+        as_trained=args.as_trained,
+        class_names=args.class_names,
+    )
     out = write_json_report(result, args.out, f"caption-renders-{args.split}.json")
     print(f"{'model':<34} {'split':>5} {'clips':>5} {'heard as class':>15}")
     print(f"{args.model[-34:]:<34} {args.split:>5} {result['clips']:>5} {result['heard_as_caption_class']:>15.0%}")

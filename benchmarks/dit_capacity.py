@@ -18,6 +18,7 @@ planner: ``--base WORK/planner`` (a ``train demo`` work folder's) starts from it
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import replace
@@ -27,16 +28,25 @@ from typing import Any
 from benchmarks.report import write_json_report
 
 
-def make_data(work: Path, n_clips: int) -> Any:
-    """The foley world's training manifests with ``n_clips`` clips (kept across runs: they are deterministic)."""
+def make_data(work: Path, n_clips: int, class_captions: bool = False) -> Any:
+    """The foley world's training manifests with ``n_clips`` clips (kept across runs: they are deterministic);
+    with ``class_captions`` the clips manifest captions every clip by its class name (a diagnostic: one semantic
+    target per class)."""
     from audiostory_cli.demo.recipe import DEMO_SAMPLE_RATE
     from audiostory_cli.foley.corpus import MANIFEST_NAMES, ManifestPaths, write_manifests
+    from audiostory_cli.fsutil import write_text_atomic
+    from benchmarks.caption_renders import class_caption
 
     root = work / f"data-{n_clips}"
     paths = ManifestPaths(root, *(root / MANIFEST_NAMES[k] for k in ("clips", "qa", "stories")))
-    if all(p.is_file() for p in (paths.clips, paths.qa, paths.stories)):
+    if not all(p.is_file() for p in (paths.clips, paths.qa, paths.stories)):
+        paths = write_manifests(root, split="train", n_stories=1, n_clips=n_clips, sr=DEMO_SAMPLE_RATE, seed=0)
+    if not class_captions:
         return paths
-    return write_manifests(root, split="train", n_stories=1, n_clips=n_clips, sr=DEMO_SAMPLE_RATE, seed=0)
+    rows = [json.loads(line) for line in paths.clips.read_text(encoding="utf-8").splitlines() if line.strip()]
+    named = root / "clips-class-captions.jsonl"  # beside the original: the audio paths are relative to it
+    write_text_atomic(named, "".join(json.dumps({**r, "caption": class_caption(r["class"])}) + "\n" for r in rows))
+    return replace(paths, clips=named)
 
 
 def make_init(work: Path, data: Any, dit: dict[str, int], tag: str) -> Path:
@@ -127,10 +137,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "num_single_layers": args.single_layers,
     }
     tag = f"h{args.heads}x{args.head_dim}-l{args.layers}+{args.single_layers}"
-    data = make_data(args.work, args.clips)
-    init = swap_dit(args.work, args.base, dit, tag) if args.base else make_init(args.work, data, dit, tag)
+    data = make_data(args.work, args.clips, args.class_captions)
+    if args.base:
+        init = swap_dit(args.work, args.base, dit, tag)
+    else:
+        init = make_init(args.work, data, dit, f"{tag}-class-captions" if args.class_captions else tag)
     options = f"c{args.clips}-s{args.steps}-lr{args.lr_dit:g}-llm{args.lr_llm:g}-ema{args.ema_decay:g}"
     options += f"-u{args.logit_mean:g}" if args.logit_mean else ""
+    options += "-class-captions" if args.class_captions else ""
     run = args.work / f"run-{tag}-{options}" if not args.base else args.work / f"run-{tag}-{options}-{args.base.name}"
     started = time.perf_counter()
     result = train_stage_1(init, run, data, args)
@@ -146,6 +160,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "lr_llm": args.lr_llm,
         "ema_decay": args.ema_decay,
         "logit_mean": args.logit_mean,
+        "class_captions": args.class_captions,
         "seconds_per_step": result.seconds_per_step or seconds / args.steps,
         "final_loss": result.final_loss,
         "last_losses": result.last,
@@ -155,11 +170,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     report["conditioning"] = conditioning_use(str(run), data.clips, 3, 16, 0)["losses"]
     if args.render_clips:
         n_train = min(args.clips, args.render_clips)
-        train_renders = renders(str(run), n_train, 0, "train", args.guidance, as_trained=True)
+        train_renders = renders(
+            str(run), n_train, 0, "train", args.guidance, as_trained=True, class_names=args.class_captions
+        )
         report["heard_train"] = train_renders["heard_as_caption_class"]
         report["rows_train"] = train_renders["rows"]
     if args.test_clips:
-        test_renders = renders(str(run), args.test_clips, 0, "test", args.guidance, as_trained=True)
+        test_renders = renders(
+            str(run), args.test_clips, 0, "test", args.guidance, as_trained=True, class_names=args.class_captions
+        )
         report["heard_test"] = test_renders["heard_as_caption_class"]
         report["rows_test"] = test_renders["rows"]
     return report
@@ -185,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         "caption; 1e-3 lets it learn to)",
     )
     parser.add_argument("--ema-decay", type=float, default=0.0, help="export an EMA of the weights (0: off)")
+    parser.add_argument(
+        "--class-captions",
+        action="store_true",
+        help="train on (and render) class names instead of captions: is a consistent code learned? (diagnostic)",
+    )
     parser.add_argument("--logit-mean", type=float, default=0.0, help="noise levels σ = 1 − sigmoid(u), u ~ N(this, 1)")
     parser.add_argument("--render-clips", type=int, default=38, help="training clips rendered (0: none)")
     parser.add_argument("--test-clips", type=int, default=0, help="held-out captions rendered too (0: none)")

@@ -134,13 +134,18 @@ def test_dit_capacity_trains_the_dit_it_names_and_scores_its_renders(tmp_path, c
     assert set(report["conditioning"]) == {"0.2", "0.5", "0.8", "0.95"}
     assert "gain" in capsys.readouterr().out
 
-    # --base: the first run's model with its DiT swapped for a wider random one; no renders
+    # --base: the first run's model with its DiT swapped for a wider random one; class-name captions
     argv = ["--work", str(tmp_path / "work"), "--base", report["model"], "--heads", "4", "--head-dim", "16"]
     argv += ["--layers", "1", "--single-layers", "1", "--clips", "19", "--steps", "1", "--batch-size", "2"]
-    assert dit_capacity.main([*argv, "--render-clips", "0", "--out", str(out)]) == 0
+    assert dit_capacity.main([*argv, "--class-captions", "--render-clips", "1", "--out", str(out)]) == 0
     swapped = json.loads(out.read_text())
-    assert swapped["width"] == 64 and swapped["base"] == report["model"] and "heard_train" not in swapped
-    assert swapped["dit_parameters"] > report["dit_parameters"]
+    assert swapped["width"] == 64 and swapped["base"] == report["model"] and "heard_test" not in swapped
+    assert swapped["dit_parameters"] > report["dit_parameters"] and swapped["class_captions"]
+    assert [row["caption"] for row in swapped["rows_train"]] == [swapped["rows_train"][0]["class"].replace("_", " ")]
+    named = (tmp_path / "work" / "data-19" / "clips-class-captions.jsonl").read_text().splitlines()
+    assert len(named) == 19 and all(
+        json.loads(line)["caption"] == json.loads(line)["class"].replace("_", " ") for line in named
+    )
 
 
 def test_conditioning_use_compares_own_unconditional_and_other_tokens(tmp_path, capsys, monkeypatch):
