@@ -57,43 +57,25 @@ def measure(model_ref: str, clips: Path, batches: int, batch_size: int, seed: in
             main_process_first=contextlib.nullcontext,
         )
         task.prepare(context)
-    module = task.module().eval()
-    generator = torch.Generator().manual_seed(seed)
+    module = task.module().eval()  # eval: no condition dropout
     sums = {(sigma, name): 0.0 for sigma in SIGMAS for name in CONDITIONS}
     with torch.no_grad():
         for number in range(batches):
             batch = task.batch(number, 1, 0, torch.device("cpu"))
-            fused = conditioning(module, batch)
-            x0, mask = batch["latents"].float(), batch["latent_mask"]
-            latent_mask = None if bool(mask.all()) else mask
-            for sigma in SIGMAS:
-                noise = torch.randn(x0.shape, generator=generator)
-                noisy, velocity = (1 - sigma) * x0 + sigma * noise, noise - x0
-                contexts = {
-                    "own": fused,
-                    "unconditional": module.uncond[None].expand_as(fused),
-                    "other clip": fused.roll(1, 0),
-                }
-                for name, tokens in contexts.items():
-                    sigmas = torch.full((x0.shape[0],), sigma)
-                    predicted = module.dit(noisy, tokens, batch["durations"], sigmas, latent_mask).float()
-                    error = ((predicted - velocity) ** 2 * mask[..., None]).sum() / (mask.sum() * x0.shape[2])
-                    sums[(sigma, name)] += float(error) / batches
+            fused = module.fused_tokens(batch)
+            contexts = {
+                "own": fused,
+                "unconditional": module.uncond[None].expand_as(fused),
+                "other clip": fused.roll(1, 0),
+            }
+            for level, sigma in enumerate(SIGMAS):
+                sigmas = torch.full((fused.shape[0],), sigma)
+                for name, tokens in contexts.items():  # the same noise for the three conditions
+                    generator = torch.Generator().manual_seed(seed * 1_000 + number * len(SIGMAS) + level)
+                    loss = module.flow_loss(tokens, batch, generator, sigma=sigmas)
+                    sums[(sigma, name)] += float(loss) / batches
     losses = {f"{sigma:g}": {name: sums[(sigma, name)] for name in CONDITIONS} for sigma in SIGMAS}
     return {"model": model_ref, "clips": str(clips), "batches": batches, "batch_size": batch_size, "losses": losses}
-
-
-def conditioning(module: Any, batch: dict[str, Any]) -> Any:
-    """The fused DiT tokens of a generation batch, as ``TrainModule`` computes them in training."""
-    hidden = (
-        module.causal_lm()
-        .model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-        .last_hidden_state
-    )
-    flat = hidden.reshape(-1, hidden.shape[-1])
-    semantic = module.bridge.project_semantic(flat[batch["semantic_index"]])
-    residual = module.bridge.project_residual(flat[batch["residual_index"]])
-    return module.bridge.fuse(semantic, residual)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,25 +84,36 @@ class TrainModule(nn.Module):
     # -- generation ------------------------------------------------------------------------------------------
 
     def _generation(self, batch: dict[str, Any], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
-        causal_lm = self.causal_lm()
-        hidden = causal_lm.model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-        ).last_hidden_state
-        flat = hidden.reshape(-1, hidden.shape[-1])
+        flat = self._final_hidden(batch)
         losses: dict[str, torch.Tensor] = {}
         if self.stage.uses_lm and self.weights.lm > 0 and batch["lm_from"].numel():
-            logits = causal_lm.lm_head(flat[batch["lm_from"]]).float()
+            logits = self.causal_lm().lm_head(flat[batch["lm_from"]]).float()
             losses["lm"] = F.cross_entropy(logits, batch["lm_target"])
         semantic = self.bridge.project_semantic(flat[batch["semantic_index"]])
         target = batch["t5"].float() * self.bridge.t5_feature_scale
         losses["bridge"] = F.mse_loss(semantic.float(), target)
         if self.stage.flow and self.weights.flow > 0:  # --w-flow 0 trains the planner without paying for the DiT
-            residual = self.bridge.project_residual(flat[batch["residual_index"]])
-            fused = self.bridge.fuse(semantic, residual)
-            losses["flow"] = self._flow_loss(fused, batch, generator)
+            losses["flow"] = self.flow_loss(self._fuse(flat, semantic, batch), batch, generator)
         weights = {"lm": self.weights.lm, "bridge": self.weights.bridge, "flow": self.weights.flow}
         losses["loss"] = sum((weights[k] * v for k, v in losses.items()), torch.zeros((), device=flat.device))
         return losses
+
+    def fused_tokens(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The DiT tokens (events, S, D) of a generation batch, exactly as the flow loss is conditioned on them."""
+        flat = self._final_hidden(batch)
+        return self._fuse(flat, self.bridge.project_semantic(flat[batch["semantic_index"]]), batch)
+
+    def _final_hidden(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The LLM's final-norm hidden states of every token of the batch, flattened to (B·T, H)."""
+        hidden = (
+            self.causal_lm()
+            .model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+            .last_hidden_state
+        )
+        return hidden.reshape(-1, hidden.shape[-1])
+
+    def _fuse(self, flat: torch.Tensor, semantic: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        return self.bridge.fuse(semantic, self.bridge.project_residual(flat[batch["residual_index"]]))
 
     def sample_sigma(self, count: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
         """Logit-normal u on the official 1/1000 grid: σ = 1 − ⌊1000u⌋/1000 ∈ [0.001, 1]."""
@@ -111,12 +122,21 @@ class TrainModule(nn.Module):
         index = (torch.sigmoid(normal) * SIGMA_GRID).long().clamp(max=SIGMA_GRID - 1)
         return (SIGMA_GRID - index).float() / SIGMA_GRID
 
-    def _flow_loss(self, fused: torch.Tensor, batch: dict[str, Any], generator: torch.Generator | None) -> torch.Tensor:
+    def flow_loss(
+        self,
+        fused: torch.Tensor,
+        batch: dict[str, Any],
+        generator: torch.Generator | None,
+        sigma: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``L_flow`` of ``batch`` conditioned on ``fused``; ``sigma`` (events,) fixes the noise levels instead of
+        drawing them (``benchmarks/conditioning_use.py``). Condition dropout applies in training mode only."""
         x0 = batch["latents"].float()
         mask = batch["latent_mask"]
         device = x0.device
         noise = torch.randn(x0.shape, generator=generator, device=device)
-        sigma = self.sample_sigma(x0.shape[0], device, generator)
+        if sigma is None:
+            sigma = self.sample_sigma(x0.shape[0], device, generator)
         context = fused
         if self.training and self.flow_options.cond_dropout > 0:
             drop = torch.rand(x0.shape[0], generator=generator, device=device) < self.flow_options.cond_dropout

@@ -69,6 +69,11 @@ def stage_param_groups(module: TrainModule, config: TrainConfig) -> list[dict[st
     return [{"params": params, "lr": rates[name], "name": name} for name, params in groups.items() if params]
 
 
+def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters a stage trains, in module order (what ``--ema-decay`` averages)."""
+    return [p for p in module.parameters() if p.requires_grad]
+
+
 def build_train_module(model: Any, config: TrainConfig, *, understanding: bool) -> TrainModule:
     """Wrap the LLM with LoRA (seeded), gather the trainable parts and freeze by stage."""
     from ..generator.text_encoder import unconditional_tokens
@@ -151,7 +156,7 @@ class StageTask:
         if config.ema_decay:
             from diffusers.training_utils import EMAModel
 
-            self._ema = EMAModel(self._trainable(), decay=config.ema_decay)
+            self._ema = EMAModel(trainable_parameters(self._module), decay=config.ema_decay)
         if context.device.type != "cpu":
             for part in frozen.values():
                 part.to("cpu")
@@ -224,10 +229,7 @@ class StageTask:
 
     def after_step(self) -> None:
         if self._ema is not None:
-            self._ema.step(self._trainable())
-
-    def _trainable(self) -> list[torch.nn.Parameter]:
-        return [p for p in self._module.parameters() if p.requires_grad]
+            self._ema.step(trainable_parameters(self._module))
 
     def unsharded(self, whole: dict[str, torch.Tensor]) -> torch.nn.Module:
         from ..model import load_model
@@ -247,7 +249,7 @@ class StageTask:
         assert isinstance(module, TrainModule)
         base, config = self.model, self.config
         if self._ema is not None:  # the averaged weights become the model (the module is not trained further)
-            self._ema.copy_to([p for p in module.parameters() if p.requires_grad])
+            self._ema.copy_to(trainable_parameters(module))
         merged = module.llm.merge_and_unload()
         history = [*base.extra.get("training_history", []), info]
         extra = {k: v for k, v in base.extra.items() if k not in ("training", "training_history")}
