@@ -128,7 +128,7 @@ def test_dit_capacity_trains_the_dit_it_names_and_scores_its_renders(tmp_path, c
     assert dit_capacity.main(argv) == 0
     report = json.loads(out.read_text())
     assert report["width"] == 32 and report["dit"]["num_single_layers"] == 1 and report["ema_decay"] == 0.9
-    assert 0 < report["dit_parameters"] < 1_000_000 and report["steps"] == 2
+    assert 0 < report["dit_parameters"] < 1_000_000 and report["steps"] == 2 and 0 < report["flow_loss"] < 100
     assert len(report["rows_train"]) == 2 and len(report["rows_test"]) == 1
     assert 0.0 <= report["heard_train"] <= 1.0 and 0.0 <= report["heard_test"] <= 1.0
     assert set(report["conditioning"]) == {"0.2", "0.5", "0.8", "0.95"}
